@@ -1,0 +1,3 @@
+from batchcfg.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,247 @@
+"""One run of batchcfg: manifest -> checked rows -> requests -> outcomes -> report.
+
+>>> summary = validate("samples/training_job_configs.csv", Options(report=Path("check.csv")))
+>>> summary.counts["invalid"], summary.exit_code                             # doctest: +SKIP
+(2, 1)
+>>> summary = anyio.run(apply, "samples/training_job_configs.csv", Options(sandbox=True))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import anyio
+
+from . import auth, errors
+from .client import Client, parse_endpoint
+from .errors import UsageError
+from .manifest import open_manifest
+from .report import (CANCELLED, INVALID, STATUSES, SUCCEEDED, VALID, Outcome, check_report_path,
+                     default_report_path, write_report)
+from .runner import (DEFAULT_CONCURRENCY, DEFAULT_MAX_RETRIES, DEFAULT_RATE, DEFAULT_TIMEOUT, Job,
+                     Runner)
+from .schema import Problem, check_project_id, check_row
+
+EXIT_OK = 0
+EXIT_ROWS_FAILED = 1
+EXIT_CANNOT_START = 2
+EXIT_INTERRUPTED = 130
+_REGION_RE = re.compile(r"[a-z]{2}(?:-[a-z]+)+-[0-9]+")
+# The SDK's region table puts CN-Hong Kong under .myhuaweicloud.cn.
+_REGION_DOMAINS = {"ap-southeast-1": "myhuaweicloud.cn"}
+
+
+@dataclass(frozen=True)
+class Options:
+    """Everything a run needs besides the manifest path; the CLI builds one from its flags."""
+
+    sheet: str | None = None
+    encoding: str | None = None
+    report: Path | None = None
+    endpoint: str | None = None
+    region: str | None = None
+    project_id: str | None = None
+    token_file: Path | None = None
+    rate: float = DEFAULT_RATE
+    concurrency: int = DEFAULT_CONCURRENCY
+    max_retries: int = DEFAULT_MAX_RETRIES
+    timeout: float = DEFAULT_TIMEOUT
+    dry_run: bool = False
+    sandbox: bool = False
+    env: Mapping[str, str] = field(default_factory=lambda: os.environ, repr=False, compare=False)
+
+
+@dataclass
+class Summary:
+    """What a run did: rows per status, where the report is, and how the sending went."""
+
+    counts: Counter[str]
+    report: Path
+    elapsed: float = 0.0
+    requests: int = 0
+    retries: int = 0
+    stop_reason: str = ""
+    interrupted: bool = False
+
+    @property
+    def request_rate(self) -> float:
+        """Requests (attempts) per second while sending."""
+        return self.requests / self.elapsed if self.elapsed > 0 else 0.0
+
+    @property
+    def exit_code(self) -> int:
+        if self.interrupted:
+            return EXIT_INTERRUPTED
+        bad = sum(self.counts[status] for status in STATUSES if status not in (SUCCEEDED, VALID))
+        return EXIT_ROWS_FAILED if bad else EXIT_OK
+
+
+def endpoint_for(endpoint: str | None, region: str | None) -> str:
+    """``--endpoint``, else ``https://modelarts.{region}.myhuaweicloud.com`` from ``--region``."""
+    if endpoint:
+        return str(parse_endpoint(endpoint))
+    if region:
+        if not _REGION_RE.fullmatch(region):
+            raise UsageError(f"--region {region!r} is not a region name such as cn-north-4; "
+                             "or pass --endpoint URL")
+        return f"https://modelarts.{region}.{_REGION_DOMAINS.get(region, 'myhuaweicloud.com')}"
+    raise UsageError("no endpoint: pass --endpoint URL or --region REGION (or --sandbox to try "
+                     "the tool)")
+
+
+def validate(manifest: str | Path, options: Options = Options()) -> Summary:
+    """Read and check the manifest offline; every row ends ``valid`` or ``invalid``."""
+    report = _report_path(options)
+    default_project = auth.discover_project_id(options.project_id, options.env)
+    _check_default_project(default_project)
+    jobs, outcomes = check_manifest(manifest, options, default_project, project_required=False)
+    outcomes.extend(_valid(job) for job in jobs)
+    return _finish(report, outcomes, Summary(Counter(), report))
+
+
+async def apply(manifest: str | Path, options: Options = Options(), *,
+                on_ready: Callable[[int], None] | None = None,
+                on_outcome: Callable[[Outcome], None] | None = None,
+                stop: anyio.Event | None = None, stop_now: anyio.Event | None = None) -> Summary:
+    """Validate, then send every valid row.
+
+    ``on_ready(n)`` is called once the manifest is checked, with the number of rows to send;
+    ``on_outcome`` as each of them ends. Setting ``stop`` stops the run gracefully: no new request
+    starts, those in flight finish, the unsent rows end ``cancelled``. Setting ``stop_now`` also
+    abandons the requests in flight. Either way the report is written.
+    """
+    report = _report_path(options)
+    async with AsyncExitStack() as stack:
+        if options.sandbox:
+            from .sandbox import SandboxConfig, serve
+
+            config = SandboxConfig(project_id=options.project_id or SandboxConfig.project_id)
+            sandbox = await stack.enter_async_context(serve(config))
+            endpoint, credentials, default_project = sandbox.endpoint, sandbox.signer(), config.project_id
+        else:
+            default_project = auth.discover_project_id(options.project_id, options.env)
+            endpoint = endpoint_for(options.endpoint, options.region)
+            credentials = None if options.dry_run else auth.discover_auth(options.env, options.token_file)
+        _check_default_project(default_project)
+        jobs, outcomes = check_manifest(manifest, options, default_project, project_required=True)
+        summary = Summary(Counter(), report)
+        if options.dry_run or not jobs:
+            outcomes.extend(_valid(job) for job in jobs)
+            return _finish(report, outcomes, summary)
+        assert credentials is not None
+        if on_ready is not None:
+            on_ready(len(jobs))
+        pending = {job.row: job for job in jobs}
+
+        def record(outcome: Outcome) -> None:
+            pending.pop(outcome.row, None)
+            outcomes.append(outcome)
+            if on_outcome is not None:
+                on_outcome(outcome)
+
+        client = await stack.enter_async_context(
+            Client(endpoint, credentials, timeout=options.timeout, connections=options.concurrency))
+        runner = Runner(client, rate=options.rate, concurrency=options.concurrency,
+                        max_retries=options.max_retries, on_outcome=record)
+        try:
+            async with anyio.create_task_group() as group:
+                if stop is not None:
+                    group.start_soon(_stop_when_set, stop, runner, None)
+                if stop_now is not None:
+                    group.start_soon(_stop_when_set, stop_now, runner, group.cancel_scope)
+                await runner.run(jobs)
+                group.cancel_scope.cancel()
+        finally:
+            # Rows cut off by a hard stop (a second Ctrl-C) still get a record.
+            for job in pending.values():
+                outcomes.append(Outcome(job.row, job.config_name, job.project_id, CANCELLED,
+                                        error_code=errors.CANCELLED,
+                                        error_message="stopped at once: may or may not have been applied"))
+            summary.elapsed, summary.requests, summary.retries = runner.elapsed, runner.requests, runner.retries
+            summary.stop_reason = runner.stop_reason
+            summary.interrupted = stop is not None and stop.is_set()
+            _finish(report, outcomes, summary)
+        return summary
+
+
+async def _stop_when_set(event: anyio.Event, runner: Runner, scope: anyio.CancelScope | None) -> None:
+    await event.wait()
+    runner.stop("not sent: the run was interrupted")
+    if scope is not None:
+        scope.cancel()
+
+
+def check_manifest(manifest: str | Path, options: Options, default_project: str, *,
+                   project_required: bool) -> tuple[list[Job], list[Outcome]]:
+    """Read and validate every row: valid rows become jobs, the others ``invalid`` outcomes.
+
+    A config name that appears more than once for the same project makes each of those rows
+    invalid: two PUTs to one config would race.
+    """
+    opened = open_manifest(manifest, sheet=options.sheet, encoding=options.encoding)
+    checked: list[tuple[int, str, str, bytes | None, list[Problem]]] = []
+    rows_by_target: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for row in opened.rows():
+        result = check_row(row.cells, default_project_id=default_project,
+                           project_required=project_required)
+        body = None
+        if result.ok:
+            body = json.dumps(result.body, ensure_ascii=False, separators=(",", ":")).encode()
+        if result.config_name:
+            rows_by_target[(result.project_id, result.config_name)].append(row.number)
+        checked.append((row.number, result.config_name, result.project_id, body, list(result.problems)))
+
+    duplicates = {target: numbers for target, numbers in rows_by_target.items() if len(numbers) > 1}
+    jobs: list[Job] = []
+    outcomes: list[Outcome] = []
+    for number, name, project_id, body, problems in checked:
+        others = duplicates.get((project_id, name))
+        if others:
+            rows = ", ".join(str(n) for n in others if n != number)
+            problems.insert(0, Problem("config_name", errors.DUPLICATE,
+                                       f"{name!r} also appears in row {rows} for the same project"))
+        if problems:
+            outcomes.append(Outcome(number, name, project_id, INVALID, error_code=problems[0].code,
+                                    error_message=_describe(problems)))
+        else:
+            assert body is not None
+            jobs.append(Job(number, project_id, name, body))
+    return jobs, outcomes
+
+
+def _describe(problems: list[Problem]) -> str:
+    """``column: message`` for each problem; codes shown where they differ from the first."""
+    first = problems[0].code
+    return "; ".join(str(p) if p.code == first else f"{p} ({p.code})" for p in problems)
+
+
+def _valid(job: Job) -> Outcome:
+    return Outcome(job.row, job.config_name, job.project_id, VALID)
+
+
+def _report_path(options: Options) -> Path:
+    return check_report_path(options.report or default_report_path())
+
+
+def _check_default_project(project_id: str) -> None:
+    if project_id and (problem := check_project_id(project_id)) is not None:
+        raise UsageError(f"project id {problem.message}")
+
+
+def _finish(report: Path, outcomes: list[Outcome], summary: Summary) -> Summary:
+    outcomes.sort(key=lambda outcome: outcome.row)
+    summary.counts.update(outcome.status for outcome in outcomes)
+    write_report(report, outcomes)
+    return summary
+
+
+def iter_statuses(summary: Summary) -> Iterator[tuple[str, int]]:
+    """(status, count) in the contract's order, nonzero only."""
+    return ((status, summary.counts[status]) for status in STATUSES if summary.counts[status])

@@ -1,0 +1,205 @@
+"""The command line: flags -> :class:`Options` -> one library call -> summary, exit code.
+
+Library errors become the one-line ``batchcfg: error: ...`` (exit 2) here, and only here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+import anyio
+
+from . import __version__
+from .batch import EXIT_CANNOT_START, Options, Summary, iter_statuses
+from .errors import BatchcfgError
+from .runner import DEFAULT_CONCURRENCY, DEFAULT_MAX_RETRIES, DEFAULT_RATE, DEFAULT_TIMEOUT
+
+EXIT_TERMINATED = 143
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        _fail(f"{message} (see 'batchcfg {self.prog.split()[-1]} --help')"
+              if " " in self.prog else message)
+
+
+def _fail(message: str) -> NoReturn:
+    print(f"batchcfg: error: {message}", file=sys.stderr)
+    raise SystemExit(EXIT_CANNOT_START)
+
+
+def _number(minimum: float, *, integer: bool = False, above: bool = False):  # type: ignore[no-untyped-def]
+    def parse(text: str) -> float:
+        try:
+            value = int(text) if integer else float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a{'n integer' if integer else ' number'}")
+        if not math.isfinite(value) or value < minimum or (above and value == minimum):
+            raise argparse.ArgumentTypeError(f"{text!r} must be {'above' if above else 'at least'} {minimum:g}")
+        return value
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="batchcfg", description="Change many ModelArts training job configurations "
+                                                  "from one CSV or Excel manifest.")
+    parser.add_argument("--version", action="version", version=f"batchcfg {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def manifest_options(command: argparse.ArgumentParser) -> None:
+        command.add_argument("manifest", type=Path, help="the .csv, .xlsx or .xlsm manifest")
+        command.add_argument("--sheet", help="the Excel sheet to read (default: the first)")
+        command.add_argument("--encoding", help="the CSV file's encoding (default: UTF-8, BOM or not)")
+        command.add_argument("--report", type=Path,
+                             help="report file: .csv, .jsonl or .xlsx (default: "
+                                  "batchcfg-report-{UTC time}.csv here)")
+
+    validate = commands.add_parser("validate", help="check the manifest offline; send nothing")
+    manifest_options(validate)
+    validate.add_argument("--project-id", help="default project id, for duplicate checks")
+
+    apply = commands.add_parser("apply", help="validate, then send every valid row")
+    manifest_options(apply)
+    where = apply.add_mutually_exclusive_group()
+    where.add_argument("--endpoint", help="API endpoint, e.g. https://modelarts.cn-north-4.myhuaweicloud.com")
+    where.add_argument("--region", help="region, e.g. cn-north-4 (sets the endpoint)")
+    apply.add_argument("--project-id", help="default project id (else HUAWEICLOUD_SDK_PROJECT_ID, "
+                                            "else the credentials file)")
+    apply.add_argument("--token-file", type=Path, help="file holding an IAM token, sent as X-Auth-Token")
+    apply.add_argument("--rate", type=_number(0), default=DEFAULT_RATE,
+                       help=f"requests started per second, 0 = no limit (default {DEFAULT_RATE:g})")
+    apply.add_argument("--concurrency", type=_number(1, integer=True), default=DEFAULT_CONCURRENCY,
+                       help=f"requests in flight (default {DEFAULT_CONCURRENCY})")
+    apply.add_argument("--max-retries", type=_number(0, integer=True), default=DEFAULT_MAX_RETRIES,
+                       help=f"retries per row (default {DEFAULT_MAX_RETRIES})")
+    apply.add_argument("--timeout", type=_number(0, above=True), default=DEFAULT_TIMEOUT,
+                       help=f"seconds per attempt (default {DEFAULT_TIMEOUT:g})")
+    apply.add_argument("--dry-run", action="store_true", help="do everything but send")
+    apply.add_argument("--sandbox", action="store_true",
+                       help="send to an embedded sandbox on loopback (no credentials needed)")
+    apply.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    from .sandbox import DEFAULT_HOST, DEFAULT_PORT, SandboxConfig
+
+    sandbox = commands.add_parser("sandbox", help="run the embedded stand-in for the API")
+    sandbox.add_argument("--host", default=DEFAULT_HOST, help=f"address to bind (default {DEFAULT_HOST})")
+    sandbox.add_argument("--port", type=_number(0, integer=True), default=DEFAULT_PORT,
+                         help=f"port (default {DEFAULT_PORT}; 0 = any free port)")
+    sandbox.add_argument("--project-id", default=SandboxConfig.project_id, help="the project it serves")
+    sandbox.add_argument("--token", default=SandboxConfig.token, help="the IAM token it accepts")
+    sandbox.add_argument("--ak", default=SandboxConfig.ak, help="the AK it accepts")
+    sandbox.add_argument("--sk", default=SandboxConfig.sk, help="the SK of that AK")
+    sandbox.add_argument("--fail-rate", type=_number(0), default=0.0,
+                         help="share of requests answered 503 (0-1)")
+    sandbox.add_argument("--throttle-rps", type=_number(0), default=0.0,
+                         help="requests accepted per second; beyond: 429 APIGW.0308 (0 = no limit)")
+    sandbox.add_argument("--latency-ms", type=_number(0), default=0.0, help="delay added to every answer")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code (CONTRACT.md)."""
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "validate":
+            from .batch import validate
+
+            return _summarise(validate(args.manifest, _options(args)))
+        if args.command == "apply":
+            return anyio.run(_apply, args)
+        return anyio.run(_sandbox, args)
+    except BatchcfgError as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:  # before the signal handlers are in place
+        return 130
+
+
+def _options(args: argparse.Namespace) -> Options:
+    names = ("sheet", "encoding", "report", "endpoint", "region", "project_id", "token_file", "rate",
+             "concurrency", "max_retries", "timeout", "dry_run", "sandbox")
+    return Options(**{name: getattr(args, name) for name in names if hasattr(args, name)})
+
+
+async def _apply(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .batch import apply
+
+    stop, stop_now = anyio.Event(), anyio.Event()
+    received: list[int] = []
+    bar = tqdm(unit="row", desc="apply", disable=True if args.no_progress else None, file=sys.stderr)
+
+    def show(outcome: object) -> None:
+        bar.update(1)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(_watch_signals, stop, stop_now, received)
+        try:
+            summary = await apply(args.manifest, _options(args), on_outcome=show,
+                                  on_ready=lambda total: bar.reset(total=total), stop=stop,
+                                  stop_now=stop_now)
+        finally:
+            bar.close()
+            group.cancel_scope.cancel()
+    code = _summarise(summary)
+    return EXIT_TERMINATED if code == 130 and received and received[0] == signal.SIGTERM else code
+
+
+async def _watch_signals(stop: anyio.Event, stop_now: anyio.Event, received: list[int]) -> None:
+    """First SIGINT/SIGTERM: graceful stop. Second: stop at once."""
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            received.append(signum)
+            if stop.is_set():
+                print("batchcfg: stopping at once", file=sys.stderr)
+                stop_now.set()
+            else:
+                print("batchcfg: stopping: no new requests; waiting for those in flight "
+                      "(again to stop at once)", file=sys.stderr)
+                stop.set()
+
+
+def _summarise(summary: Summary) -> int:
+    counts = ", ".join(f"{count} {status}" for status, count in iter_statuses(summary)) or "no rows"
+    print(f"batchcfg: {sum(summary.counts.values())} rows: {counts}", file=sys.stderr)
+    if summary.requests:
+        print(f"batchcfg: {summary.requests} requests ({summary.retries} retries) in "
+              f"{summary.elapsed:.1f} s, {summary.request_rate:.1f} requests/s", file=sys.stderr)
+    if summary.stop_reason:
+        print(f"batchcfg: stopped early: {summary.stop_reason}", file=sys.stderr)
+    print(f"batchcfg: report: {summary.report}", file=sys.stderr)
+    print(summary.report)
+    return summary.exit_code
+
+
+async def _sandbox(args: argparse.Namespace) -> int:
+    from .auth import ENV_AK, ENV_SK
+    from .sandbox import SandboxConfig, serve
+
+    config = SandboxConfig(project_id=args.project_id, token=args.token, ak=args.ak, sk=args.sk,
+                           fail_rate=args.fail_rate, throttle_rps=args.throttle_rps,
+                           latency_ms=args.latency_ms)
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"batchcfg: warning: the sandbox listens on {args.host}, beyond this machine, and "
+              "accepts fixed test credentials", file=sys.stderr)
+    try:
+        async with serve(config, args.host, args.port) as sandbox:
+            print(f"batchcfg sandbox: {sandbox.endpoint}  project {config.project_id}\n"
+                  f"  AK/SK:     {ENV_AK}={config.ak} {ENV_SK}={config.sk}\n"
+                  f"  IAM token: {config.token}\n"
+                  f"  try:       {ENV_AK}={config.ak} {ENV_SK}={config.sk} batchcfg apply "
+                  f"samples/training_job_configs.csv --endpoint {sandbox.endpoint} "
+                  f"--project-id {config.project_id}\n"
+                  "Ctrl-C stops it.", flush=True)
+            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async for _ in signals:
+                    break
+    except OSError as exc:
+        _fail(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")
+    return 0

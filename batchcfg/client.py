@@ -1,0 +1,179 @@
+"""The HTTP client: one aiohttp session for a run, one request -> one :class:`Answer`.
+
+This is the only module that knows aiohttp's client: its exceptions end here, turned into
+:class:`~batchcfg.errors.AttemptTimeout` or :class:`~batchcfg.errors.ConnectionFailed`.
+Redirects are never followed (credentials must not travel to another host).
+
+>>> async def show(auth):
+...     async with Client("https://modelarts.cn-north-4.myhuaweicloud.com", auth, timeout=30) as client:
+...         answer = await client.put_config("0123456789abcdef0123456789abcdef", "resnet", b"{}")
+...         print(answer.status, answer.ok, answer.error_code, answer.request_id)
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+from yarl import URL
+
+from . import errors
+from .auth import Auth
+from .errors import AttemptTimeout, ConnectionFailed, UsageError
+from .retry import parse_retry_after
+
+MAX_ANSWER_BYTES = 1024 * 1024
+CONFIGS_PATH = "/v1/{project_id}/training-job-configs/{config_name}"
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """The server's answer to one attempt. ``ok`` is a 2xx whose body does not say
+    ``"is_success": false``. ``error_code`` is the server's code, else ``HTTP.<status>``
+    (or ``BATCHCFG.BAD_RESPONSE`` when a 2xx body is not the API's JSON)."""
+
+    status: int
+    ok: bool
+    error_code: str = ""
+    error_message: str = ""
+    request_id: str = ""
+    retry_after: float | None = None
+    body: dict[str, Any] | None = None
+
+
+def config_path(project_id: str, config_name: str) -> str:
+    """``/v1/{project_id}/training-job-configs/{config_name}``, each part percent-encoded.
+    The parts are validated before this; encoding them is the second line of defence."""
+    return CONFIGS_PATH.format(project_id=quote(project_id, safe=""),
+                               config_name=quote(config_name, safe=""))
+
+
+def parse_endpoint(endpoint: str) -> URL:
+    """An ``https://host[:port]`` endpoint (``http://`` too); a path, query or user part is refused."""
+    url = URL(endpoint.strip().rstrip("/"))
+    if url.scheme not in ("https", "http") or not url.host:
+        raise UsageError(f"endpoint {endpoint!r} is not an https:// URL")
+    if url.raw_path not in ("", "/") or url.query_string or url.fragment or url.user:
+        raise UsageError(f"endpoint {endpoint!r} must be scheme://host[:port] only")
+    return url.with_path("")
+
+
+class Client:
+    """One ``aiohttp.ClientSession`` for a run. Use as ``async with Client(...) as client``."""
+
+    def __init__(self, endpoint: str, auth: Auth, *, timeout: float, connections: int = 100) -> None:
+        self._base = parse_endpoint(endpoint)
+        self._host = self._base.host_port_subcomponent or ""
+        self._prefix = str(self._base)
+        self._auth = auth
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._connections = connections
+        self._session: aiohttp.ClientSession | None = None
+
+    def __repr__(self) -> str:
+        return f"Client({self._prefix!r}, auth={self._auth!r}, open={self._session is not None})"
+
+    async def __aenter__(self) -> Client:
+        connector = aiohttp.TCPConnector(limit=self._connections, ttl_dns_cache=300)
+        self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout,
+                                              auto_decompress=True, trust_env=False)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def put_config(self, project_id: str, config_name: str, body: bytes) -> Answer:
+        """Send one Modify request (``PUT``) with an already serialised JSON body."""
+        return await self.request("PUT", config_path(project_id, config_name), body)
+
+    async def get_config(self, project_id: str, config_name: str) -> Answer:
+        """Read one configuration (``GET``); the parsed JSON is ``answer.body``."""
+        return await self.request("GET", config_path(project_id, config_name), b"")
+
+    async def request(self, method: str, path: str, body: bytes) -> Answer:
+        """One attempt. Raises :class:`AttemptTimeout` or :class:`ConnectionFailed` when there is
+        no complete HTTP answer; every HTTP answer, good or bad, is an :class:`Answer`."""
+        if self._session is None:
+            raise RuntimeError("Client is not open: use 'async with Client(...)'")
+        headers = self._auth.headers(method, self._host, path, body)
+        url = URL(self._prefix + path, encoded=True)
+        try:
+            async with self._session.request(method, url, data=body or None, headers=headers,
+                                             allow_redirects=False) as response:
+                raw = await _read_limited(response)
+                return _interpret(response.status, response.reason or "", response.headers, raw)
+        except TimeoutError:
+            raise AttemptTimeout(f"no answer within {self._timeout.total:g} s") from None
+        except aiohttp.ClientError as exc:
+            raise ConnectionFailed(_describe(exc)) from None
+        except OSError as exc:
+            raise ConnectionFailed(exc.strerror or type(exc).__name__) from None
+
+
+async def _read_limited(response: aiohttp.ClientResponse) -> bytes | None:
+    """The body, or None when it is larger than any answer of this API should be."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > MAX_ANSWER_BYTES:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _interpret(status: int, reason: str, headers: Any, raw: bytes | None) -> Answer:
+    request_id = headers.get("X-Request-Id", "")
+    retry_after = parse_retry_after(headers.get("Retry-After"))
+    payload: Any = None
+    if raw:
+        try:
+            payload = json.loads(raw)
+        except ValueError:
+            payload = None
+    data = payload if isinstance(payload, dict) else None
+    if data is not None:
+        request_id = request_id or str(data.get("request_id") or "")
+    if 200 <= status < 300:
+        if data is None:
+            what = "an oversized body" if raw is None else "no JSON object"
+            return Answer(status, False, errors.BAD_RESPONSE, f"HTTP {status} with {what}",
+                          request_id, retry_after)
+        if data.get("is_success") is False:
+            return Answer(status, False, _code(data, status), _message(data, reason), request_id,
+                          retry_after, data)
+        return Answer(status, True, request_id=request_id, body=data)
+    if 300 <= status < 400:
+        location = headers.get("Location", "")
+        return Answer(status, False, f"HTTP.{status}", f"redirect to {location!r} not followed",
+                      request_id, retry_after)
+    if data is None:
+        snippet = " ".join((raw or b"").decode("utf-8", "replace").split())[:200]
+        return Answer(status, False, f"HTTP.{status}", snippet or reason, request_id, retry_after)
+    return Answer(status, False, _code(data, status), _message(data, reason), request_id,
+                  retry_after, data)
+
+
+def _code(data: dict[str, Any], status: int) -> str:
+    code = data.get("error_code")
+    return str(code) if code else f"HTTP.{status}"
+
+
+def _message(data: dict[str, Any], reason: str) -> str:
+    message = data.get("error_message") or data.get("error_msg")
+    return " ".join(str(message).split()) if message else reason
+
+
+def _describe(exc: aiohttp.ClientError) -> str:
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "the server closed the connection"
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return "the answer was cut off"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return f"cannot connect to {exc.host}:{exc.port} ({exc.os_error.strerror or exc.os_error})"
+    return " ".join(str(exc).split()) or type(exc).__name__

@@ -1,0 +1,56 @@
+"""batchcfg's exceptions and error codes.
+
+Exceptions are for "cannot start" (the CLI maps them to exit code 2). A row that fails is a
+result with an error code, never an exception::
+
+    BatchcfgError              anything that stops a run before a request is sent
+     +-- UsageError            bad option value, missing endpoint, project id or credentials
+     +-- ManifestError         unreadable or malformed manifest (file, extension, header)
+    TransportError             one attempt got no usable HTTP answer (raised by client.py only)
+     +-- AttemptTimeout        the attempt timed out             -> BATCHCFG.TIMEOUT
+     +-- ConnectionFailed      could not connect, or was cut off -> BATCHCFG.CONNECTION
+"""
+
+from __future__ import annotations
+
+# Local error codes (CONTRACT.md). Server errors keep the server's own code.
+REQUIRED = "BATCHCFG.REQUIRED"
+TYPE = "BATCHCFG.TYPE"
+RANGE = "BATCHCFG.RANGE"
+CONFLICT = "BATCHCFG.CONFLICT"
+FORMAT = "BATCHCFG.FORMAT"
+DUPLICATE = "BATCHCFG.DUPLICATE"
+TIMEOUT = "BATCHCFG.TIMEOUT"
+CONNECTION = "BATCHCFG.CONNECTION"
+BAD_RESPONSE = "BATCHCFG.BAD_RESPONSE"
+CANCELLED = "BATCHCFG.CANCELLED"
+
+
+class BatchcfgError(Exception):
+    """A run cannot start. The message is one line, fit to print after ``batchcfg: error:``."""
+
+
+class UsageError(BatchcfgError):
+    """An option, the endpoint, the project id or the credentials are missing or wrong."""
+
+
+class ManifestError(BatchcfgError):
+    """The manifest cannot be read: missing, empty, undecodable, unsupported, bad header."""
+
+
+class TransportError(Exception):
+    """One attempt got no usable HTTP answer. ``code`` is the local error code to report."""
+
+    code = CONNECTION
+
+
+class AttemptTimeout(TransportError):
+    """The attempt did not finish within ``--timeout`` seconds."""
+
+    code = TIMEOUT
+
+
+class ConnectionFailed(TransportError):
+    """The connection could not be made, or broke before the answer was complete."""
+
+    code = CONNECTION

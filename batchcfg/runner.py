@@ -1,0 +1,174 @@
+"""Sending: valid rows -> concurrent, rate-limited, retried PUTs -> one :class:`Outcome` per row.
+
+A fixed pool of ``concurrency`` workers pulls jobs from a small queue, so at most that many
+requests are in flight and memory does not grow with the number of rows. Every attempt (retries
+too) first takes a start from the :class:`RateLimiter`. A row's failure is its outcome, never an
+exception: in a task group one escaped exception would cancel every sibling.
+
+The first request of a run is sent alone, and an authentication failure stops the run: the
+remaining rows end ``cancelled`` instead of locking the AK (five bad signatures lock it for five
+minutes).
+
+>>> async def send(client, jobs):
+...     runner = Runner(client, rate=10, concurrency=8, max_retries=5, on_outcome=print)
+...     await runner.run(jobs)
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import anyio
+from anyio.abc import ObjectReceiveStream
+
+from . import errors
+from .client import Client
+from .errors import TransportError
+from .ratelimit import RateLimiter
+from .report import CANCELLED, FAILED, SUCCEEDED, Outcome
+from .retry import Backoff, is_retryable
+
+DEFAULT_RATE = 10.0
+DEFAULT_CONCURRENCY = 8
+DEFAULT_MAX_RETRIES = 5
+DEFAULT_TIMEOUT = 30.0
+
+# 403 codes that mean the credentials, not the request, are wrong (plus every 401).
+AUTH_FAILURE_CODES = frozenset({"APIGW.0302", "APIGW.0306", "APIGW.0310", "APIG.0302", "APIG.0306",
+                                "APIG.0310", "ModelArts.0203", "ModelArts.0206", "ModelArts.0210"})
+
+
+def is_auth_failure(status: int | None, error_code: str) -> bool:
+    return status == 401 or (status == 403 and error_code in AUTH_FAILURE_CODES)
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One valid row, ready to send: where it goes and its serialised JSON body."""
+
+    row: int
+    project_id: str
+    config_name: str
+    body: bytes
+
+
+class Runner:
+    """Sends jobs through one :class:`Client`; reports each row's outcome to ``on_outcome``.
+
+    Call :meth:`stop` (for example on SIGINT) for a graceful stop: no new request starts, the
+    requests in flight finish, and the rows not yet sent end ``cancelled``.
+    """
+
+    def __init__(self, client: Client, *, rate: float = DEFAULT_RATE,
+                 concurrency: int = DEFAULT_CONCURRENCY, max_retries: int = DEFAULT_MAX_RETRIES,
+                 on_outcome: Callable[[Outcome], None], backoff: Backoff | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._client = client
+        self._limiter = RateLimiter(rate) if rate > 0 else None
+        self._concurrency = concurrency
+        self._max_retries = max_retries
+        self._on_outcome = on_outcome
+        self._backoff = backoff or Backoff()
+        self._clock = clock
+        self._stopping: anyio.Event | None = None  # made in run(), inside the event loop
+        self.stop_reason = ""
+        self.requests = 0
+        self.retries = 0
+        self.in_flight = 0
+        self.started_at: float | None = None
+        self.finished_at: float | None = None
+
+    def __repr__(self) -> str:
+        return (f"Runner(requests={self.requests}, retries={self.retries}, in_flight={self.in_flight}, "
+                f"stop_reason={self.stop_reason!r}, limiter={self._limiter!r})")
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds from the first request to the end of the last (0 before any)."""
+        if self.started_at is None:
+            return 0.0
+        return (self.finished_at or self._clock()) - self.started_at
+
+    def stop(self, reason: str = "not sent: the run was stopped") -> None:
+        """Start no new request; rows not yet sent end ``cancelled`` with ``reason``."""
+        if not self.stop_reason:
+            self.stop_reason = reason
+            if self._stopping is not None:
+                self._stopping.set()
+
+    async def run(self, jobs: Iterable[Job]) -> None:
+        """Send every job; returns when each has an outcome."""
+        self._stopping = anyio.Event()
+        if self.stop_reason:
+            self._stopping.set()
+        iterator = iter(jobs)
+        first = next(iterator, None)
+        if first is None:
+            return
+        self.started_at = self._clock()
+        try:
+            await self._finish(first)  # alone: bad credentials cost one request, not a thousand
+            send, receive = anyio.create_memory_object_stream[Job](self._concurrency)
+            async with anyio.create_task_group() as group:
+                for _ in range(self._concurrency):
+                    group.start_soon(self._worker, receive.clone())
+                receive.close()
+                async with send:
+                    for job in iterator:
+                        await send.send(job)
+        finally:
+            self.finished_at = self._clock()
+
+    async def _worker(self, receive: ObjectReceiveStream[Job]) -> None:
+        async with receive:
+            async for job in receive:
+                await self._finish(job)
+
+    async def _finish(self, job: Job) -> None:
+        self._on_outcome(await self._send(job))
+
+    async def _send(self, job: Job) -> Outcome:
+        outcome = Outcome(job.row, job.config_name, job.project_id, CANCELLED,
+                          error_code=errors.CANCELLED, error_message=self.stop_reason)
+        started = None
+        while True:
+            if self._limiter is not None and not self.stop_reason:
+                await self._limiter.acquire()
+            if self.stop_reason:
+                if outcome.attempts == 0:
+                    outcome.error_message = self.stop_reason
+                return outcome  # cancelled before the first attempt, else its last failure
+            if started is None:
+                started = self._clock()
+            outcome.attempts += 1
+            self.requests += 1
+            self.in_flight += 1
+            retry_after, succeeded = None, False
+            try:
+                answer = await self._client.put_config(job.project_id, job.config_name, job.body)
+            except TransportError as exc:
+                outcome.http_status, outcome.error_code, outcome.error_message = None, exc.code, str(exc)
+                outcome.request_id = ""
+            else:
+                retry_after, succeeded = answer.retry_after, answer.ok
+                outcome.http_status, outcome.request_id = answer.status, answer.request_id
+                outcome.error_code, outcome.error_message = answer.error_code, answer.error_message
+            finally:
+                self.in_flight -= 1
+            outcome.duration_ms = round((self._clock() - started) * 1000)
+            if succeeded:
+                outcome.status = SUCCEEDED
+                return outcome
+            outcome.status = FAILED
+            if is_auth_failure(outcome.http_status, outcome.error_code):
+                self.stop(f"not sent: authentication failed on row {job.row} ({outcome.error_code}); "
+                          "check the credentials")
+            if (not is_retryable(outcome.http_status, outcome.error_code)
+                    or outcome.attempts > self._max_retries or self.stop_reason):
+                return outcome
+            self.retries += 1
+            assert self._stopping is not None
+            with anyio.move_on_after(self._backoff.delay(outcome.attempts, retry_after)):
+                await self._stopping.wait()
