@@ -89,7 +89,7 @@ class Signer:
 
     def headers(self, method: str, host: str, path: str, body: bytes,
                 query: Sequence[tuple[str, str]] = (), now: datetime | None = None) -> dict[str, str]:
-        date = (now or datetime.now(timezone.utc)).strftime(DATE_FORMAT)
+        date = (now or datetime.now(timezone.utc)).astimezone(timezone.utc).strftime(DATE_FORMAT)
         headers = {"Content-Type": CONTENT_TYPE, "Host": host, "X-Sdk-Date": date}
         if self._security_token:
             headers["X-Security-Token"] = self._security_token

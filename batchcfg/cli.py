@@ -9,6 +9,7 @@ import argparse
 import math
 import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
@@ -138,21 +139,28 @@ async def _apply(args: argparse.Namespace) -> int:
     def show(outcome: object) -> None:
         bar.update(1)
 
+    summary: Summary | BatchcfgError
     async with anyio.create_task_group() as group:
         group.start_soon(_watch_signals, stop, stop_now, received)
         try:
             summary = await apply(args.manifest, _options(args), on_outcome=show,
                                   on_ready=lambda total: bar.reset(total=total), stop=stop,
                                   stop_now=stop_now)
+        except BatchcfgError as exc:
+            summary = exc  # raised below, outside the task group, which would wrap it in a group
         finally:
             bar.close()
             group.cancel_scope.cancel()
+    if isinstance(summary, BatchcfgError):
+        raise summary
     code = _summarise(summary)
     return EXIT_TERMINATED if code == 130 and received and received[0] == signal.SIGTERM else code
 
 
 async def _watch_signals(stop: anyio.Event, stop_now: anyio.Event, received: list[int]) -> None:
     """First SIGINT/SIGTERM: graceful stop. Second: stop at once."""
+    if threading.current_thread() is not threading.main_thread():
+        return  # called as a library from a worker thread: signals are the host's business
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async for signum in signals:
             received.append(signum)
@@ -189,15 +197,15 @@ async def _sandbox(args: argparse.Namespace) -> int:
         print(f"batchcfg: warning: the sandbox listens on {args.host}, beyond this machine, and "
               "accepts fixed test credentials", file=sys.stderr)
     try:
-        async with serve(config, args.host, args.port) as sandbox:
-            print(f"batchcfg sandbox: {sandbox.endpoint}  project {config.project_id}\n"
-                  f"  AK/SK:     {ENV_AK}={config.ak} {ENV_SK}={config.sk}\n"
-                  f"  IAM token: {config.token}\n"
-                  f"  try:       {ENV_AK}={config.ak} {ENV_SK}={config.sk} batchcfg apply "
-                  f"samples/training_job_configs.csv --endpoint {sandbox.endpoint} "
-                  f"--project-id {config.project_id}\n"
-                  "Ctrl-C stops it.", flush=True)
-            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with serve(config, args.host, args.port) as sandbox:
+                print(f"batchcfg sandbox: {sandbox.endpoint}  project {config.project_id}\n"
+                      f"  AK/SK:     {ENV_AK}={config.ak} {ENV_SK}={config.sk}\n"
+                      f"  IAM token: {config.token}\n"
+                      f"  try:       {ENV_AK}={config.ak} {ENV_SK}={config.sk} batchcfg apply "
+                      f"samples/training_job_configs.csv --endpoint {sandbox.endpoint} "
+                      f"--project-id {config.project_id}\n"
+                      "Ctrl-C stops it.", flush=True)
                 async for _ in signals:
                     break
     except OSError as exc:

@@ -80,6 +80,11 @@ class Client:
         connector = aiohttp.TCPConnector(limit=self._connections, ttl_dns_cache=300)
         self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout,
                                               auto_decompress=True, trust_env=False)
+        # aiohttp silently resends an idempotent request once when a reused connection drops.
+        # Our own retries do that, counted and rate-limited; aiohttp's test client turns this
+        # off the same way (there is no public switch).
+        if hasattr(self._session, "_retry_connection"):
+            self._session._retry_connection = False
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:

@@ -67,8 +67,8 @@ class RateLimiter:
                     break
                 await self._sleep(wait)
             self._starts.append(now)
-            # The next slot follows this one's slot, not its (possibly late) wake-up, so that
-            # oversleeping does not lower the average; after idling, no credit is saved up
-            # beyond half an interval.
-            self._next = max(self._next + self._interval, now + self._interval / 2)
+            # The next slot follows this one's slot, not its (a little late) wake-up, so that
+            # oversleeping does not lower the average; after idling, no credit is saved up.
+            late = now - self._next
+            self._next = (self._next if late < self._interval else now) + self._interval
             self.started += 1

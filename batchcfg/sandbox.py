@@ -122,7 +122,6 @@ def create_app(config: SandboxConfig, state: SandboxState | None = None) -> web.
     """The sandbox as an ``aiohttp.web`` application (for ``TestServer`` or :func:`serve`)."""
     sandbox = _Sandbox(config, state or SandboxState())
     app = web.Application(client_max_size=MAX_BODY_BYTES)
-    app["state"] = sandbox.state
     app.router.add_get("/_sandbox/stats", sandbox.stats)
     app.router.add_route("*", "/{tail:.*}", sandbox.handle)
     return app
