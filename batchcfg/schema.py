@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -133,6 +133,9 @@ def check_row(cells: Mapping[str, str], *, default_project_id: str = "",
             if value is None:
                 problems.append(Problem(field, errors.TYPE, f"{_show(text)} is not an integer"))
                 unreadable.add(field)
+            elif value is _TOO_LARGE:
+                problems.append(Problem(field, errors.RANGE, f"{_show(text)} is far too large"))
+                unreadable.add(field)
             else:
                 body[field] = value
         elif field in JSON_FIELDS:
@@ -142,13 +145,16 @@ def check_row(cells: Mapping[str, str], *, default_project_id: str = "",
             except ValueError as exc:
                 problems.append(Problem(field, errors.TYPE, f"not valid JSON ({_json_reason(exc)})"))
                 unreadable.add(field)
+            except RecursionError:
+                problems.append(Problem(field, errors.TYPE, "JSON nested too deeply"))
+                unreadable.add(field)
         else:
             body[field] = text
 
     param_cells = [(column, column[len(PARAM_PREFIX):], text) for column, text in cells.items()
                    if column.startswith(PARAM_PREFIX) and text and column not in too_long]
     if "parameter" in body or param_cells:
-        body["parameter"], param_problems = _check_parameter(body.get("parameter"), param_cells)
+        body["parameter"], param_problems = _check_parameter(body.get("parameter", _ABSENT), param_cells)
         problems.extend(param_problems)
 
     problems.extend(check_body(body, skip=unreadable))
@@ -233,10 +239,10 @@ def _check_code(body: Mapping[str, Any], present: set[str], skip: set[str] | fro
         return [Problem(missing, errors.CONFLICT, f"goes together with {given}: set both")]
     if not has_app and "model_id" not in present:
         return [Problem("model_id", errors.REQUIRED, "set model_id, or app_url and boot_file_url")]
-    if has_app and not skip & {"app_url", "boot_file_url"}:
-        app, boot = body["app_url"], body["boot_file_url"]
+    app, boot = body.get("app_url"), body.get("boot_file_url")
+    if has_app and isinstance(app, str) and isinstance(boot, str):
         directory = app if app.endswith("/") else app + "/"
-        if isinstance(app, str) and isinstance(boot, str) and not boot.startswith(directory):
+        if not boot.startswith(directory):
             return [Problem("boot_file_url", errors.CONFLICT, f"{_show(boot)} is not inside app_url "
                                                               f"{_show(directory)}")]
     return []
@@ -279,7 +285,7 @@ def _check_data_source(value: Any) -> list[Problem]:
             problems.append(Problem(column, errors.TYPE, f"unknown key {unknown[0]!r}; keys are "
                                                          + ", ".join(sorted(_DATA_SOURCE_KEYS))))
             continue
-        bad = [key for key, item in entry.items() if not isinstance(item, str)]
+        bad = [key for key, item in entry.items() if not isinstance(item, str) or isinstance(item, _Number)]
         if bad:
             problems.append(Problem(column, errors.TYPE, f"{bad[0]} must be a string"))
             continue
@@ -308,7 +314,7 @@ def _check_data_source(value: Any) -> list[Problem]:
     return problems
 
 
-def _check_parameter(value: Any, cells: list[tuple[str, str, str]] = ()
+def _check_parameter(value: Any, cells: Sequence[tuple[str, str, str]] = ()
                      ) -> tuple[list[dict[str, str]], list[Problem]]:
     """Check ``parameter`` entries, plus ``(column, label, text)`` of ``param.<label>`` cells.
 
@@ -317,7 +323,7 @@ def _check_parameter(value: Any, cells: list[tuple[str, str, str]] = ()
     """
     problems: list[Problem] = []
     entries: list[tuple[str, Any, Any]] = []
-    if value is not None and not isinstance(value, list):
+    if value is not _ABSENT and not isinstance(value, list):
         problems.append(Problem("parameter", errors.TYPE,
                                 'must be a JSON array of {"label", "value"} objects'))
     for index, entry in enumerate(value if isinstance(value, list) else ()):
@@ -349,6 +355,10 @@ def _check_parameter(value: Any, cells: list[tuple[str, str, str]] = ()
     return params, problems
 
 
+_ABSENT = object()  # no parameter JSON cell
+_TOO_LARGE = object()
+
+
 class _Number(str):
     """A JSON number kept as the text it was typed as (``0.010`` stays ``"0.010"``)."""
 
@@ -357,10 +367,17 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-def _parse_integer(text: str) -> int | None:
+def _parse_integer(text: str) -> int | object | None:
+    """The integer a cell holds (``3``, ``3.0``); None if it is not one; ``_TOO_LARGE`` for one
+    with more digits than any Long (``int()`` refuses over 4,300 digits anyway)."""
     if not _INTEGER_RE.fullmatch(text):
         return None
-    return int(text.split(".", 1)[0])
+    digits = text.split(".", 1)[0]
+    significant = digits.lstrip("+-").lstrip("0")
+    if len(significant) > 19:
+        return _TOO_LARGE
+    value = int(significant or "0")
+    return -value if digits.startswith("-") else value
 
 
 def _json_reason(exc: ValueError) -> str:

@@ -208,7 +208,7 @@ def _bad_files(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
         "no endpoint": (["apply", str(ok), "--project-id", PROJECT], "no endpoint"),
         "no credentials": (["apply", str(ok), "--region", "cn-north-4", "--project-id", PROJECT],
                            "no credentials"),
-        "bad region": (["apply", str(ok), "--region", "moon", "--sandbox"], "--region"),
+        "bad region": (["apply", str(ok), "--region", "moon", "--project-id", PROJECT], "--region"),
         "bad endpoint": (["apply", str(ok), "--endpoint", "ftp://x", "--project-id", PROJECT], "https://"),
         "bad project id": (["apply", str(ok), "--sandbox", "--project-id", "../etc"], "project id"),
         "bad rate": (["apply", str(ok), "--sandbox", "--rate", "-1"], "--rate"),

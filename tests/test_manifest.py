@@ -1,0 +1,375 @@
+"""Reading manifests (CONTRACT.md "The manifest"): CSV and Excel files -> rows of text cells.
+
+Every file is generated in ``tmp_path``. A malformed manifest must be a :class:`ManifestError`
+(one line for ``batchcfg: error: ...``), whether it shows when the file is opened or while its
+rows are read.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import openpyxl
+import pytest
+
+from batchcfg.errors import ManifestError
+from batchcfg.manifest import Manifest, Row, open_manifest
+from batchcfg.schema import check_row
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLES = REPO / "samples"
+
+
+def write_csv(tmp_path: Path, text: str, name: str = "m.csv", encoding: str = "utf-8") -> Path:
+    path = tmp_path / name
+    path.write_bytes(text.encode(encoding))
+    return path
+
+
+def write_xlsx(tmp_path: Path, rows: list[list], name: str = "m.xlsx", sheets: dict | None = None) -> Path:
+    """An Excel file from lists of rows (``None`` = no cell); ``sheets`` adds named sheets after."""
+    workbook = openpyxl.Workbook()
+    sheet = workbook.active
+    sheet.title = "first"
+    for number, values in enumerate(rows, start=1):
+        for column, value in enumerate(values, start=1):
+            if value is not None:
+                sheet.cell(row=number, column=column, value=value)
+    for title, extra in (sheets or {}).items():
+        other = workbook.create_sheet(title)
+        for values in extra:
+            other.append(values)
+    path = tmp_path / name
+    workbook.save(path)
+    return path
+
+
+def read(path: Path, **options) -> tuple[tuple[str, ...], list[tuple[int, dict[str, str]]]]:
+    """Open and read a whole manifest: (columns, [(row number, cells)])."""
+    manifest = open_manifest(path, **options)
+    return manifest.columns, [(row.number, row.cells) for row in manifest.rows()]
+
+
+def read_error(path: Path, **options) -> str:
+    """The ManifestError message of a manifest that is malformed at open time or later."""
+    with pytest.raises(ManifestError) as caught:
+        read(path, **options)
+    message = str(caught.value)
+    assert "\n" not in message.strip()
+    return message
+
+
+# --- CSV encodings -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("bom", ["", "\ufeff"], ids=["no-bom", "bom"])
+def test_csv_utf8_with_or_without_bom(tmp_path, bom):
+    path = write_csv(tmp_path, bom + "config_name,config_desc\nx,\u4e2d\u6587\u63cf\u8ff0 caf\u00e9\n")
+    columns, rows = read(path)
+    assert columns == ("config_name", "config_desc")
+    assert rows == [(2, {"config_name": "x", "config_desc": "\u4e2d\u6587\u63cf\u8ff0 caf\u00e9"})]
+
+
+GBK_TEXT = "config_name,config_desc\nresnet,\u6df1\u5ea6\u5b66\u4e60\u8bad\u7ec3\u914d\u7f6e\n"
+
+
+def test_csv_gbk_with_encoding(tmp_path):
+    path = write_csv(tmp_path, GBK_TEXT, encoding="gbk")
+    columns, rows = read(path, encoding="gbk")
+    assert rows == [(2, {"config_name": "resnet", "config_desc": "\u6df1\u5ea6\u5b66\u4e60\u8bad\u7ec3\u914d\u7f6e"})]
+
+
+def test_csv_gbk_without_encoding_asks_for_it(tmp_path):
+    path = write_csv(tmp_path, GBK_TEXT, encoding="gbk")
+    assert "--encoding" in read_error(path)
+
+
+def test_csv_unknown_encoding(tmp_path):
+    path = write_csv(tmp_path, "config_name\nx\n")
+    assert "no-such-codec" in read_error(path, encoding="no-such-codec")
+
+
+# --- header --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("header", [" Config_Name ", "CONFIG_NAME", "config_name", "\tconfig_name"])
+def test_header_case_and_spaces_ignored(tmp_path, header):
+    path = write_csv(tmp_path, f'"{header}", Spec_ID ,WORKER_SERVER_NUM\nx,1,2\n')
+    columns, rows = read(path)
+    assert columns == ("config_name", "spec_id", "worker_server_num")
+    assert rows == [(2, {"config_name": "x", "spec_id": "1", "worker_server_num": "2"})]
+
+
+def test_param_column_keeps_label_case(tmp_path):
+    path = write_csv(tmp_path, "config_name,param.LearningRate, Param.batch_Size ,param.lr,param.LR\nx,0.1,32,1,2\n")
+    columns, rows = read(path)
+    assert columns == ("config_name", "param.LearningRate", "param.batch_Size", "param.lr", "param.LR")
+    assert rows[0][1] == {"config_name": "x", "param.LearningRate": "0.1", "param.batch_Size": "32",
+                          "param.lr": "1", "param.LR": "2"}
+
+
+def test_all_contract_columns_accepted(tmp_path):
+    names = ["config_name", "config_desc", "worker_server_num", "app_url", "boot_file_url", "model_id",
+             "spec_id", "engine_id", "data_url", "dataset_id", "dataset_version_id", "data_source",
+             "parameter", "train_url", "log_url", "user_image_url", "user_command", "project_id"]
+    path = write_csv(tmp_path, ",".join(names) + "\n")
+    assert open_manifest(path).columns == tuple(names)
+
+
+@pytest.mark.parametrize(("bad", "nearest"), [
+    ("worker_num", "worker_server_num"),
+    ("spec_idd", "spec_id"),
+    ("Spec-ID", "spec_id"),
+    ("datasource", "data_source"),
+    ("params", "parameter"),
+])
+def test_unknown_column_named_with_nearest(tmp_path, bad, nearest):
+    path = write_csv(tmp_path, f"config_name,{bad}\nx,1\n")
+    message = read_error(path)
+    assert bad in message
+    assert nearest in message.replace(bad, "")
+
+
+def test_unknown_column_without_near_name(tmp_path):
+    path = write_csv(tmp_path, "config_name,zzzzqqq\nx,1\n")
+    assert "zzzzqqq" in read_error(path)
+
+
+@pytest.mark.parametrize(("header", "name"), [
+    ("config_name,spec_id,config_name", "config_name"),
+    ("config_name,spec_id, SPEC_ID ", "spec_id"),
+    ("config_name,param.lr,param.lr", "param.lr"),
+])
+def test_repeated_column_named(tmp_path, header, name):
+    path = write_csv(tmp_path, header + "\nx,1,2\n")
+    assert name in read_error(path)
+
+
+def test_no_config_name_column(tmp_path):
+    path = write_csv(tmp_path, "spec_id,worker_server_num\n1,2\n")
+    assert "config_name" in read_error(path)
+
+
+def test_param_column_without_label(tmp_path):
+    path = write_csv(tmp_path, "config_name,param.\nx,1\n")
+    assert "param." in read_error(path)
+
+
+def test_hash_columns_ignored(tmp_path):
+    path = write_csv(tmp_path, "#status,config_name, # owner ,spec_id\ndone,x,alice,1\n")
+    columns, rows = read(path)
+    assert rows == [(2, {"config_name": "x", "spec_id": "1"})]
+
+
+# --- files that are not manifests ----------------------------------------------------------------
+
+@pytest.mark.parametrize("content", ["", None], ids=["empty", "missing"])
+def test_empty_or_missing_file(tmp_path, content):
+    path = tmp_path / "m.csv"
+    if content is not None:
+        path.write_text(content)
+    assert "m.csv" in read_error(path)
+
+
+@pytest.mark.parametrize("name", ["m.txt", "m.json", "manifest", "m.xls", "m.tsv"])
+def test_unsupported_extension(tmp_path, name):
+    path = tmp_path / name
+    path.write_text("config_name\nx\n")
+    message = read_error(path)
+    assert ".csv" in message and ".xlsx" in message
+
+
+def test_header_only_has_no_rows(tmp_path):
+    columns, rows = read(write_csv(tmp_path, "config_name,spec_id\n"))
+    assert columns == ("config_name", "spec_id")
+    assert rows == []
+
+
+def test_header_only_without_newline(tmp_path):
+    assert read(write_csv(tmp_path, "config_name"))[1] == []
+
+
+def test_open_returns_manifest(tmp_path):
+    manifest = open_manifest(write_csv(tmp_path, "config_name\nx\n"))
+    assert isinstance(manifest, Manifest)
+    assert list(manifest.rows()) == [Row(2, {"config_name": "x"})]
+
+
+# --- rows ----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("body", "numbers"), [
+    ("a,1\nb,2\n", [2, 3]),
+    ("a,1\n\nb,2\n", [2, 4]),
+    ("\na,1\nb,2\n", [3, 4]),
+    ("a,1\n,\n , \nb,2\n", [2, 5]),
+    ("a,1\r\n\r\nb,2\r\n", [2, 4]),
+    ("a,1\nb,2\n\n\n", [2, 3]),
+], ids=["plain", "blank-between", "blank-first", "empty-cells", "crlf", "trailing-blanks"])
+def test_blank_rows_skipped_numbers_kept(tmp_path, body, numbers):
+    """Row numbers are the spreadsheet's: header 1, first config 2; blank rows keep their numbers."""
+    _, rows = read(write_csv(tmp_path, "config_name,spec_id\n" + body))
+    assert [number for number, _ in rows] == numbers
+    assert [cells["config_name"] for _, cells in rows] == ["a", "b"]
+
+
+def test_quoted_newline_is_one_row(tmp_path):
+    path = write_csv(tmp_path, 'config_name,config_desc\nx,"line one\nline two"\ny,plain\n')
+    _, rows = read(path)
+    assert rows == [(2, {"config_name": "x", "config_desc": "line one\nline two"}),
+                    (3, {"config_name": "y", "config_desc": "plain"})]
+
+
+@pytest.mark.parametrize("text", ["NA", "None", "null", "NULL", "N/A", "nan", "NaN", "#N/A", "007", "0.010",
+                                  "1e3", "TRUE", "-", "3.0"])
+def test_cells_kept_as_typed(tmp_path, text):
+    path = write_csv(tmp_path, f"config_name,config_desc,param.x\nx,{text},{text}\n")
+    assert read(path)[1] == [(2, {"config_name": "x", "config_desc": text, "param.x": text})]
+
+
+def test_cells_stripped(tmp_path):
+    path = write_csv(tmp_path, 'config_name,config_desc,spec_id\n  x  ,"  two words  ",\t3 \n')
+    assert read(path)[1] == [(2, {"config_name": "x", "config_desc": "two words", "spec_id": "3"})]
+
+
+def test_short_row_cells_are_empty(tmp_path):
+    path = write_csv(tmp_path, "config_name,spec_id,config_desc\nx\n")
+    assert read(path)[1] == [(2, {"config_name": "x", "spec_id": "", "config_desc": ""})]
+
+
+@pytest.mark.parametrize("body", ["x,1,extra\n", "x,1\ny,2,extra\n", "x,1,\n"],
+                         ids=["first-row", "later-row", "trailing-comma"])
+def test_row_with_more_cells_than_header(tmp_path, body):
+    read_error(write_csv(tmp_path, "config_name,spec_id\n" + body))
+
+
+def test_value_under_headerless_column_names_row(tmp_path):
+    path = write_csv(tmp_path, "config_name,,spec_id\nx,,1\ny,stray,2\n")
+    message = read_error(path)
+    assert "row 3" in message
+
+
+def test_headerless_column_may_stay_empty(tmp_path):
+    path = write_csv(tmp_path, "config_name,,spec_id\nx,,1\n")
+    assert read(path)[1] == [(2, {"config_name": "x", "spec_id": "1"})]
+
+
+def test_row_numbers_across_read_chunks(tmp_path):
+    """Rows are streamed in chunks; numbering carries over (10,000-row chunks)."""
+    lines = [f"c{i},1" if i != 10_500 else "," for i in range(2, 10_503)]
+    _, rows = read(write_csv(tmp_path, "config_name,spec_id\n" + "\n".join(lines) + "\n"))
+    numbers = [number for number, _ in rows]
+    assert len(rows) == len(lines) - 1
+    for number, cells in rows:
+        assert cells["config_name"] == f"c{number}"
+    assert 10_500 not in numbers and numbers[-1] == 10_502
+
+
+# --- Excel ---------------------------------------------------------------------------------------
+
+XLSX_HEADER = ["config_name", "worker_server_num", "spec_id", "param.bs", "config_desc"]
+
+
+def test_xlsx_cells_are_text(tmp_path):
+    path = write_xlsx(tmp_path, [XLSX_HEADER, ["a", 3, 3.0, "007", "NA"], ["b", 2, 1, 0.010, "null"]])
+    columns, rows = read(path)
+    assert columns == tuple(XLSX_HEADER)
+    (n1, first), (n2, second) = rows
+    assert (n1, n2) == (2, 3)
+    assert first["worker_server_num"] == "3"
+    assert first["spec_id"] in {"3", "3.0"}
+    assert first["param.bs"] == "007"
+    assert first["config_desc"] == "NA"
+    assert second["param.bs"] == "0.01"
+    assert second["config_desc"] == "null"
+
+
+def test_xlsx_integer_cells_pass_the_integer_rule(tmp_path):
+    path = write_xlsx(tmp_path, [["config_name", "worker_server_num", "spec_id", "model_id", "data_url"],
+                                 ["a", 3, 3.0, 5.0, "/bucket/d/"]])
+    _, [(number, cells)] = read(path)
+    checked = check_row(cells)
+    assert checked.problems == ()
+    assert checked.body["worker_server_num"] == 3 and checked.body["spec_id"] == 3
+    assert checked.body["model_id"] == 5
+
+
+def test_xlsx_header_normalised_and_hash_ignored(tmp_path):
+    path = write_xlsx(tmp_path, [[" Config_Name ", "#note", "Param.LR"], ["  x ", "n", " 0.1 "]])
+    assert read(path) == (("config_name", "#note", "param.LR"), [(2, {"config_name": "x", "param.LR": "0.1"})])
+
+
+def test_xlsx_blank_rows_skipped_numbers_kept(tmp_path):
+    path = write_xlsx(tmp_path, [["config_name", "spec_id"], ["a", 1], [None, None], ["", " "], ["b", 2]])
+    _, rows = read(path)
+    assert rows == [(2, {"config_name": "a", "spec_id": "1"}), (5, {"config_name": "b", "spec_id": "2"})]
+
+
+def test_xlsx_header_only(tmp_path):
+    assert read(write_xlsx(tmp_path, [["config_name", "spec_id"]])) == (("config_name", "spec_id"), [])
+
+
+def test_xlsx_named_sheet(tmp_path):
+    path = write_xlsx(tmp_path, [["config_name"], ["on-first"]],
+                      sheets={"configs": [["config_name", "spec_id"], ["on-named", 7]]})
+    assert read(path)[1] == [(2, {"config_name": "on-first"})]
+    assert read(path, sheet="configs")[1] == [(2, {"config_name": "on-named", "spec_id": "7"})]
+
+
+def test_xlsx_unknown_sheet(tmp_path):
+    path = write_xlsx(tmp_path, [["config_name"], ["x"]])
+    assert "nope" in read_error(path, sheet="nope")
+
+
+@pytest.mark.parametrize("content", [random.Random(1).randbytes(4096), b"PK\x03\x04" + random.Random(2).randbytes(512),
+                                     b"config_name\nx\n"],
+                         ids=["random", "zip-magic", "csv-text"])
+def test_xlsx_corrupt(tmp_path, content):
+    path = tmp_path / "m.xlsx"
+    path.write_bytes(content)
+    assert "m.xlsx" in read_error(path)
+
+
+def test_xlsx_empty_workbook(tmp_path):
+    path = tmp_path / "m.xlsx"
+    openpyxl.Workbook().save(path)
+    read_error(path)
+
+
+def test_xlsx_unknown_column(tmp_path):
+    path = write_xlsx(tmp_path, [["config_name", "spec_idd"], ["x", 1]])
+    message = read_error(path)
+    assert "spec_idd" in message and "spec_id" in message.replace("spec_idd", "")
+
+
+def test_xlsx_value_under_headerless_column(tmp_path):
+    path = write_xlsx(tmp_path, [["config_name"], ["x"], ["y", "stray"]])
+    assert "row 3" in read_error(path)
+
+
+@pytest.mark.parametrize("name", ["m.xlsm", "M.XLSX"])
+def test_xlsm_and_case_of_extension(tmp_path, name):
+    path = write_xlsx(tmp_path, [["config_name", "spec_id"], ["x", 1]], name=name)
+    assert read(path)[1] == [(2, {"config_name": "x", "spec_id": "1"})]
+
+
+def test_sheet_option_on_csv_and_encoding_on_xlsx_are_errors(tmp_path):
+    read_error(write_csv(tmp_path, "config_name\nx\n"), sheet="configs")
+    read_error(write_xlsx(tmp_path, [["config_name"], ["x"]]), encoding="gbk")
+
+
+# --- samples -------------------------------------------------------------------------------------
+
+def test_samples_csv_and_xlsx_hold_the_same_rows():
+    csv_columns, csv_rows = read(SAMPLES / "training_job_configs.csv")
+    xlsx_columns, xlsx_rows = read(SAMPLES / "training_job_configs.xlsx")
+    assert csv_columns == xlsx_columns
+    assert csv_rows == xlsx_rows
+    assert csv_rows and csv_rows[0][0] == 2
+    assert [number for number, _ in csv_rows] == list(range(2, 2 + len(csv_rows)))
+
+
+def test_samples_validate_as_labelled():
+    """Rows whose description starts with INVALID fail validation; the others pass."""
+    for number, cells in read(SAMPLES / "training_job_configs.csv")[1]:
+        checked = check_row(cells)
+        invalid = cells["config_desc"].startswith("INVALID")
+        assert bool(checked.problems) == invalid, (number, checked.problems)
