@@ -118,6 +118,7 @@ async def apply(manifest: str | Path, options: Options = Options(), *,
     abandons the requests in flight. Either way the report is written.
     """
     report = _report_path(options)
+    credentials: auth.Auth | None
     async with AsyncExitStack() as stack:
         if options.sandbox:
             from .sandbox import SandboxConfig, serve
