@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -19,12 +20,13 @@ from pathlib import Path
 
 import anyio
 
-from . import auth, errors
+from . import auth, errors, recovery
 from .client import Client, parse_endpoint
 from .errors import UsageError
-from .manifest import open_manifest
-from .report import (CANCELLED, INVALID, STATUSES, SUCCEEDED, VALID, Outcome, check_report_path,
-                     default_report_path, write_report)
+from .manifest import Manifest, open_manifest
+from .recovery import TO_FIX_STATUSES
+from .report import (CANCELLED, INVALID, SKIPPED, STATUSES, VALID, Journal, Outcome, check_report_path,
+                     default_report_path, journal_path, write_report)
 from .runner import (DEFAULT_CONCURRENCY, DEFAULT_MAX_RETRIES, DEFAULT_RATE, DEFAULT_TIMEOUT, Job,
                      Runner)
 from .schema import Problem, check_project_id, check_row
@@ -45,6 +47,7 @@ class Options:
     sheet: str | None = None
     encoding: str | None = None
     report: Path | None = None
+    failed_manifest: Path | None = None
     endpoint: str | None = None
     region: str | None = None
     project_id: str | None = None
@@ -52,7 +55,9 @@ class Options:
     rate: float = DEFAULT_RATE
     concurrency: int = DEFAULT_CONCURRENCY
     max_retries: int = DEFAULT_MAX_RETRIES
+    max_failures: int = 0  # 0: no limit
     timeout: float = DEFAULT_TIMEOUT
+    resume: Path | None = None
     dry_run: bool = False
     sandbox: bool = False
     env: Mapping[str, str] = field(default_factory=lambda: os.environ, repr=False, compare=False)
@@ -64,9 +69,12 @@ class Summary:
 
     counts: Counter[str]
     report: Path
+    failed_manifest: Path | None = None
     elapsed: float = 0.0
     requests: int = 0
     retries: int = 0
+    max_rate: float = 0.0     # the --rate asked for
+    lowest_rate: float = 0.0  # the lowest request rate throttling brought the run down to
     stop_reason: str = ""
     interrupted: bool = False
 
@@ -79,8 +87,7 @@ class Summary:
     def exit_code(self) -> int:
         if self.interrupted:
             return EXIT_INTERRUPTED
-        bad = sum(self.counts[status] for status in STATUSES if status not in (SUCCEEDED, VALID))
-        return EXIT_ROWS_FAILED if bad else EXIT_OK
+        return EXIT_ROWS_FAILED if any(self.counts[s] for s in TO_FIX_STATUSES) else EXIT_OK
 
 
 def endpoint_for(endpoint: str | None, region: str | None) -> str:
@@ -98,12 +105,12 @@ def endpoint_for(endpoint: str | None, region: str | None) -> str:
 
 def validate(manifest: str | Path, options: Options = Options()) -> Summary:
     """Read and check the manifest offline; every row ends ``valid`` or ``invalid``."""
-    report = _report_path(options)
+    run = _Run(manifest, options)
     default_project = auth.discover_project_id(options.project_id, options.env)
     _check_default_project(default_project)
-    jobs, outcomes = check_manifest(manifest, options, default_project, project_required=False)
-    outcomes.extend(_valid(job) for job in jobs)
-    return _finish(report, outcomes, Summary(Counter(), report))
+    jobs = run.check(default_project, project_required=False)
+    run.outcomes.extend(_valid(job) for job in jobs)
+    return run.finish()
 
 
 async def apply(manifest: str | Path, options: Options = Options(), *,
@@ -117,59 +124,70 @@ async def apply(manifest: str | Path, options: Options = Options(), *,
     starts, those in flight finish, the unsent rows end ``cancelled``. Setting ``stop_now`` also
     abandons the requests in flight. Either way the report is written.
     """
-    report = _report_path(options)
+    run = _Run(manifest, options)
+    done = recovery.done_keys(options.resume) if options.resume else set()
     credentials: auth.Auth | None
     async with AsyncExitStack() as stack:
         if options.sandbox:
             from .sandbox import SandboxConfig, serve
 
-            config = SandboxConfig(project_id=options.project_id or SandboxConfig.project_id)
-            sandbox = await stack.enter_async_context(serve(config))
-            endpoint, credentials, default_project = sandbox.endpoint, sandbox.signer(), config.project_id
+            default_project = options.project_id or SandboxConfig.project_id
+            _check_default_project(default_project)
+            sandbox = await stack.enter_async_context(serve(SandboxConfig(project_id=default_project)))
+            endpoint, credentials = sandbox.endpoint, sandbox.signer()
         else:
             default_project = auth.discover_project_id(options.project_id, options.env)
+            _check_default_project(default_project)
             endpoint = endpoint_for(options.endpoint, options.region)
             credentials = None if options.dry_run else auth.discover_auth(options.env, options.token_file)
-        _check_default_project(default_project)
-        jobs, outcomes = check_manifest(manifest, options, default_project, project_required=True)
-        summary = Summary(Counter(), report)
-        if options.dry_run or not jobs:
-            outcomes.extend(_valid(job) for job in jobs)
-            return _finish(report, outcomes, summary)
+        jobs = run.check(default_project, project_required=True)
+        if options.dry_run:
+            run.outcomes.extend(_valid(job) for job in jobs)
+            return run.finish()
         assert credentials is not None
+        run.journal = stack.enter_context(run.open_journal())
+        for outcome in run.outcomes:  # the invalid rows
+            run.journal.write(outcome)
+        to_send = []
+        for job in jobs:
+            if (job.project_id, job.config_name, job.body_sha256) in done:
+                run.record(Outcome(job.row, job.config_name, job.project_id, SKIPPED,
+                                   error_message=f"succeeded in an earlier run ({options.resume})",
+                                   body_sha256=job.body_sha256))
+            else:
+                to_send.append(job)
+        run.on_outcome = on_outcome
         if on_ready is not None:
-            on_ready(len(jobs))
-        pending = {job.row: job for job in jobs}
-
-        def record(outcome: Outcome) -> None:
-            pending.pop(outcome.row, None)
-            outcomes.append(outcome)
-            if on_outcome is not None:
-                on_outcome(outcome)
+            on_ready(len(to_send))
+        if not to_send:
+            return run.finish()
 
         client = await stack.enter_async_context(
             Client(endpoint, credentials, timeout=options.timeout, connections=options.concurrency))
         runner = Runner(client, rate=options.rate, concurrency=options.concurrency,
-                        max_retries=options.max_retries, on_outcome=record)
+                        max_retries=options.max_retries, max_failures=options.max_failures,
+                        on_outcome=run.record)
+        pending = run.pending = {job.row: job for job in to_send}
         try:
             async with anyio.create_task_group() as group:
                 if stop is not None:
                     group.start_soon(_stop_when_set, stop, runner, None)
                 if stop_now is not None:
                     group.start_soon(_stop_when_set, stop_now, runner, group.cancel_scope)
-                await runner.run(jobs)
+                await runner.run(to_send)
                 group.cancel_scope.cancel()
         finally:
             # Rows cut off by a hard stop (a second Ctrl-C) still get a record.
-            for job in pending.values():
-                outcomes.append(Outcome(job.row, job.config_name, job.project_id, CANCELLED,
-                                        error_code=errors.CANCELLED,
-                                        error_message="stopped at once: may or may not have been applied"))
+            for job in list(pending.values()):
+                run.record(Outcome(job.row, job.config_name, job.project_id, CANCELLED,
+                                   error_code=errors.CANCELLED, body_sha256=job.body_sha256,
+                                   error_message="stopped at once: may or may not have been applied"))
+            summary = run.summary
             summary.elapsed, summary.requests, summary.retries = runner.elapsed, runner.requests, runner.retries
+            summary.max_rate, summary.lowest_rate = options.rate, runner.lowest_rate
             summary.stop_reason = runner.stop_reason
             summary.interrupted = stop is not None and stop.is_set()
-            _finish(report, outcomes, summary)
-        return summary
+        return run.finish()
 
 
 async def _stop_when_set(event: anyio.Event, runner: Runner, scope: anyio.CancelScope | None) -> None:
@@ -179,17 +197,69 @@ async def _stop_when_set(event: anyio.Event, runner: Runner, scope: anyio.Cancel
         scope.cancel()
 
 
-def check_manifest(manifest: str | Path, options: Options, default_project: str, *,
+class _Run:
+    """The state of one run: its manifest, outcomes so far, journal and output paths."""
+
+    def __init__(self, manifest: str | Path, options: Options) -> None:
+        self.options = options
+        self.report = check_report_path(options.report or default_report_path())
+        self.failed_manifest = (recovery.check_failed_manifest_path(options.failed_manifest)
+                                if options.failed_manifest else None)
+        self.manifest = open_manifest(manifest, sheet=options.sheet, encoding=options.encoding)
+        self.outcomes: list[Outcome] = []
+        self.summary = Summary(Counter(), self.report, self.failed_manifest)
+        self.journal: Journal | None = None
+        self.pending: dict[int, Job] = {}
+        self.on_outcome: Callable[[Outcome], None] | None = None
+
+    def check(self, default_project: str, *, project_required: bool) -> list[Job]:
+        jobs, invalid = check_manifest(self.manifest, default_project, project_required=project_required)
+        self.outcomes.extend(invalid)
+        return jobs
+
+    def open_journal(self) -> Journal:
+        """The journal beside the report; one left by an interrupted run is continued only when
+        it is what this run resumes from, never overwritten."""
+        path = journal_path(self.report)
+        if path.exists() and (self.options.resume is None
+                              or path.resolve() != self.options.resume.resolve()):
+            raise UsageError(f"{path} is the journal of an interrupted run: resume from it with "
+                             f"--resume {path}, or move it away")
+        return Journal(path)
+
+    def record(self, outcome: Outcome) -> None:
+        """One row ended: journal it at once, then tell the caller."""
+        self.pending.pop(outcome.row, None)
+        self.outcomes.append(outcome)
+        if self.journal is not None:
+            self.journal.write(outcome)
+        if self.on_outcome is not None:
+            self.on_outcome(outcome)
+
+    def finish(self) -> Summary:
+        """Write the report (sorted by row, atomically), the failed-row manifest, drop the journal."""
+        self.outcomes.sort(key=lambda outcome: outcome.row)
+        self.summary.counts.update(outcome.status for outcome in self.outcomes)
+        write_report(self.report, self.outcomes)
+        if self.failed_manifest is not None:
+            recovery.write_failed_manifest(self.manifest, self.outcomes, self.failed_manifest)
+        if self.journal is not None:
+            self.journal.close()
+            self.journal.path.unlink(missing_ok=True)
+            self.journal = None
+        return self.summary
+
+
+def check_manifest(manifest: Manifest, default_project: str, *,
                    project_required: bool) -> tuple[list[Job], list[Outcome]]:
     """Read and validate every row: valid rows become jobs, the others ``invalid`` outcomes.
 
     A config name that appears more than once for the same project makes each of those rows
     invalid: two PUTs to one config would race.
     """
-    opened = open_manifest(manifest, sheet=options.sheet, encoding=options.encoding)
     checked: list[tuple[int, str, str, bytes | None, list[Problem]]] = []
     rows_by_target: dict[tuple[str, str], list[int]] = defaultdict(list)
-    for row in opened.rows():
+    for row in manifest.rows():
         result = check_row(row.cells, default_project_id=default_project,
                            project_required=project_required)
         body = None
@@ -213,7 +283,7 @@ def check_manifest(manifest: str | Path, options: Options, default_project: str,
                                     error_message=_describe(problems)))
         else:
             assert body is not None
-            jobs.append(Job(number, project_id, name, body))
+            jobs.append(Job(number, project_id, name, body, hashlib.sha256(body).hexdigest()))
     return jobs, outcomes
 
 
@@ -224,23 +294,12 @@ def _describe(problems: list[Problem]) -> str:
 
 
 def _valid(job: Job) -> Outcome:
-    return Outcome(job.row, job.config_name, job.project_id, VALID)
-
-
-def _report_path(options: Options) -> Path:
-    return check_report_path(options.report or default_report_path())
+    return Outcome(job.row, job.config_name, job.project_id, VALID, body_sha256=job.body_sha256)
 
 
 def _check_default_project(project_id: str) -> None:
     if project_id and (problem := check_project_id(project_id)) is not None:
         raise UsageError(f"project id {problem.message}")
-
-
-def _finish(report: Path, outcomes: list[Outcome], summary: Summary) -> Summary:
-    outcomes.sort(key=lambda outcome: outcome.row)
-    summary.counts.update(outcome.status for outcome in outcomes)
-    write_report(report, outcomes)
-    return summary
 
 
 def iter_statuses(summary: Summary) -> Iterator[tuple[str, int]]:

@@ -60,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--report", type=Path,
                              help="report file: .csv, .jsonl or .xlsx (default: "
                                   "batchcfg-report-{UTC time}.csv here)")
+        command.add_argument("--failed-manifest", type=Path, metavar="PATH",
+                             help="write the invalid, failed and cancelled rows here (.csv or .xlsx), "
+                                  "in the input's columns plus #status and #error, to fix and re-run")
 
     validate = commands.add_parser("validate", help="check the manifest offline; send nothing")
     manifest_options(validate)
@@ -81,6 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"retries per row (default {DEFAULT_MAX_RETRIES})")
     apply.add_argument("--timeout", type=_number(0, above=True), default=DEFAULT_TIMEOUT,
                        help=f"seconds per attempt (default {DEFAULT_TIMEOUT:g})")
+    apply.add_argument("--max-failures", type=_number(1, integer=True), metavar="N",
+                       help="stop after N failed rows; the rest end cancelled (default: no limit)")
+    apply.add_argument("--resume", type=Path, metavar="PATH",
+                       help="an earlier report or journal: skip the rows it shows succeeded "
+                            "(same project, config name and request body)")
     apply.add_argument("--dry-run", action="store_true", help="do everything but send")
     apply.add_argument("--sandbox", action="store_true",
                        help="send to an embedded sandbox on loopback (no credentials needed)")
@@ -122,9 +130,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _options(args: argparse.Namespace) -> Options:
-    names = ("sheet", "encoding", "report", "endpoint", "region", "project_id", "token_file", "rate",
-             "concurrency", "max_retries", "timeout", "dry_run", "sandbox")
-    return Options(**{name: getattr(args, name) for name in names if hasattr(args, name)})
+    names = ("sheet", "encoding", "report", "failed_manifest", "endpoint", "region", "project_id",
+             "token_file", "rate", "concurrency", "max_retries", "max_failures", "timeout", "resume",
+             "dry_run", "sandbox")
+    values = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+    return Options(**values)
 
 
 async def _apply(args: argparse.Namespace) -> int:
@@ -179,8 +189,13 @@ def _summarise(summary: Summary) -> int:
     if summary.requests:
         print(f"batchcfg: {summary.requests} requests ({summary.retries} retries) in "
               f"{summary.elapsed:.1f} s, {summary.request_rate:.1f} requests/s", file=sys.stderr)
+    if summary.lowest_rate < summary.max_rate:
+        print(f"batchcfg: throttled: the rate went down to {summary.lowest_rate:.2g}/s "
+              f"(asked for {summary.max_rate:g}/s)", file=sys.stderr)
     if summary.stop_reason:
         print(f"batchcfg: stopped early: {summary.stop_reason}", file=sys.stderr)
+    if summary.failed_manifest is not None:
+        print(f"batchcfg: rows to fix: {summary.failed_manifest}", file=sys.stderr)
     print(f"batchcfg: report: {summary.report}", file=sys.stderr)
     print(summary.report)
     return summary.exit_code

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ManifestError
+from .report import FORMULA_STARTS
 from .schema import COLUMNS, PARAM_PREFIX
 
 CSV_SUFFIXES = (".csv",)
@@ -28,14 +29,18 @@ EXCEL_SUFFIXES = (".xlsx", ".xlsm")
 DEFAULT_ENCODING = "utf-8-sig"  # UTF-8, with or without a byte order mark
 CHUNK_ROWS = 10_000
 IGNORED_PREFIX = "#"  # columns such as "#status" are notes for people, not fields
+FAILED_MARKER = "#status"  # the column batchcfg adds to a failed-row manifest
+_DEFUSED = tuple("'" + start for start in FORMULA_STARTS)
 
 
 @dataclass(frozen=True, slots=True)
 class Row:
-    """One non-empty manifest row: its spreadsheet row number and its cells by column name."""
+    """One non-empty manifest row: its spreadsheet row number, its cells by column name, and the
+    text of every cell in file order (for writing the row back out)."""
 
     number: int
     cells: dict[str, str]
+    values: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,7 @@ class Manifest:
     """An opened manifest whose header has been read and checked. :meth:`rows` streams the rest."""
 
     path: Path
+    header: tuple[str, ...]   # row 1 as typed
     columns: tuple[str, ...]  # the name of each column: "" without a header, "#..." for notes
     sheet: str | int = 0
     encoding: str = DEFAULT_ENCODING
@@ -55,6 +61,8 @@ class Manifest:
                 texts = [_text(v) for v in values]
                 if not any(texts):
                     continue
+                if self.unquote:
+                    texts = [_unquote(text) for text in texts]
                 cells = {}
                 for position, (name, text) in enumerate(zip(self.columns, texts)):
                     if not name and text:
@@ -62,7 +70,12 @@ class Manifest:
                                             f"{_column_letter(position)}, which has no header")
                     if name and not name.startswith(IGNORED_PREFIX):
                         cells[name] = text
-                yield Row(number, cells)
+                yield Row(number, cells, tuple(texts))
+
+    @property
+    def unquote(self) -> bool:
+        """A failed-row manifest written by batchcfg: its cells were defused for spreadsheets."""
+        return FAILED_MARKER in self.columns
 
     def _blocks(self) -> Iterator[tuple[int, list[list[Any]]]]:
         """Yield (row number of the block's first row, its rows as lists of values), header excluded."""
@@ -106,8 +119,9 @@ def open_manifest(path: str | Path, *, sheet: str | None = None, encoding: str |
         encoding = encoding or DEFAULT_ENCODING
         frame = next(iter(_read_csv(path, encoding, chunksize=1)), None)
         header = frame.values.tolist()[0] if frame is not None and len(frame) else []
-    columns = _map_header(path, [_text(value) for value in header])
-    return Manifest(path, columns, sheet if sheet is not None else 0, encoding or DEFAULT_ENCODING)
+    texts = tuple(_text(value) for value in header)
+    return Manifest(path, texts, _map_header(path, list(texts)), sheet if sheet is not None else 0,
+                    encoding or DEFAULT_ENCODING)
 
 
 def _map_header(path: Path, header: list[str]) -> tuple[str, ...]:
@@ -120,7 +134,7 @@ def _map_header(path: Path, header: list[str]) -> tuple[str, ...]:
     for position, raw in enumerate(header):
         text = raw.strip()
         if not text or text.startswith(IGNORED_PREFIX):
-            columns.append(text)
+            columns.append(text.lower())
             continue
         if text.lower().startswith(PARAM_PREFIX):
             label = text[len(PARAM_PREFIX):].strip()
@@ -184,6 +198,11 @@ def _text(value: Any) -> str:
     if value is None or (isinstance(value, float) and value != value):  # NaN: a missing cell
         return ""
     return str(value).strip()
+
+
+def _unquote(text: str) -> str:
+    """Undo :func:`batchcfg.report.spreadsheet_safe`: ``'=x`` -> ``=x``."""
+    return text[1:] if text.startswith(_DEFUSED) else text
 
 
 def _column_letter(position: int) -> str:

@@ -1,9 +1,9 @@
 """A rate limiter that never lets more than ``rate`` requests start in any one-second window.
 
-Two rules work together. Pacing spaces starts evenly, a little slower than ``rate`` (2 %), so that
-there is never a burst, not even in the first second, and jitter between here and the server does
-not push a window over. A log of the last ``rate`` start times is the hard guarantee: the next
-start waits until the oldest of them is a full window old.
+Two rules work together. Pacing spaces starts evenly, so that there is never a burst, not even in
+the first second. A log of the last ``rate`` start times is the hard guarantee: the next start
+waits until the oldest of them is a window old. Both run 2 % slow (a window of 1.02 s), so that
+jitter between here and the server does not push a window over as the server counts it.
 
 >>> limiter = RateLimiter(10)          # no event loop needed until the first acquire()
 >>> async def send_one():
@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 
 import anyio
 
-PACING_SLACK = 1.02  # pace at rate/1.02: keeps a margin for jitter, costs 2 % of throughput
+PACING_SLACK = 1.02  # a margin for jitter on the way to the server; costs 2 % of throughput
 WINDOW_SECONDS = 1.0
 
 
@@ -33,20 +33,31 @@ class RateLimiter:
     def __init__(self, rate: float, *, window: float = WINDOW_SECONDS,
                  clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], Awaitable[object]] = anyio.sleep) -> None:
-        if rate <= 0:
-            raise ValueError("rate must be positive")
-        self.rate = rate
         self.window = window
-        self._interval = window * PACING_SLACK / rate
-        self._starts: deque[float] = deque(maxlen=max(1, math.floor(rate * window + 1e-9)))
+        self._starts: deque[float] = deque()
+        self.rate = rate
         self._next = -math.inf
         self._clock = clock
         self._sleep = sleep
         self._lock: anyio.Lock | None = None  # made on first use, inside the event loop
         self.started = 0
 
+    @property
+    def rate(self) -> float:
+        """Starts allowed per window; may be changed while running (adaptive throttling)."""
+        return self._rate
+
+    @rate.setter
+    def rate(self, rate: float) -> None:
+        if rate <= 0:
+            raise ValueError("rate must be positive")
+        self._rate = rate
+        self._interval = self.window * PACING_SLACK / rate
+        # Keep the most recent starts: the cap holds across the change.
+        self._starts = deque(self._starts, maxlen=max(1, math.floor(rate * self.window + 1e-9)))
+
     def __repr__(self) -> str:
-        return (f"RateLimiter(rate={self.rate}, started={self.started}, "
+        return (f"RateLimiter(rate={self.rate:g}, started={self.started}, "
                 f"in_last_window={self._in_last_window()})")
 
     def _in_last_window(self) -> int:
@@ -62,7 +73,7 @@ class RateLimiter:
                 now = self._clock()
                 wait = self._next - now
                 if len(self._starts) == self._starts.maxlen:
-                    wait = max(wait, self._starts[0] + self.window - now)
+                    wait = max(wait, self._starts[0] + self.window * PACING_SLACK - now)
                 if wait <= 0:
                     break
                 await self._sleep(wait)

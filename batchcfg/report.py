@@ -1,4 +1,10 @@
-"""Per-row results and the report files that hold them (``.csv``, ``.jsonl``, ``.xlsx``).
+"""Per-row results and the files that hold them: the report (``.csv``, ``.jsonl``, ``.xlsx``)
+and the journal.
+
+The journal (``{report stem}.journal.jsonl`` beside the report) gets each row's record the moment
+the row ends, flushed, so that after a ``kill -9`` every finished row is on disk. The report is
+written once the run ends, sorted by row, atomically (a temporary file, then a rename), and the
+journal is removed. Either file can be given to ``apply --resume``.
 
 CSV and XLSX cells that a spreadsheet would run as a formula (starting with ``=``, ``+``, ``-``,
 ``@``, tab, carriage return or line feed) get a leading ``'``, as OWASP advises; JSONL keeps
@@ -12,7 +18,8 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterable
+import os
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,7 +35,7 @@ SKIPPED = "skipped"
 VALID = "valid"
 STATUSES = (SUCCEEDED, FAILED, INVALID, CANCELLED, SKIPPED, VALID)
 REPORT_SUFFIXES = (".csv", ".jsonl", ".xlsx")
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n")
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n")
 
 
 @dataclass(slots=True)
@@ -45,6 +52,7 @@ class Outcome:
     attempts: int = 0
     duration_ms: int | None = None
     request_id: str = ""
+    body_sha256: str = ""  # of the body sent (or that would be): what --resume matches on
 
 
 COLUMNS = tuple(f.name for f in fields(Outcome))
@@ -65,27 +73,70 @@ def check_report_path(path: Path) -> Path:
     return path
 
 
+def journal_path(report: Path) -> Path:
+    """Where the journal of a run with this report goes."""
+    return report.with_name(report.stem + ".journal.jsonl")
+
+
+class Journal:
+    """Appends one JSON line per finished row and flushes it at once."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._handle = path.open("a", encoding="utf-8", newline="\n")
+
+    def __repr__(self) -> str:
+        return f"Journal({str(self.path)!r})"
+
+    def write(self, outcome: Outcome) -> None:
+        self._handle.write(json.dumps(asdict(outcome), ensure_ascii=False) + "\n")
+        self._handle.flush()
+
+    def close(self) -> None:
+        self._handle.close()
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
 def write_report(path: str | Path, outcomes: Iterable[Outcome]) -> Path:
-    """Write the outcomes, in the order given, to ``path`` (type by extension)."""
+    """Write the outcomes, in the order given, to ``path`` (type by extension), atomically."""
     path = Path(path)
-    suffix = path.suffix.lower()
-    records = (asdict(outcome) for outcome in outcomes)
-    if suffix == ".jsonl":
-        with path.open("w", encoding="utf-8", newline="\n") as handle:
-            for record in records:
-                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-    elif suffix == ".xlsx":
-        _write_xlsx(path, records)
-    else:
-        with path.open("w", encoding="utf-8", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(COLUMNS)
-            for record in records:
-                writer.writerow(spreadsheet_safe(record[name]) for name in COLUMNS)
+    write_table(path, COLUMNS, ([getattr(o, name) for name in COLUMNS] for o in outcomes),
+                raw=path.suffix.lower() == ".jsonl")
     return path
 
 
-def _write_xlsx(path: Path, records: Iterable[dict[str, Any]]) -> None:
+def write_table(path: Path, columns: Sequence[str], rows: Iterable[Sequence[Any]], *,
+                raw: bool = False) -> None:
+    """Rows of values under ``columns`` as CSV, JSONL (``raw``: values as they are) or XLSX, by
+    the extension of ``path``; written to a temporary file, then renamed over ``path``."""
+    suffix = path.suffix.lower()
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        if suffix == ".xlsx":
+            _write_xlsx(temporary, columns, rows)
+        else:
+            with temporary.open("w", encoding="utf-8", newline="" if suffix == ".csv" else "\n") as handle:
+                if suffix == ".jsonl":
+                    for row in rows:
+                        values = row if raw else [spreadsheet_safe(v) for v in row]
+                        handle.write(json.dumps(dict(zip(columns, values)), ensure_ascii=False) + "\n")
+                else:
+                    writer = csv.writer(handle)
+                    writer.writerow(columns)
+                    writer.writerows([spreadsheet_safe(v) for v in row] for row in rows)
+                handle.flush()
+                os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def _write_xlsx(path: Path, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
     import xlsxwriter
 
     workbook = xlsxwriter.Workbook(str(path), {"constant_memory": True,
@@ -94,11 +145,41 @@ def _write_xlsx(path: Path, records: Iterable[dict[str, Any]]) -> None:
                                                "strings_to_numbers": False})
     try:
         sheet = workbook.add_worksheet("report")
-        sheet.write_row(0, 0, COLUMNS)
-        for number, record in enumerate(records, start=1):
-            sheet.write_row(number, 0, [spreadsheet_safe(record[name]) for name in COLUMNS])
+        sheet.write_row(0, 0, columns)
+        for number, row in enumerate(rows, start=1):
+            sheet.write_row(number, 0, [spreadsheet_safe(value) for value in row])
     finally:
         workbook.close()
+
+
+def read_records(path: Path) -> Iterator[dict[str, str]]:
+    """The records of an earlier report or journal (``.csv``, ``.jsonl``, ``.xlsx``), values as
+    text. A journal's last line may be cut off by a kill: an unreadable line is skipped."""
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".jsonl":
+            with path.open(encoding="utf-8") as handle:
+                for line in handle:
+                    try:
+                        record = json.loads(line)
+                    except ValueError:
+                        continue
+                    if isinstance(record, dict):
+                        yield {key: "" if value is None else str(value) for key, value in record.items()}
+        elif suffix == ".csv":
+            with path.open(encoding="utf-8-sig", newline="") as handle:
+                yield from csv.DictReader(handle)
+        elif suffix == ".xlsx":
+            from python_calamine import CalamineWorkbook
+
+            rows = CalamineWorkbook.from_path(str(path)).get_sheet_by_index(0).to_python()
+            header = [str(cell) for cell in rows[0]] if rows else []
+            for values in rows[1:]:
+                yield {name: str(value) for name, value in zip(header, values)}
+        else:
+            raise UsageError(f"{path}: use an earlier report or journal (.csv, .jsonl or .xlsx)")
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise UsageError(f"{path}: cannot read it ({type(exc).__name__})") from None
 
 
 def spreadsheet_safe(value: Any) -> Any:
@@ -106,6 +187,6 @@ def spreadsheet_safe(value: Any) -> Any:
     None becomes an empty cell."""
     if value is None:
         return ""
-    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
         return "'" + value
     return value

@@ -7,7 +7,10 @@ exception: in a task group one escaped exception would cancel every sibling.
 
 The first request of a run is sent alone, and an authentication failure stops the run: the
 remaining rows end ``cancelled`` instead of locking the AK (five bad signatures lock it for five
-minutes).
+minutes). ``max_failures`` failed rows stop it too.
+
+Throttling answers (429 and the throttle codes) halve the request rate at once, at most once a
+second; successes raise it again by ``rate / 20`` per second, never above the rate asked for.
 
 >>> async def send(client, jobs):
 ...     runner = Runner(client, rate=10, concurrency=8, max_retries=5, on_outcome=print)
@@ -16,6 +19,7 @@ minutes).
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -28,7 +32,7 @@ from .client import Client
 from .errors import TransportError
 from .ratelimit import RateLimiter
 from .report import CANCELLED, FAILED, SUCCEEDED, Outcome
-from .retry import Backoff, is_retryable
+from .retry import THROTTLE_CODES, Backoff, is_retryable
 
 DEFAULT_RATE = 10.0
 DEFAULT_CONCURRENCY = 8
@@ -46,12 +50,13 @@ def is_auth_failure(status: int | None, error_code: str) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class Job:
-    """One valid row, ready to send: where it goes and its serialised JSON body."""
+    """One valid row, ready to send: where it goes, its serialised JSON body and that body's hash."""
 
     row: int
     project_id: str
     config_name: str
     body: bytes
+    body_sha256: str = ""
 
 
 class Runner:
@@ -63,10 +68,15 @@ class Runner:
 
     def __init__(self, client: Client, *, rate: float = DEFAULT_RATE,
                  concurrency: int = DEFAULT_CONCURRENCY, max_retries: int = DEFAULT_MAX_RETRIES,
-                 on_outcome: Callable[[Outcome], None], backoff: Backoff | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 on_outcome: Callable[[Outcome], None], max_failures: int = 0,
+                 backoff: Backoff | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         self._client = client
         self._limiter = RateLimiter(rate) if rate > 0 else None
+        self._max_rate = rate
+        self.lowest_rate = rate
+        self._last_cut = -math.inf
+        self._max_failures = max_failures
+        self.failures = 0
         self._concurrency = concurrency
         self._max_retries = max_retries
         self._on_outcome = on_outcome
@@ -127,11 +137,31 @@ class Runner:
                 await self._finish(job)
 
     async def _finish(self, job: Job) -> None:
-        self._on_outcome(await self._send(job))
+        outcome = await self._send(job)
+        if outcome.status == FAILED:
+            self.failures += 1
+            if self._max_failures and self.failures >= self._max_failures:
+                self.stop(f"not sent: {self.failures} rows failed (--max-failures {self._max_failures})")
+        self._on_outcome(outcome)
+
+    def _adapt_rate(self, throttled: bool) -> None:
+        """Halve the rate on throttling (once a second at most); raise it slowly on success."""
+        limiter = self._limiter
+        if limiter is None:
+            return
+        if throttled:
+            now = self._clock()
+            if now - self._last_cut >= 1.0:
+                self._last_cut = now
+                limiter.rate = max(min(1.0, self._max_rate), limiter.rate / 2)
+                self.lowest_rate = min(self.lowest_rate, limiter.rate)
+        elif limiter.rate < self._max_rate:
+            limiter.rate = min(self._max_rate, limiter.rate + self._max_rate / 20 / limiter.rate)
 
     async def _send(self, job: Job) -> Outcome:
         outcome = Outcome(job.row, job.config_name, job.project_id, CANCELLED,
-                          error_code=errors.CANCELLED, error_message=self.stop_reason)
+                          error_code=errors.CANCELLED, error_message=self.stop_reason,
+                          body_sha256=job.body_sha256)
         started = None
         while True:
             if self._limiter is not None and not self.stop_reason:
@@ -158,6 +188,9 @@ class Runner:
             finally:
                 self.in_flight -= 1
             outcome.duration_ms = round((self._clock() - started) * 1000)
+            throttled = outcome.http_status == 429 or outcome.error_code in THROTTLE_CODES
+            if throttled or succeeded:
+                self._adapt_rate(throttled)
             if succeeded:
                 outcome.status = SUCCEEDED
                 return outcome

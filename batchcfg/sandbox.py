@@ -65,7 +65,7 @@ class SandboxState:
     starts: list[float] = field(default_factory=list)  # time.monotonic() of every API request
     statuses: Counter[int] = field(default_factory=Counter)
     methods: Counter[str] = field(default_factory=Counter)
-    puts_by_config: Counter[tuple[str, str]] = field(default_factory=Counter)
+    puts: list[tuple[float, str, str]] = field(default_factory=list)  # (time.time(), project, name)
     in_flight: int = 0
     max_in_flight: int = 0
     accepted: deque[float] = field(default_factory=deque)
@@ -123,6 +123,7 @@ def create_app(config: SandboxConfig, state: SandboxState | None = None) -> web.
     sandbox = _Sandbox(config, state or SandboxState())
     app = web.Application(client_max_size=MAX_BODY_BYTES)
     app.router.add_get("/_sandbox/stats", sandbox.stats)
+    app.router.add_get("/_sandbox/puts", sandbox.puts)
     app.router.add_route("*", "/{tail:.*}", sandbox.handle)
     return app
 
@@ -135,6 +136,12 @@ class _Sandbox:
 
     async def stats(self, request: web.Request) -> web.Response:
         return web.json_response(self.state.stats())
+
+    async def puts(self, request: web.Request) -> web.Response:
+        """Every stored PUT: wall time, project, config name, and the body now stored."""
+        return web.json_response([{"time": at, "project_id": project, "config_name": name,
+                                   "body": self.state.configs[(project, name)]}
+                                  for at, project, name in self.state.puts])
 
     async def handle(self, request: web.Request) -> web.Response:
         state = self.state
@@ -198,7 +205,7 @@ class _Sandbox:
                 code = "ModelArts.2792"
             return _modelarts(400, code, "; ".join(str(p) for p in problems))
         self.state.configs[key] = body
-        self.state.puts_by_config[key] += 1
+        self.state.puts.append((time.time(), *key))
         return web.json_response({"is_success": True})
 
     def _authenticate(self, request: web.Request, body: bytes, project_id: str,

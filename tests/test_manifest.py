@@ -191,7 +191,7 @@ def test_header_only_without_newline(tmp_path):
 def test_open_returns_manifest(tmp_path):
     manifest = open_manifest(write_csv(tmp_path, "config_name\nx\n"))
     assert isinstance(manifest, Manifest)
-    assert list(manifest.rows()) == [Row(2, {"config_name": "x"})]
+    assert list(manifest.rows()) == [Row(2, {"config_name": "x"}, ("x",))]
 
 
 # --- rows ----------------------------------------------------------------------------------------

@@ -1,0 +1,64 @@
+"""Picking up after an interrupted run: what earlier runs finished, and the rows left to fix.
+
+``apply --resume PATH`` skips a row when an earlier report or journal shows it ``succeeded`` (or
+``skipped``, so chains of resumed runs work) for the same project, config name and request body
+hash. Matching on the body, not the row number, means that a row edited since is sent again and a
+row moved in the file is still recognised.
+
+``--failed-manifest PATH`` writes the invalid, failed and cancelled rows back out in the input's
+own columns, plus ``#status`` and ``#error``, ready to fix and feed back: the loader ignores
+``#`` columns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from .errors import UsageError
+from .manifest import FAILED_MARKER, Manifest
+from .report import CANCELLED, FAILED, INVALID, SKIPPED, SUCCEEDED, Outcome, read_records, write_table
+
+DONE_STATUSES = (SUCCEEDED, SKIPPED)
+TO_FIX_STATUSES = (INVALID, FAILED, CANCELLED)
+ERROR_MARKER = "#error"
+FAILED_SUFFIXES = (".csv", ".xlsx")
+
+Key = tuple[str, str, str]  # project id, config name, body hash
+
+
+def done_keys(path: Path) -> set[Key]:
+    """The (project, config name, body hash) of every row an earlier report or journal shows done."""
+    if not path.is_file():
+        raise UsageError(f"--resume {path}: no such file")
+    keys = set()
+    for record in read_records(path):
+        if record.get("status") in DONE_STATUSES and record.get("body_sha256"):
+            keys.add((record.get("project_id", ""), record.get("config_name", ""), record["body_sha256"]))
+    return keys
+
+
+def check_failed_manifest_path(path: Path) -> Path:
+    if path.suffix.lower() not in FAILED_SUFFIXES:
+        raise UsageError(f"--failed-manifest {path}: use a .csv or .xlsx file name")
+    if not path.parent.is_dir():
+        raise UsageError(f"--failed-manifest {path}: no such directory {str(path.parent)!r}")
+    return path
+
+
+def write_failed_manifest(manifest: Manifest, outcomes: Iterable[Outcome], path: Path) -> int:
+    """Write the rows to fix in the input's own columns plus ``#status`` and ``#error``; returns
+    how many rows were written. Reads the manifest again rather than keeping every row's cells."""
+    to_fix = {o.row: o for o in outcomes if o.status in TO_FIX_STATUSES}
+    keep = [i for i, name in enumerate(manifest.columns) if name not in (FAILED_MARKER, ERROR_MARKER)]
+    header = [manifest.header[i] for i in keep] + [FAILED_MARKER, ERROR_MARKER]
+
+    def rows() -> Iterable[list[str]]:
+        for row in manifest.rows():
+            outcome = to_fix.get(row.number)
+            if outcome is not None:
+                error = f"{outcome.error_code}: {outcome.error_message}" if outcome.error_code else ""
+                yield [row.values[i] for i in keep] + [outcome.status, error]
+
+    write_table(path, header, rows())
+    return len(to_fix)

@@ -1,0 +1,298 @@
+"""Never lose a row: journal, kill -9 and resume, graceful stop, stopping before harm, fix and re-run."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from batchcfg import Options, apply, validate
+from batchcfg.cli import main
+from batchcfg.report import read_records
+from batchcfg.sandbox import SandboxConfig, serve
+
+from .conftest import PROJECT, VALID_CELLS, read_report, valid_manifest, write_csv
+
+SANDBOX_ENV = {"PATH": os.environ.get("PATH", ""), "HOME": "/nonexistent", "PYTHONPATH": os.getcwd(),
+               "HUAWEICLOUD_SDK_AK": SandboxConfig.ak, "HUAWEICLOUD_SDK_SK": SandboxConfig.sk,
+               "HUAWEICLOUD_SDK_PROJECT_ID": PROJECT}
+
+
+class SandboxProcess:
+    """``batchcfg sandbox`` in its own process: it outlives the runs the tests kill."""
+
+    def __init__(self, *flags: str) -> None:
+        self.process = subprocess.Popen([sys.executable, "-m", "batchcfg", "sandbox", "--port", "0", *flags],
+                                        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                                        env=SANDBOX_ENV)
+        assert self.process.stdout is not None
+        self.endpoint = self.process.stdout.readline().split()[2]
+
+    def get(self, path: str) -> Any:
+        with urllib.request.urlopen(self.endpoint + path, timeout=10) as response:
+            return json.loads(response.read())
+
+    def close(self) -> None:
+        self.process.send_signal(signal.SIGINT)
+        self.process.wait(timeout=10)
+        if self.process.stdout:
+            self.process.stdout.close()
+
+
+@pytest.fixture
+def sandbox_process() -> Iterator[SandboxProcess]:
+    sandbox = SandboxProcess()
+    yield sandbox
+    sandbox.close()
+
+
+def apply_process(manifest: Path, endpoint: str, report: Path, *flags: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "batchcfg", "apply", str(manifest), "--endpoint", endpoint,
+                             "--report", str(report), "--no-progress", *flags],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=SANDBOX_ENV)
+
+
+def expected_bodies(names: list[str]) -> dict[str, dict[str, Any]]:
+    return {name: {"worker_server_num": 1, "model_id": 7, "spec_id": 1, "data_url": "/bucket/data/"}
+            for name in names}
+
+
+def test_kill_9_at_random_moments_then_resume(tmp_path: Path, sandbox_process: SandboxProcess) -> None:
+    names = [f"cfg-{i:03d}" for i in range(500)]
+    manifest = valid_manifest(tmp_path / "m.csv", names)
+    rng = random.Random(20261126)
+    resume_from: Path | None = None
+    kills = 0
+    succeeded_by_run: list[tuple[float, set[str]]] = []  # (kill time, rows that run recorded succeeded)
+    for attempt in range(60):
+        report = tmp_path / f"run-{attempt:02d}.csv"
+        flags = ["--rate", "25", "--resume", str(resume_from)] if resume_from else ["--rate", "25"]
+        process = apply_process(manifest, sandbox_process.endpoint, report, *flags)
+        final = kills >= 22
+        try:
+            process.wait(timeout=60 if final else rng.uniform(0.4, 1.6))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        killed_at = time.time()
+        stderr = process.stderr.read() if process.stderr else ""
+        if process.stderr:
+            process.stderr.close()
+        journal = report.with_name(report.stem + ".journal.jsonl")
+        if process.returncode == -signal.SIGKILL:
+            kills += 1
+            if journal.exists():
+                records = list(read_records(journal))
+                succeeded_by_run.append((killed_at, {r["config_name"] for r in records if r["status"] == "succeeded"}))
+                resume_from = journal
+            continue
+        assert process.returncode == 0, stderr
+        assert not journal.exists(), "a finished run removes its journal"
+        records = read_report(report)
+        succeeded_by_run.append((killed_at, {r["config_name"] for r in records if r["status"] == "succeeded"}))
+        break
+    else:
+        pytest.fail("the run never finished")
+
+    assert kills >= 20
+    assert sorted(r["config_name"] for r in records) == names
+    assert {r["status"] for r in records} <= {"succeeded", "skipped"}
+    recorded = Counter(name for _, names_done in succeeded_by_run for name in names_done)
+    assert set(recorded) == set(names) and set(recorded.values()) == {1}, "each row succeeded exactly once"
+    puts = sandbox_process.get("/_sandbox/puts")
+    stored = {put["config_name"]: put["body"] for put in puts}
+    assert stored == expected_bodies(names)
+    for killed_at, names_done in succeeded_by_run[:-1]:
+        late = [p for p in puts if p["config_name"] in names_done and p["time"] > killed_at]
+        assert not late, f"sent again after it was recorded succeeded: {late[:3]}"
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_graceful_stop_on_a_signal(tmp_path: Path, signum: int, code: int) -> None:
+    sandbox = SandboxProcess("--latency-ms", "200")
+    try:
+        names = [f"c{i}" for i in range(200)]
+        manifest = valid_manifest(tmp_path / "m.csv", names)
+        report = tmp_path / "r.csv"
+        process = apply_process(manifest, sandbox.endpoint, report, "--rate", "20", "--concurrency", "4")
+        time.sleep(2.0)
+        process.send_signal(signum)
+        process.wait(timeout=30)
+        stderr = process.stderr.read() if process.stderr else ""
+        if process.stderr:
+            process.stderr.close()
+        assert process.returncode == code, stderr
+        assert "Traceback" not in stderr and "stopping" in stderr
+        records = read_report(report)
+        assert [r["config_name"] for r in records] == names, "a complete report"
+        put = {p["config_name"] for p in sandbox.get("/_sandbox/puts")}
+        statuses = Counter(r["status"] for r in records)
+        assert statuses["succeeded"] > 0 and statuses["cancelled"] > 0
+        assert set(statuses) == {"succeeded", "cancelled"}
+        for record in records:
+            assert (record["status"] == "succeeded") == (record["config_name"] in put), \
+                "no row both sent and cancelled"
+            if record["status"] == "cancelled":
+                assert record["error_code"] == "BATCHCFG.CANCELLED" and record["attempts"] == "0"
+    finally:
+        sandbox.close()
+
+
+def run_in_thread(*argv: Any) -> int:
+    return main([str(a) for a in argv])
+
+
+def test_a_wrong_sk_costs_one_request(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    manifest = valid_manifest(tmp_path / "m.csv", [f"c{i}" for i in range(1000)])
+
+    async def scenario() -> tuple[int, int]:
+        async with serve(SandboxConfig()) as sandbox:
+            monkeypatch.setenv("HUAWEICLOUD_SDK_AK", SandboxConfig.ak)
+            monkeypatch.setenv("HUAWEICLOUD_SDK_SK", "not-the-secret")
+            code = await anyio.to_thread.run_sync(run_in_thread, "apply", manifest, "--endpoint", sandbox.endpoint,
+                                                  "--project-id", PROJECT, "--rate", "0", "--report",
+                                                  tmp_path / "r.csv")
+            return code, len(sandbox.state.starts)
+
+    assert anyio.run(scenario) == (1, 1)
+    statuses = Counter(r["status"] for r in read_report(tmp_path / "r.csv"))
+    assert statuses == {"failed": 1, "cancelled": 999}
+
+
+def test_a_429_storm_adapts_the_rate_and_loses_nothing(tmp_path: Path) -> None:
+    names = [f"c{i}" for i in range(50)]
+    manifest = valid_manifest(tmp_path / "m.csv", names)
+
+    async def scenario() -> Any:
+        async with serve(SandboxConfig(throttle_rps=10)) as sandbox:
+            options = Options(endpoint=sandbox.endpoint, project_id=PROJECT, rate=80, report=tmp_path / "r.csv",
+                              env={"HUAWEICLOUD_SDK_AK": SandboxConfig.ak, "HUAWEICLOUD_SDK_SK": SandboxConfig.sk})
+            summary = await apply(manifest, options)
+            return summary, sandbox.state
+
+    summary, state = anyio.run(scenario)
+    assert summary.counts == {"succeeded": 50}
+    assert summary.retries > 0 and state.statuses[429] > 0
+    assert summary.lowest_rate <= 10, "the rate came down to what the server takes"
+    assert sorted(name for _, _, name in state.puts) == sorted(names)
+
+
+def test_max_failures_stops_the_run(tmp_path: Path) -> None:
+    manifest = valid_manifest(tmp_path / "m.csv", [f"c{i}" for i in range(50)])
+
+    async def scenario() -> Any:
+        async with serve(SandboxConfig(fail_rate=1.0)) as sandbox:
+            options = Options(endpoint=sandbox.endpoint, project_id=PROJECT, rate=0, max_retries=0,
+                              max_failures=3, concurrency=1, report=tmp_path / "r.csv",
+                              env={"HUAWEICLOUD_SDK_AK": SandboxConfig.ak, "HUAWEICLOUD_SDK_SK": SandboxConfig.sk})
+            return await apply(manifest, options)
+
+    summary = anyio.run(scenario)
+    assert summary.counts == {"failed": 3, "cancelled": 47}
+    assert "--max-failures 3" in summary.stop_reason and summary.exit_code == 1
+
+
+def test_the_server_going_away(tmp_path: Path) -> None:
+    manifest = valid_manifest(tmp_path / "m.csv", [f"c{i}" for i in range(5)])
+    options = Options(endpoint="http://127.0.0.1:9", project_id=PROJECT, rate=0, max_retries=1,
+                      report=tmp_path / "r.csv", env={"HUAWEICLOUD_SDK_AK": "a", "HUAWEICLOUD_SDK_SK": "b"})
+    summary = anyio.run(apply, manifest, options)
+    records = read_report(tmp_path / "r.csv")
+    assert summary.exit_code == 1 and len(records) == 5
+    assert {(r["status"], r["error_code"], r["attempts"]) for r in records} == {("failed", "BATCHCFG.CONNECTION", "2")}
+
+
+def test_resume_matches_on_body_not_row_number(tmp_path: Path) -> None:
+    """A row edited since is sent again; a row moved in the file is still recognised."""
+    env = {"HUAWEICLOUD_SDK_AK": SandboxConfig.ak, "HUAWEICLOUD_SDK_SK": SandboxConfig.sk}
+    first = valid_manifest(tmp_path / "first.csv", ["a", "b", "c"])
+    header = ["config_name", *VALID_CELLS]
+    second = write_csv(tmp_path / "second.csv", header, [
+        ["c", *VALID_CELLS.values()],                   # moved
+        ["b", "2", *list(VALID_CELLS.values())[1:]],    # edited: 2 workers
+        ["a", *VALID_CELLS.values()],
+        ["d", *VALID_CELLS.values()],                   # new
+    ])
+
+    async def scenario() -> Any:
+        async with serve(SandboxConfig()) as sandbox:
+            options = Options(endpoint=sandbox.endpoint, project_id=PROJECT, env=env, report=tmp_path / "1.csv")
+            await apply(first, options)
+            options = Options(endpoint=sandbox.endpoint, project_id=PROJECT, env=env, report=tmp_path / "2.jsonl",
+                              resume=tmp_path / "1.csv")
+            await apply(second, options)
+            options = Options(endpoint=sandbox.endpoint, project_id=PROJECT, env=env, report=tmp_path / "3.xlsx",
+                              resume=tmp_path / "2.jsonl")
+            summary = await apply(second, options)
+            return summary, [name for _, _, name in sandbox.state.puts]
+
+    summary, puts = anyio.run(scenario)
+    assert {r["config_name"]: r["status"] for r in read_report(tmp_path / "2.jsonl")} == {
+        "c": "skipped", "b": "succeeded", "a": "skipped", "d": "succeeded"}
+    assert summary.counts == {"skipped": 4} and summary.exit_code == 0, "skipped rows count as done"
+    assert sorted(puts) == ["a", "b", "b", "c", "d"]
+
+
+def test_an_interrupted_runs_journal_is_never_overwritten(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    manifest = valid_manifest(tmp_path / "m.csv", ["a"])
+    (tmp_path / "r.journal.jsonl").write_text('{"row": 2}\n')
+    with pytest.raises(SystemExit) as stopped:
+        main(["apply", str(manifest), "--sandbox", "--report", str(tmp_path / "r.csv")])
+    assert stopped.value.code == 2 and "--resume" in capsys.readouterr().err
+    assert main(["apply", str(manifest), "--sandbox", "--report", str(tmp_path / "r.csv"),
+                 "--resume", str(tmp_path / "r.journal.jsonl")]) == 0
+    assert not (tmp_path / "r.journal.jsonl").exists()
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".xlsx"])
+def test_failed_manifest_can_be_fixed_and_fed_back(tmp_path: Path, suffix: str) -> None:
+    samples = Path(__file__).parent.parent / "samples" / "training_job_configs.csv"
+    failed = tmp_path / f"failed{suffix}"
+    summary = validate(samples, Options(report=tmp_path / "r.csv", failed_manifest=failed))
+    assert summary.counts["invalid"] == 3
+    fixed = tmp_path / "fixed.csv"
+    if suffix == ".xlsx":
+        import openpyxl
+
+        rows = [[c.value if c.value is not None else "" for c in row]
+                for row in openpyxl.load_workbook(failed).active.iter_rows()]
+    else:
+        rows = list(csv.reader(io.StringIO(failed.read_text(encoding="utf-8"))))
+    header, body = rows[0], rows[1:]
+    assert header[-2:] == ["#status", "#error"] and len(body) == 3
+    assert {r[header.index("#status")] for r in body} == {"invalid"}
+    column = {name: i for i, name in enumerate(header)}
+    for row in body:  # the fixes a user would make
+        row[column["boot_file_url"]] = row[column["app_url"]] + "main.py" if row[column["app_url"]] else ""
+        row[column["spec_id"]] = "1"
+        row[column["worker_server_num"]] = "2"
+        row[column["dataset_id"]] = row[column["dataset_version_id"]] = ""
+    write_csv(fixed, header, body)
+    assert validate(fixed, Options(report=tmp_path / "v.csv")).exit_code == 0
+
+
+def test_failed_manifest_cells_are_defused_and_read_back(tmp_path: Path) -> None:
+    manifest = write_csv(tmp_path / "m.csv", ["config_name", "config_desc", "#note", *VALID_CELLS],
+                         [["bad name", "=1+2", "-x", *VALID_CELLS.values()]])
+    failed = tmp_path / "failed.csv"
+    validate(manifest, Options(report=tmp_path / "r.csv", failed_manifest=failed))
+    text = failed.read_text(encoding="utf-8")
+    assert "'=1+2" in text and "'-x" in text
+    again = tmp_path / "again.csv"
+    summary = validate(failed, Options(report=tmp_path / "r2.csv", failed_manifest=again))
+    assert summary.counts == {"invalid": 1}
+    assert again.read_text(encoding="utf-8") == text, "a failed manifest fed back gives the same file"
