@@ -15,6 +15,7 @@ from __future__ import annotations
 import configparser
 import hashlib
 import hmac
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
@@ -34,6 +35,7 @@ ENV_PROJECT_ID = "HUAWEICLOUD_SDK_PROJECT_ID"
 ENV_CREDENTIALS_FILE = "HUAWEICLOUD_SDK_CREDENTIALS_FILE"
 ENV_IAM_TOKEN = "BATCHCFG_IAM_TOKEN"
 DEFAULT_CREDENTIALS_FILE = Path("~/.huaweicloud/credentials")
+log = logging.getLogger(__name__)
 
 
 class Auth(Protocol):
@@ -158,6 +160,7 @@ def _credentials_file(env: Mapping[str, str]) -> dict[str, str]:
         if env.get(ENV_CREDENTIALS_FILE):
             raise UsageError(f"{path}: no such credentials file ({ENV_CREDENTIALS_FILE})")
         return {}
+    _warn_if_shared(path)
     parser = configparser.ConfigParser(interpolation=None)
     try:
         parser.read(path, encoding="utf-8")
@@ -171,12 +174,20 @@ def _credentials_file(env: Mapping[str, str]) -> dict[str, str]:
 
 def _read_token(path: Path) -> str:
     try:
+        _warn_if_shared(path)
         token = path.read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"{path}: cannot read the token file ({type(exc).__name__})") from None
     if not token:
         raise UsageError(f"{path}: the token file is empty")
     return token
+
+
+def _warn_if_shared(path: Path) -> None:
+    """A secrets file that group or others may read is worth a warning (not an error: the user
+    may have reasons, and the run should not fail at 3 a.m. over it)."""
+    if os.name == "posix" and path.stat().st_mode & 0o077:
+        log.warning("%s can be read by other users: run chmod 600 %s", path, path)
 
 
 def _mask(secret: str) -> str:

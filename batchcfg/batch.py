@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import os
 import re
@@ -22,7 +23,7 @@ import anyio
 
 from . import auth, errors, recovery
 from .client import Client, parse_endpoint
-from .errors import UsageError
+from .errors import ManifestError, UsageError
 from .manifest import Manifest, open_manifest
 from .recovery import TO_FIX_STATUSES
 from .report import (CANCELLED, INVALID, SKIPPED, STATUSES, VALID, Journal, Outcome, check_report_path,
@@ -35,6 +36,8 @@ EXIT_OK = 0
 EXIT_ROWS_FAILED = 1
 EXIT_CANNOT_START = 2
 EXIT_INTERRUPTED = 130
+DEFAULT_MAX_ROWS = 1_000_000
+_LOOPBACK = ("localhost", "::1")
 _REGION_RE = re.compile(r"[a-z]{2}(?:-[a-z]+)+-[0-9]+")
 # The SDK's region table puts CN-Hong Kong under .myhuaweicloud.cn.
 _REGION_DOMAINS = {"ap-southeast-1": "myhuaweicloud.cn"}
@@ -58,6 +61,9 @@ class Options:
     max_failures: int = 0  # 0: no limit
     timeout: float = DEFAULT_TIMEOUT
     resume: Path | None = None
+    max_rows: int = DEFAULT_MAX_ROWS
+    ca_bundle: Path | None = None
+    allow_http: bool = False
     dry_run: bool = False
     sandbox: bool = False
     env: Mapping[str, str] = field(default_factory=lambda: os.environ, repr=False, compare=False)
@@ -90,10 +96,15 @@ class Summary:
         return EXIT_ROWS_FAILED if any(self.counts[s] for s in TO_FIX_STATUSES) else EXIT_OK
 
 
-def endpoint_for(endpoint: str | None, region: str | None) -> str:
-    """``--endpoint``, else ``https://modelarts.{region}.myhuaweicloud.com`` from ``--region``."""
+def endpoint_for(endpoint: str | None, region: str | None, *, allow_http: bool = False) -> str:
+    """``--endpoint``, else ``https://modelarts.{region}.myhuaweicloud.com`` from ``--region``.
+    A plain ``http://`` endpoint is refused unless its host is loopback or ``allow_http``."""
     if endpoint:
-        return str(parse_endpoint(endpoint))
+        url = parse_endpoint(endpoint)
+        if url.scheme == "http" and not allow_http and not _is_loopback(url.host or ""):
+            raise UsageError(f"endpoint {endpoint!r} is plain http: credentials and configs would "
+                             "cross the network unencrypted; use https://, or --allow-http")
+        return str(url)
     if region:
         if not _REGION_RE.fullmatch(region):
             raise UsageError(f"--region {region!r} is not a region name such as cn-north-4; "
@@ -101,6 +112,13 @@ def endpoint_for(endpoint: str | None, region: str | None) -> str:
         return f"https://modelarts.{region}.{_REGION_DOMAINS.get(region, 'myhuaweicloud.com')}"
     raise UsageError("no endpoint: pass --endpoint URL or --region REGION (or --sandbox to try "
                      "the tool)")
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host.lower() in _LOOPBACK
 
 
 def validate(manifest: str | Path, options: Options = Options()) -> Summary:
@@ -126,7 +144,7 @@ async def apply(manifest: str | Path, options: Options = Options(), *,
     """
     run = _Run(manifest, options)
     done = recovery.done_keys(options.resume) if options.resume else set()
-    credentials: auth.Auth | None
+    credentials: auth.Auth
     async with AsyncExitStack() as stack:
         if options.sandbox:
             from .sandbox import SandboxConfig, serve
@@ -138,13 +156,12 @@ async def apply(manifest: str | Path, options: Options = Options(), *,
         else:
             default_project = auth.discover_project_id(options.project_id, options.env)
             _check_default_project(default_project)
-            endpoint = endpoint_for(options.endpoint, options.region)
-            credentials = None if options.dry_run else auth.discover_auth(options.env, options.token_file)
+            endpoint = endpoint_for(options.endpoint, options.region, allow_http=options.allow_http)
+            credentials = auth.discover_auth(options.env, options.token_file)
         jobs = run.check(default_project, project_required=True)
         if options.dry_run:
             run.outcomes.extend(_valid(job) for job in jobs)
             return run.finish()
-        assert credentials is not None
         run.journal = stack.enter_context(run.open_journal())
         for outcome in run.outcomes:  # the invalid rows
             run.journal.write(outcome)
@@ -163,7 +180,8 @@ async def apply(manifest: str | Path, options: Options = Options(), *,
             return run.finish()
 
         client = await stack.enter_async_context(
-            Client(endpoint, credentials, timeout=options.timeout, connections=options.concurrency))
+            Client(endpoint, credentials, timeout=options.timeout, connections=options.concurrency,
+                   ca_bundle=options.ca_bundle))
         runner = Runner(client, rate=options.rate, concurrency=options.concurrency,
                         max_retries=options.max_retries, max_failures=options.max_failures,
                         on_outcome=run.record)
@@ -213,7 +231,8 @@ class _Run:
         self.on_outcome: Callable[[Outcome], None] | None = None
 
     def check(self, default_project: str, *, project_required: bool) -> list[Job]:
-        jobs, invalid = check_manifest(self.manifest, default_project, project_required=project_required)
+        jobs, invalid = check_manifest(self.manifest, default_project, project_required=project_required,
+                                       max_rows=self.options.max_rows)
         self.outcomes.extend(invalid)
         return jobs
 
@@ -250,16 +269,19 @@ class _Run:
         return self.summary
 
 
-def check_manifest(manifest: Manifest, default_project: str, *,
-                   project_required: bool) -> tuple[list[Job], list[Outcome]]:
+def check_manifest(manifest: Manifest, default_project: str, *, project_required: bool,
+                   max_rows: int = DEFAULT_MAX_ROWS) -> tuple[list[Job], list[Outcome]]:
     """Read and validate every row: valid rows become jobs, the others ``invalid`` outcomes.
 
     A config name that appears more than once for the same project makes each of those rows
-    invalid: two PUTs to one config would race.
+    invalid: two PUTs to one config would race. More than ``max_rows`` rows is a
+    :class:`ManifestError`: nothing is sent.
     """
     checked: list[tuple[int, str, str, bytes | None, list[Problem]]] = []
     rows_by_target: dict[tuple[str, str], list[int]] = defaultdict(list)
-    for row in manifest.rows():
+    for count, row in enumerate(manifest.rows(), start=1):
+        if count > max_rows:
+            raise ManifestError(f"{manifest.path}: more than {max_rows} rows (--max-rows); nothing was sent")
         result = check_row(row.cells, default_project_id=default_project,
                            project_required=project_required)
         body = None

@@ -6,6 +6,7 @@ Library errors become the one-line ``batchcfg: error: ...`` (exit 2) here, and o
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 import signal
 import sys
@@ -17,7 +18,7 @@ from typing import NoReturn
 import anyio
 
 from . import __version__
-from .batch import EXIT_CANNOT_START, Options, Summary, iter_statuses
+from .batch import DEFAULT_MAX_ROWS, EXIT_CANNOT_START, Options, Summary, iter_statuses
 from .errors import BatchcfgError
 from .runner import DEFAULT_CONCURRENCY, DEFAULT_MAX_RETRIES, DEFAULT_RATE, DEFAULT_TIMEOUT
 
@@ -52,6 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
                                                   "from one CSV or Excel manifest.")
     parser.add_argument("--version", action="version", version=f"batchcfg {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    logs = _Parser(add_help=False)
+    logs.add_argument("-v", "--verbose", action="count", default=0,
+                      help="more log lines: -v what happens, -vv every attempt")
+    logs.add_argument("-q", "--quiet", action="store_true", help="errors only")
 
     def manifest_options(command: argparse.ArgumentParser) -> None:
         command.add_argument("manifest", type=Path, help="the .csv, .xlsx or .xlsm manifest")
@@ -60,15 +65,17 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--report", type=Path,
                              help="report file: .csv, .jsonl or .xlsx (default: "
                                   "batchcfg-report-{UTC time}.csv here)")
+        command.add_argument("--max-rows", type=_number(1, integer=True), metavar="N",
+                             help=f"refuse a manifest of more rows (default {DEFAULT_MAX_ROWS})")
         command.add_argument("--failed-manifest", type=Path, metavar="PATH",
                              help="write the invalid, failed and cancelled rows here (.csv or .xlsx), "
                                   "in the input's columns plus #status and #error, to fix and re-run")
 
-    validate = commands.add_parser("validate", help="check the manifest offline; send nothing")
+    validate = commands.add_parser("validate", parents=[logs], help="check the manifest offline; send nothing")
     manifest_options(validate)
     validate.add_argument("--project-id", help="default project id, for duplicate checks")
 
-    apply = commands.add_parser("apply", help="validate, then send every valid row")
+    apply = commands.add_parser("apply", parents=[logs], help="validate, then send every valid row")
     manifest_options(apply)
     where = apply.add_mutually_exclusive_group()
     where.add_argument("--endpoint", help="API endpoint, e.g. https://modelarts.cn-north-4.myhuaweicloud.com")
@@ -76,6 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
     apply.add_argument("--project-id", help="default project id (else HUAWEICLOUD_SDK_PROJECT_ID, "
                                             "else the credentials file)")
     apply.add_argument("--token-file", type=Path, help="file holding an IAM token, sent as X-Auth-Token")
+    apply.add_argument("--ca-bundle", type=Path, metavar="PATH",
+                       help="PEM file of extra CA certificates, for a private CA (TLS is always verified)")
+    apply.add_argument("--allow-http", action="store_true",
+                       help="allow a plain http:// endpoint that is not on this machine")
     apply.add_argument("--rate", type=_number(0), default=DEFAULT_RATE,
                        help=f"requests started per second, 0 = no limit (default {DEFAULT_RATE:g})")
     apply.add_argument("--concurrency", type=_number(1, integer=True), default=DEFAULT_CONCURRENCY,
@@ -96,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .sandbox import DEFAULT_HOST, DEFAULT_PORT, SandboxConfig
 
-    sandbox = commands.add_parser("sandbox", help="run the embedded stand-in for the API")
+    sandbox = commands.add_parser("sandbox", parents=[logs], help="run the embedded stand-in for the API")
     sandbox.add_argument("--host", default=DEFAULT_HOST, help=f"address to bind (default {DEFAULT_HOST})")
     sandbox.add_argument("--port", type=_number(0, integer=True), default=DEFAULT_PORT,
                          help=f"port (default {DEFAULT_PORT}; 0 = any free port)")
@@ -115,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (CONTRACT.md)."""
     args = build_parser().parse_args(argv)
+    _configure_logging(args.verbose, args.quiet)
     try:
         if args.command == "validate":
             from .batch import validate
@@ -129,16 +141,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def _configure_logging(verbose: int, quiet: bool) -> None:
+    logger = logging.getLogger("batchcfg")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("batchcfg: %(levelname)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False
+    level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
+    logger.setLevel(level)
+
+
 def _options(args: argparse.Namespace) -> Options:
     names = ("sheet", "encoding", "report", "failed_manifest", "endpoint", "region", "project_id",
              "token_file", "rate", "concurrency", "max_retries", "max_failures", "timeout", "resume",
-             "dry_run", "sandbox")
+             "max_rows", "ca_bundle", "allow_http", "dry_run", "sandbox")
     values = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
     return Options(**values)
 
 
 async def _apply(args: argparse.Namespace) -> int:
     from tqdm import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
 
     from .batch import apply
 
@@ -153,9 +177,10 @@ async def _apply(args: argparse.Namespace) -> int:
     async with anyio.create_task_group() as group:
         group.start_soon(_watch_signals, stop, stop_now, received)
         try:
-            summary = await apply(args.manifest, _options(args), on_outcome=show,
-                                  on_ready=lambda total: bar.reset(total=total), stop=stop,
-                                  stop_now=stop_now)
+            with logging_redirect_tqdm(loggers=[logging.getLogger("batchcfg")]):
+                summary = await apply(args.manifest, _options(args), on_outcome=show,
+                                      on_ready=lambda total: bar.reset(total=total), stop=stop,
+                                      stop_now=stop_now)
         except BatchcfgError as exc:
             summary = exc  # raised below, outside the task group, which would wrap it in a group
         finally:

@@ -13,7 +13,9 @@ Redirects are never followed (credentials must not travel to another host).
 from __future__ import annotations
 
 import json
+import ssl
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -64,20 +66,22 @@ def parse_endpoint(endpoint: str) -> URL:
 class Client:
     """One ``aiohttp.ClientSession`` for a run. Use as ``async with Client(...) as client``."""
 
-    def __init__(self, endpoint: str, auth: Auth, *, timeout: float, connections: int = 100) -> None:
+    def __init__(self, endpoint: str, auth: Auth, *, timeout: float, connections: int = 100,
+                 ca_bundle: Path | None = None) -> None:
         self._base = parse_endpoint(endpoint)
         self._host = self._base.host_port_subcomponent or ""
         self._prefix = str(self._base)
         self._auth = auth
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._connections = connections
+        self._ssl = _tls_context(ca_bundle)
         self._session: aiohttp.ClientSession | None = None
 
     def __repr__(self) -> str:
         return f"Client({self._prefix!r}, auth={self._auth!r}, open={self._session is not None})"
 
     async def __aenter__(self) -> Client:
-        connector = aiohttp.TCPConnector(limit=self._connections, ttl_dns_cache=300)
+        connector = aiohttp.TCPConnector(limit=self._connections, ttl_dns_cache=300, ssl=self._ssl)
         self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout,
                                               auto_decompress=True, trust_env=False)
         # aiohttp silently resends an idempotent request once when a reused connection drops.
@@ -118,6 +122,17 @@ class Client:
             raise ConnectionFailed(_describe(exc)) from None
         except OSError as exc:
             raise ConnectionFailed(exc.strerror or type(exc).__name__) from None
+
+
+def _tls_context(ca_bundle: Path | None) -> ssl.SSLContext:
+    """Certificate and host name verification always on; ``ca_bundle`` adds a private CA."""
+    context = ssl.create_default_context()
+    if ca_bundle is not None:
+        try:
+            context.load_verify_locations(cafile=str(ca_bundle))
+        except (OSError, ssl.SSLError) as exc:
+            raise UsageError(f"--ca-bundle {ca_bundle}: not a readable PEM bundle ({type(exc).__name__})") from None
+    return context
 
 
 async def _read_limited(response: aiohttp.ClientResponse) -> bytes | None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import difflib
 import warnings
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,9 @@ CSV_SUFFIXES = (".csv",)
 EXCEL_SUFFIXES = (".xlsx", ".xlsm")
 DEFAULT_ENCODING = "utf-8-sig"  # UTF-8, with or without a byte order mark
 CHUNK_ROWS = 10_000
+MAX_WORKBOOK_BYTES = 2 * 2**30  # what a workbook may unpack to
+MAX_WORKBOOK_ENTRIES = 10_000
+MAX_PACKING_RATIO = 200  # real sheets pack 5-50 times; zip bombs a thousand and more
 IGNORED_PREFIX = "#"  # columns such as "#status" are notes for people, not fields
 FAILED_MARKER = "#status"  # the column batchcfg adds to a failed-row manifest
 _DEFUSED = tuple("'" + start for start in FORMULA_STARTS)
@@ -111,6 +115,7 @@ def open_manifest(path: str | Path, *, sheet: str | None = None, encoding: str |
     if suffix in EXCEL_SUFFIXES:
         if encoding:
             raise ManifestError("--encoding applies to .csv files only")
+        check_workbook(path)
         frame = _read_excel(path, sheet if sheet is not None else 0)
         header = frame.values.tolist()[0] if len(frame) else []
     else:
@@ -157,6 +162,39 @@ def _map_header(path: Path, header: list[str]) -> tuple[str, ...]:
     if "config_name" not in seen:
         raise ManifestError(f"{path}: no config_name column")
     return tuple(columns)
+
+
+def check_workbook(path: Path) -> None:
+    """Refuse a workbook before parsing it: a zip bomb (it would unpack to more than
+    ``MAX_WORKBOOK_BYTES``, or an entry packs implausibly tight) or XML with a DTD (entity
+    expansion: "billion laughs"). Reads only the zip directory and the first bytes of each part."""
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise ManifestError(f"{path}: not an Excel workbook ({_one_line(exc)})") from None
+    with archive:
+        entries = archive.infolist()
+        if len(entries) > MAX_WORKBOOK_ENTRIES:
+            raise ManifestError(f"{path}: refused: {len(entries)} parts in the workbook")
+        unpacked = 0
+        for entry in entries:
+            unpacked += entry.file_size
+            if unpacked > MAX_WORKBOOK_BYTES:
+                raise ManifestError(f"{path}: refused: it unpacks to more than "
+                                    f"{MAX_WORKBOOK_BYTES // 2**20} MiB")
+            if entry.file_size > 2**20 and entry.file_size > MAX_PACKING_RATIO * max(1, entry.compress_size):
+                raise ManifestError(f"{path}: refused: {entry.filename} unpacks to "
+                                    f"{entry.file_size // max(1, entry.compress_size)} times its size "
+                                    "(a decompression bomb?)")
+            if entry.filename.endswith((".xml", ".rels")):
+                try:
+                    with archive.open(entry) as part:
+                        head = part.read(4096)
+                except (zipfile.BadZipFile, OSError, EOFError, RuntimeError) as exc:
+                    raise ManifestError(f"{path}: damaged workbook ({_one_line(exc)})") from None
+                if b"<!DOCTYPE" in head or b"<!ENTITY" in head:
+                    raise ManifestError(f"{path}: refused: {entry.filename} declares a DTD "
+                                        "(XML entities are not accepted in a workbook)")
 
 
 def _read_csv(path: Path, encoding: str, chunksize: int) -> Iterator[Any]:

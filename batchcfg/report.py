@@ -19,6 +19,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timezone
@@ -36,6 +37,7 @@ VALID = "valid"
 STATUSES = (SUCCEEDED, FAILED, INVALID, CANCELLED, SKIPPED, VALID)
 REPORT_SUFFIXES = (".csv", ".jsonl", ".xlsx")
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n")
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 @dataclass(slots=True)
@@ -183,10 +185,12 @@ def read_records(path: Path) -> Iterator[dict[str, str]]:
 
 
 def spreadsheet_safe(value: Any) -> Any:
-    """A value fit for a spreadsheet cell: text that would start a formula gets a leading ``'``;
-    None becomes an empty cell."""
+    """A value fit for a spreadsheet cell: text that would start a formula gets a leading ``'``,
+    control characters that XML and some CSV readers refuse become U+FFFD; None becomes empty."""
     if value is None:
         return ""
-    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
-        return "'" + value
+    if isinstance(value, str):
+        value = _CONTROL_RE.sub("\ufffd", value)
+        if value.startswith(FORMULA_STARTS):
+            return "'" + value
     return value

@@ -19,6 +19,7 @@ second; successes raise it again by ``rate / 20`` per second, never above the ra
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable, Iterable
@@ -33,6 +34,8 @@ from .errors import TransportError
 from .ratelimit import RateLimiter
 from .report import CANCELLED, FAILED, SUCCEEDED, Outcome
 from .retry import THROTTLE_CODES, Backoff, is_retryable
+
+log = logging.getLogger(__name__)
 
 DEFAULT_RATE = 10.0
 DEFAULT_CONCURRENCY = 8
@@ -105,6 +108,7 @@ class Runner:
         """Start no new request; rows not yet sent end ``cancelled`` with ``reason``."""
         if not self.stop_reason:
             self.stop_reason = reason
+            log.info("stopping: %s", reason)
             if self._stopping is not None:
                 self._stopping.set()
 
@@ -155,6 +159,7 @@ class Runner:
                 self._last_cut = now
                 limiter.rate = max(min(1.0, self._max_rate), limiter.rate / 2)
                 self.lowest_rate = min(self.lowest_rate, limiter.rate)
+                log.info("throttled by the server: rate lowered to %.3g/s", limiter.rate)
         elif limiter.rate < self._max_rate:
             limiter.rate = min(self._max_rate, limiter.rate + self._max_rate / 20 / limiter.rate)
 
@@ -188,6 +193,8 @@ class Runner:
             finally:
                 self.in_flight -= 1
             outcome.duration_ms = round((self._clock() - started) * 1000)
+            log.debug("row %d %s: attempt %d: %s %s %s", job.row, job.config_name, outcome.attempts,
+                      outcome.http_status or "-", outcome.error_code or "ok", outcome.request_id)
             throttled = outcome.http_status == 429 or outcome.error_code in THROTTLE_CODES
             if throttled or succeeded:
                 self._adapt_rate(throttled)

@@ -118,10 +118,13 @@ def test_default_report_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     assert capsys.readouterr().out.strip() == reports[0].name
 
 
-def test_validate_and_dry_run(tmp_path: Path) -> None:
+def test_validate_and_dry_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     manifest = valid_manifest(tmp_path / "m.csv", ["a", "b"])
     assert run_cli("validate", manifest, "--report", tmp_path / "v.csv") == 0
     assert [r["status"] for r in read_report(tmp_path / "v.csv")] == ["valid", "valid"]
+    with pytest.raises(SystemExit):  # a dry run checks the credentials too: all but sending
+        run_cli("apply", manifest, "--dry-run", "--region", "cn-north-4", "--project-id", PROJECT)
+    monkeypatch.setenv("BATCHCFG_IAM_TOKEN", "t")
     assert run_cli("apply", manifest, "--dry-run", "--region", "cn-north-4", "--project-id", PROJECT,
                    "--report", tmp_path / "d.csv") == 0
     assert [r["status"] for r in read_report(tmp_path / "d.csv")] == ["valid", "valid"]
