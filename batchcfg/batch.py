@@ -8,12 +8,10 @@
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
-import json
 import os
 import re
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
@@ -23,20 +21,20 @@ import anyio
 
 from . import auth, errors, recovery
 from .client import Client, parse_endpoint
-from .errors import ManifestError, UsageError
-from .manifest import Manifest, open_manifest
+from .errors import UsageError
+from .manifest import open_manifest
 from .recovery import TO_FIX_STATUSES
-from .report import (CANCELLED, INVALID, SKIPPED, STATUSES, VALID, Journal, Outcome, check_report_path,
+from .report import (CANCELLED, SKIPPED, STATUSES, VALID, Journal, Outcome, check_report_path,
                      default_report_path, journal_path, write_report)
 from .runner import (DEFAULT_CONCURRENCY, DEFAULT_MAX_RETRIES, DEFAULT_RATE, DEFAULT_TIMEOUT, Job,
                      Runner)
-from .schema import Problem, check_project_id, check_row
+from .schema import check_project_id
+from .spool import DEFAULT_MAX_ROWS, Spool, check
 
 EXIT_OK = 0
 EXIT_ROWS_FAILED = 1
 EXIT_CANNOT_START = 2
 EXIT_INTERRUPTED = 130
-DEFAULT_MAX_ROWS = 1_000_000
 _LOOPBACK = ("localhost", "::1")
 _REGION_RE = re.compile(r"[a-z]{2}(?:-[a-z]+)+-[0-9]+")
 # The SDK's region table puts CN-Hong Kong under .myhuaweicloud.cn.
@@ -123,12 +121,13 @@ def _is_loopback(host: str) -> bool:
 
 def validate(manifest: str | Path, options: Options = Options()) -> Summary:
     """Read and check the manifest offline; every row ends ``valid`` or ``invalid``."""
-    run = _Run(manifest, options)
     default_project = auth.discover_project_id(options.project_id, options.env)
     _check_default_project(default_project)
-    jobs = run.check(default_project, project_required=False)
-    run.outcomes.extend(_valid(job) for job in jobs)
-    return run.finish()
+    with _Run(manifest, options) as run:
+        with run.check(default_project, project_required=False) as checked:
+            for item in checked.items():
+                run.record(_valid(item) if isinstance(item, Job) else item)
+        return run.finish()
 
 
 async def apply(manifest: str | Path, options: Options = Options(), *,
@@ -137,15 +136,15 @@ async def apply(manifest: str | Path, options: Options = Options(), *,
                 stop: anyio.Event | None = None, stop_now: anyio.Event | None = None) -> Summary:
     """Validate, then send every valid row.
 
-    ``on_ready(n)`` is called once the manifest is checked, with the number of rows to send;
-    ``on_outcome`` as each of them ends. Setting ``stop`` stops the run gracefully: no new request
+    ``on_ready(n)`` is called once the manifest is checked, with its number of rows;
+    ``on_outcome`` as each row ends. Setting ``stop`` stops the run gracefully: no new request
     starts, those in flight finish, the unsent rows end ``cancelled``. Setting ``stop_now`` also
     abandons the requests in flight. Either way the report is written.
     """
-    run = _Run(manifest, options)
     done = recovery.done_keys(options.resume) if options.resume else set()
     credentials: auth.Auth
     async with AsyncExitStack() as stack:
+        run = stack.enter_context(_Run(manifest, options))
         if options.sandbox:
             from .sandbox import SandboxConfig, serve
 
@@ -158,26 +157,27 @@ async def apply(manifest: str | Path, options: Options = Options(), *,
             _check_default_project(default_project)
             endpoint = endpoint_for(options.endpoint, options.region, allow_http=options.allow_http)
             credentials = auth.discover_auth(options.env, options.token_file)
-        jobs = run.check(default_project, project_required=True)
-        if options.dry_run:
-            run.outcomes.extend(_valid(job) for job in jobs)
-            return run.finish()
-        run.journal = stack.enter_context(run.open_journal())
-        for outcome in run.outcomes:  # the invalid rows
-            run.journal.write(outcome)
-        to_send = []
-        for job in jobs:
-            if (job.project_id, job.config_name, job.body_sha256) in done:
-                run.record(Outcome(job.row, job.config_name, job.project_id, SKIPPED,
-                                   error_message=f"succeeded in an earlier run ({options.resume})",
-                                   body_sha256=job.body_sha256))
-            else:
-                to_send.append(job)
+        checked = stack.enter_context(run.check(default_project, project_required=True))
         run.on_outcome = on_outcome
         if on_ready is not None:
-            on_ready(len(to_send))
-        if not to_send:
+            on_ready(checked.rows)
+        if options.dry_run:
+            for item in checked.items():
+                run.record(_valid(item) if isinstance(item, Job) else item)
             return run.finish()
+
+        def jobs() -> Iterator[Job]:
+            """The rows to send, recording the others (invalid, done earlier) on the way."""
+            for item in checked.items():
+                if isinstance(item, Outcome):
+                    run.record(item)
+                elif (item.project_id, item.config_name, item.body_sha256) in done:
+                    run.record(Outcome(item.row, item.config_name, item.project_id, SKIPPED,
+                                       error_message=f"succeeded in an earlier run ({options.resume})",
+                                       body_sha256=item.body_sha256))
+                else:
+                    run.pending[item.row] = item
+                    yield item
 
         client = await stack.enter_async_context(
             Client(endpoint, credentials, timeout=options.timeout, connections=options.concurrency,
@@ -185,7 +185,7 @@ async def apply(manifest: str | Path, options: Options = Options(), *,
         runner = Runner(client, rate=options.rate, concurrency=options.concurrency,
                         max_retries=options.max_retries, max_failures=options.max_failures,
                         on_outcome=run.record)
-        pending = run.pending = {job.row: job for job in to_send}
+        to_send = jobs()
         try:
             async with anyio.create_task_group() as group:
                 if stop is not None:
@@ -195,11 +195,11 @@ async def apply(manifest: str | Path, options: Options = Options(), *,
                 await runner.run(to_send)
                 group.cancel_scope.cancel()
         finally:
-            # Rows cut off by a hard stop (a second Ctrl-C) still get a record.
-            for job in list(pending.values()):
-                run.record(Outcome(job.row, job.config_name, job.project_id, CANCELLED,
-                                   error_code=errors.CANCELLED, body_sha256=job.body_sha256,
-                                   error_message="stopped at once: may or may not have been applied"))
+            # A hard stop (a second Ctrl-C) cuts rows off in flight, and leaves rows unread.
+            for job in list(run.pending.values()):
+                run.record(_cancelled(job, "stopped at once: may or may not have been applied"))
+            for job in to_send:
+                run.record(_cancelled(job, "not sent: the run was interrupted"))
             summary = run.summary
             summary.elapsed, summary.requests, summary.retries = runner.elapsed, runner.requests, runner.retries
             summary.max_rate, summary.lowest_rate = options.rate, runner.lowest_rate
@@ -216,7 +216,8 @@ async def _stop_when_set(event: anyio.Event, runner: Runner, scope: anyio.Cancel
 
 
 class _Run:
-    """The state of one run: its manifest, outcomes so far, journal and output paths."""
+    """One run's bookkeeping: each row's outcome goes to the journal (not memory) and the counts;
+    at the end, the sorted report and the failed-row manifest are written from there."""
 
     def __init__(self, manifest: str | Path, options: Options) -> None:
         self.options = options
@@ -224,19 +225,21 @@ class _Run:
         self.failed_manifest = (recovery.check_failed_manifest_path(options.failed_manifest)
                                 if options.failed_manifest else None)
         self.manifest = open_manifest(manifest, sheet=options.sheet, encoding=options.encoding)
-        self.outcomes: list[Outcome] = []
+        self.journal = self._open_journal()
         self.summary = Summary(Counter(), self.report, self.failed_manifest)
-        self.journal: Journal | None = None
-        self.pending: dict[int, Job] = {}
+        self.pending: dict[int, Job] = {}  # sent or about to be, not yet ended
+        self.to_fix: dict[int, tuple[str, str]] = {}  # row -> (status, "code: message")
         self.on_outcome: Callable[[Outcome], None] | None = None
 
-    def check(self, default_project: str, *, project_required: bool) -> list[Job]:
-        jobs, invalid = check_manifest(self.manifest, default_project, project_required=project_required,
-                                       max_rows=self.options.max_rows)
-        self.outcomes.extend(invalid)
-        return jobs
+    def __enter__(self) -> _Run:
+        return self
 
-    def open_journal(self) -> Journal:
+    def __exit__(self, *exc_info: object) -> None:
+        self.journal.close()
+        if self.journal.path.exists() and not self.journal.path.stat().st_size:
+            self.journal.path.unlink()  # stopped before any row ended: nothing to keep
+
+    def _open_journal(self) -> Journal:
         """The journal beside the report; one left by an interrupted run is continued only when
         it is what this run resumes from, never overwritten."""
         path = journal_path(self.report)
@@ -246,73 +249,35 @@ class _Run:
                              f"--resume {path}, or move it away")
         return Journal(path)
 
+    def check(self, default_project: str, *, project_required: bool) -> Spool:
+        return check(self.manifest, default_project, project_required=project_required,
+                     max_rows=self.options.max_rows)
+
     def record(self, outcome: Outcome) -> None:
-        """One row ended: journal it at once, then tell the caller."""
+        """One row ended: journal it at once, count it, then tell the caller."""
         self.pending.pop(outcome.row, None)
-        self.outcomes.append(outcome)
-        if self.journal is not None:
-            self.journal.write(outcome)
+        self.journal.write(outcome)
+        self.summary.counts[outcome.status] += 1
+        if self.failed_manifest is not None and outcome.status in TO_FIX_STATUSES:
+            error = f"{outcome.error_code}: {outcome.error_message}" if outcome.error_code else ""
+            self.to_fix[outcome.row] = (outcome.status, error)
         if self.on_outcome is not None:
             self.on_outcome(outcome)
 
     def finish(self) -> Summary:
-        """Write the report (sorted by row, atomically), the failed-row manifest, drop the journal."""
-        self.outcomes.sort(key=lambda outcome: outcome.row)
-        self.summary.counts.update(outcome.status for outcome in self.outcomes)
-        write_report(self.report, self.outcomes)
+        """Write the report (sorted by row, atomically) and the failed-row manifest; then the
+        journal is no longer needed."""
+        write_report(self.report, self.journal.outcomes())
         if self.failed_manifest is not None:
-            recovery.write_failed_manifest(self.manifest, self.outcomes, self.failed_manifest)
-        if self.journal is not None:
-            self.journal.close()
-            self.journal.path.unlink(missing_ok=True)
-            self.journal = None
+            recovery.write_failed_manifest(self.manifest, self.to_fix, self.failed_manifest)
+        self.journal.close()
+        self.journal.path.unlink(missing_ok=True)
         return self.summary
 
 
-def check_manifest(manifest: Manifest, default_project: str, *, project_required: bool,
-                   max_rows: int = DEFAULT_MAX_ROWS) -> tuple[list[Job], list[Outcome]]:
-    """Read and validate every row: valid rows become jobs, the others ``invalid`` outcomes.
-
-    A config name that appears more than once for the same project makes each of those rows
-    invalid: two PUTs to one config would race. More than ``max_rows`` rows is a
-    :class:`ManifestError`: nothing is sent.
-    """
-    checked: list[tuple[int, str, str, bytes | None, list[Problem]]] = []
-    rows_by_target: dict[tuple[str, str], list[int]] = defaultdict(list)
-    for count, row in enumerate(manifest.rows(), start=1):
-        if count > max_rows:
-            raise ManifestError(f"{manifest.path}: more than {max_rows} rows (--max-rows); nothing was sent")
-        result = check_row(row.cells, default_project_id=default_project,
-                           project_required=project_required)
-        body = None
-        if result.ok:
-            body = json.dumps(result.body, ensure_ascii=False, separators=(",", ":")).encode()
-        if result.config_name:
-            rows_by_target[(result.project_id, result.config_name)].append(row.number)
-        checked.append((row.number, result.config_name, result.project_id, body, list(result.problems)))
-
-    duplicates = {target: numbers for target, numbers in rows_by_target.items() if len(numbers) > 1}
-    jobs: list[Job] = []
-    outcomes: list[Outcome] = []
-    for number, name, project_id, body, problems in checked:
-        others = duplicates.get((project_id, name))
-        if others:
-            rows = ", ".join(str(n) for n in others if n != number)
-            problems.insert(0, Problem("config_name", errors.DUPLICATE,
-                                       f"{name!r} also appears in row {rows} for the same project"))
-        if problems:
-            outcomes.append(Outcome(number, name, project_id, INVALID, error_code=problems[0].code,
-                                    error_message=_describe(problems)))
-        else:
-            assert body is not None
-            jobs.append(Job(number, project_id, name, body, hashlib.sha256(body).hexdigest()))
-    return jobs, outcomes
-
-
-def _describe(problems: list[Problem]) -> str:
-    """``column: message`` for each problem; codes shown where they differ from the first."""
-    first = problems[0].code
-    return "; ".join(str(p) if p.code == first else f"{p} ({p.code})" for p in problems)
+def _cancelled(job: Job, message: str) -> Outcome:
+    return Outcome(job.row, job.config_name, job.project_id, CANCELLED, error_code=errors.CANCELLED,
+                   error_message=message, body_sha256=job.body_sha256)
 
 
 def _valid(job: Job) -> Outcome:

@@ -18,9 +18,10 @@ from typing import NoReturn
 import anyio
 
 from . import __version__
-from .batch import DEFAULT_MAX_ROWS, EXIT_CANNOT_START, Options, Summary, iter_statuses
+from .batch import EXIT_CANNOT_START, Options, Summary, iter_statuses
 from .errors import BatchcfgError
 from .runner import DEFAULT_CONCURRENCY, DEFAULT_MAX_RETRIES, DEFAULT_RATE, DEFAULT_TIMEOUT
+from .spool import DEFAULT_MAX_ROWS
 
 EXIT_TERMINATED = 143
 

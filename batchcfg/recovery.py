@@ -12,12 +12,12 @@ own columns, plus ``#status`` and ``#error``, ready to fix and feed back: the lo
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from .errors import UsageError
 from .manifest import FAILED_MARKER, Manifest
-from .report import CANCELLED, FAILED, INVALID, SKIPPED, SUCCEEDED, Outcome, read_records, write_table
+from .report import CANCELLED, FAILED, INVALID, SKIPPED, SUCCEEDED, read_records, write_table
 
 DONE_STATUSES = (SUCCEEDED, SKIPPED)
 TO_FIX_STATUSES = (INVALID, FAILED, CANCELLED)
@@ -46,19 +46,17 @@ def check_failed_manifest_path(path: Path) -> Path:
     return path
 
 
-def write_failed_manifest(manifest: Manifest, outcomes: Iterable[Outcome], path: Path) -> int:
-    """Write the rows to fix in the input's own columns plus ``#status`` and ``#error``; returns
-    how many rows were written. Reads the manifest again rather than keeping every row's cells."""
-    to_fix = {o.row: o for o in outcomes if o.status in TO_FIX_STATUSES}
+def write_failed_manifest(manifest: Manifest, to_fix: Mapping[int, tuple[str, str]], path: Path) -> int:
+    """Write the rows in ``to_fix`` (row -> status, error) in the input's own columns plus
+    ``#status`` and ``#error``; returns how many were written. The manifest is read again rather
+    than every row's cells kept in memory."""
     keep = [i for i, name in enumerate(manifest.columns) if name not in (FAILED_MARKER, ERROR_MARKER)]
     header = [manifest.header[i] for i in keep] + [FAILED_MARKER, ERROR_MARKER]
 
     def rows() -> Iterable[list[str]]:
         for row in manifest.rows():
-            outcome = to_fix.get(row.number)
-            if outcome is not None:
-                error = f"{outcome.error_code}: {outcome.error_message}" if outcome.error_code else ""
-                yield [row.values[i] for i in keep] + [outcome.status, error]
+            if row.number in to_fix:
+                yield [row.values[i] for i in keep] + list(to_fix[row.number])
 
     write_table(path, header, rows())
     return len(to_fix)

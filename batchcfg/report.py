@@ -20,6 +20,7 @@ import csv
 import json
 import os
 import re
+from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timezone
@@ -81,18 +82,39 @@ def journal_path(report: Path) -> Path:
 
 
 class Journal:
-    """Appends one JSON line per finished row and flushes it at once."""
+    """Appends one JSON line per finished row and flushes it at once.
+
+    It also remembers where each of this run's lines starts (16 bytes a row), so that
+    :meth:`outcomes` can give them back sorted by row without holding the run in memory.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._handle = path.open("a", encoding="utf-8", newline="\n")
+        self._handle = path.open("ab")
+        self._rows = array("q")
+        self._offsets = array("q")
 
     def __repr__(self) -> str:
-        return f"Journal({str(self.path)!r})"
+        return f"Journal({str(self.path)!r}, records={len(self._rows)})"
 
     def write(self, outcome: Outcome) -> None:
-        self._handle.write(json.dumps(asdict(outcome), ensure_ascii=False) + "\n")
+        self._rows.append(outcome.row)
+        self._offsets.append(self._handle.tell())
+        self._handle.write(json.dumps(asdict(outcome), ensure_ascii=False).encode() + b"\n")
         self._handle.flush()
+
+    def outcomes(self) -> Iterator[Outcome]:
+        """This run's records, sorted by row."""
+        import numpy as np
+
+        self._handle.flush()
+        rows = np.frombuffer(self._rows, dtype=np.int64)
+        order = np.argsort(rows, kind="stable") if np.any(rows[1:] < rows[:-1]) else range(len(rows))
+        offsets = self._offsets
+        with self.path.open("rb") as reader:
+            for index in order:
+                reader.seek(offsets[int(index)])
+                yield Outcome(**json.loads(reader.readline()))
 
     def close(self) -> None:
         self._handle.close()

@@ -1,0 +1,131 @@
+"""Checked rows, kept on disk between checking and sending, so memory does not grow with the rows.
+
+:func:`check` reads and validates every row once, writes each row's result to a temporary file,
+and finds repeated config names with 8 bytes of memory per row (a hash; the few repeated hashes
+are then confirmed on the exact names). :meth:`Spool.items` streams the results in row order: a
+:class:`~batchcfg.runner.Job` for each valid row, an ``invalid`` :class:`Outcome` for the rest.
+
+>>> with check(open_manifest("samples/training_job_configs.csv"), "") as spool:   # doctest: +SKIP
+...     for item in spool.items():
+...         print(item)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import marshal
+import tempfile
+from array import array
+from collections.abc import Iterator
+from typing import IO, Any
+
+from . import errors
+from .errors import ManifestError
+from .manifest import Manifest
+from .report import INVALID, Outcome
+from .runner import Job
+from .schema import check_row
+
+DEFAULT_MAX_ROWS = 1_000_000
+
+Key = tuple[str, str]  # project id, config name
+_Record = tuple[int, str, str, bytes | None, tuple[tuple[str, str, str], ...]]
+
+
+class Spool:
+    """The checked rows of one manifest, on disk. Use as a context manager."""
+
+    def __init__(self, handle: IO[bytes], rows: int, duplicates: dict[Key, list[int]]) -> None:
+        self._handle = handle
+        self.rows = rows
+        self.duplicates = duplicates
+
+    def __repr__(self) -> str:
+        return f"Spool(rows={self.rows}, repeated_names={len(self.duplicates)})"
+
+    def __enter__(self) -> Spool:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._handle.close()
+
+    def items(self) -> Iterator[Job | Outcome]:
+        """In row order: a Job for each valid row, an ``invalid`` Outcome for each other row."""
+        for number, name, project_id, body, problems in _records(self._handle):
+            others = self.duplicates.get((project_id, name))
+            if others:
+                rows = ", ".join(str(n) for n in others if n != number)
+                problems = (("config_name", errors.DUPLICATE,
+                             f"{name!r} also appears in row {rows} for the same project"), *problems)
+            if problems:
+                yield Outcome(number, name, project_id, INVALID, error_code=problems[0][1],
+                              error_message=_describe(problems))
+            else:
+                assert body is not None
+                yield Job(number, project_id, name, body, hashlib.sha256(body).hexdigest())
+
+
+def check(manifest: Manifest, default_project: str, *, project_required: bool = False,
+          max_rows: int = DEFAULT_MAX_ROWS) -> Spool:
+    """Validate every row of ``manifest`` into a :class:`Spool`. More than ``max_rows`` rows is a
+    :class:`ManifestError` (nothing has been sent)."""
+    handle = tempfile.TemporaryFile(prefix="batchcfg-spool-")
+    try:
+        hashes = array("q")
+        rows = 0
+        for row in manifest.rows():
+            rows += 1
+            if rows > max_rows:
+                raise ManifestError(f"{manifest.path}: more than {max_rows} rows (--max-rows); "
+                                    "nothing was sent")
+            result = check_row(row.cells, default_project_id=default_project,
+                               project_required=project_required)
+            body = None
+            if result.ok:
+                body = json.dumps(result.body, ensure_ascii=False, separators=(",", ":")).encode()
+            if result.config_name:
+                hashes.append(hash((result.project_id, result.config_name)))
+            problems = tuple((p.column, p.code, p.message) for p in result.problems)
+            marshal.dump((row.number, result.config_name, result.project_id, body, problems), handle)
+        duplicates = _duplicates(handle, _repeated(hashes)) if rows else {}
+        return Spool(handle, rows, duplicates)
+    except BaseException:
+        handle.close()
+        raise
+
+
+def _repeated(hashes: array[int]) -> set[int]:
+    """The hashes that occur more than once."""
+    import numpy as np
+
+    ordered = np.sort(np.frombuffer(hashes, dtype=np.int64))
+    return set(np.unique(ordered[1:][ordered[1:] == ordered[:-1]]).tolist())
+
+
+def _duplicates(handle: IO[bytes], candidates: set[int]) -> dict[Key, list[int]]:
+    """Exact (project, name) -> rows, for names that really repeat among the candidate hashes."""
+    if not candidates:
+        return {}
+    rows: dict[Key, list[int]] = {}
+    for number, name, project_id, _, _ in _records(handle):
+        if name and hash((project_id, name)) in candidates:
+            rows.setdefault((project_id, name), []).append(number)
+    return {key: numbers for key, numbers in rows.items() if len(numbers) > 1}
+
+
+def _records(handle: IO[bytes]) -> Iterator[_Record]:
+    handle.seek(0)
+    while True:
+        try:
+            record: Any = marshal.load(handle)
+        except EOFError:
+            return
+        yield record
+
+
+def _describe(problems: tuple[tuple[str, str, str], ...]) -> str:
+    """``column: message`` for each problem; codes shown where they differ from the first."""
+    first = problems[0][1]
+    return "; ".join(f"{column}: {message}" if code == first else f"{column}: {message} ({code})"
+                     for column, code, message in problems)
