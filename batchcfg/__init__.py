@@ -8,13 +8,31 @@ The library under the ``batchcfg`` command::
     summary = validate("configs.csv")                                  # offline
     summary = anyio.run(apply, "configs.csv", Options(sandbox=True))   # against the sandbox
     print(summary.counts, summary.report, summary.exit_code)
+
+Names are imported on first use, so that ``batchcfg --help`` does not load aiohttp or pandas.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
-
-from .batch import Options, Summary, apply, validate  # noqa: E402
-from .errors import BatchcfgError, ManifestError, UsageError  # noqa: E402
-from .manifest import open_manifest as load_manifest  # noqa: E402
-
 __all__ = ["BatchcfgError", "ManifestError", "Options", "Summary", "UsageError", "__version__",
            "apply", "load_manifest", "validate"]
+
+_WHERE = {"Options": "batch", "Summary": "batch", "apply": "batch", "validate": "batch",
+          "BatchcfgError": "errors", "ManifestError": "errors", "UsageError": "errors",
+          "load_manifest": "manifest"}
+
+if TYPE_CHECKING:
+    from .batch import Options, Summary, apply, validate
+    from .errors import BatchcfgError, ManifestError, UsageError
+    from .manifest import open_manifest as load_manifest
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'batchcfg' has no attribute {name!r}")
+    module = importlib.import_module(f".{_WHERE[name]}", __name__)
+    return getattr(module, "open_manifest" if name == "load_manifest" else name)

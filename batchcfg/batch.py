@@ -8,11 +8,10 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,22 +19,22 @@ from pathlib import Path
 import anyio
 
 from . import auth, errors, recovery
-from .client import Client, parse_endpoint
+from .client import Client, is_loopback, parse_endpoint
 from .errors import UsageError
 from .manifest import open_manifest
 from .recovery import TO_FIX_STATUSES
 from .report import (CANCELLED, SKIPPED, STATUSES, VALID, Journal, Outcome, check_report_path,
                      default_report_path, journal_path, write_report)
-from .runner import (DEFAULT_CONCURRENCY, DEFAULT_MAX_RETRIES, DEFAULT_RATE, DEFAULT_TIMEOUT, Job,
-                     Runner)
+from .defaults import (DEFAULT_CONCURRENCY, DEFAULT_MAX_RETRIES, DEFAULT_MAX_ROWS, DEFAULT_RATE,
+                       DEFAULT_TIMEOUT)
+from .runner import Job, Runner
 from .schema import check_project_id
-from .spool import DEFAULT_MAX_ROWS, Spool, check
+from .spool import Spool, check
 
 EXIT_OK = 0
 EXIT_ROWS_FAILED = 1
 EXIT_CANNOT_START = 2
 EXIT_INTERRUPTED = 130
-_LOOPBACK = ("localhost", "::1")
 _REGION_RE = re.compile(r"[a-z]{2}(?:-[a-z]+)+-[0-9]+")
 # The SDK's region table puts CN-Hong Kong under .myhuaweicloud.cn.
 _REGION_DOMAINS = {"ap-southeast-1": "myhuaweicloud.cn"}
@@ -99,7 +98,7 @@ def endpoint_for(endpoint: str | None, region: str | None, *, allow_http: bool =
     A plain ``http://`` endpoint is refused unless its host is loopback or ``allow_http``."""
     if endpoint:
         url = parse_endpoint(endpoint)
-        if url.scheme == "http" and not allow_http and not _is_loopback(url.host or ""):
+        if url.scheme == "http" and not allow_http and not is_loopback(url.host or ""):
             raise UsageError(f"endpoint {endpoint!r} is plain http: credentials and configs would "
                              "cross the network unencrypted; use https://, or --allow-http")
         return str(url)
@@ -112,22 +111,13 @@ def endpoint_for(endpoint: str | None, region: str | None, *, allow_http: bool =
                      "the tool)")
 
 
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host.lower() in _LOOPBACK
-
-
 def validate(manifest: str | Path, options: Options = Options()) -> Summary:
     """Read and check the manifest offline; every row ends ``valid`` or ``invalid``."""
     default_project = auth.discover_project_id(options.project_id, options.env)
     _check_default_project(default_project)
-    with _Run(manifest, options) as run:
+    with _Run(manifest, options, sending=False) as run:
         with run.check(default_project, project_required=False) as checked:
-            for item in checked.items():
-                run.record(_valid(item) if isinstance(item, Job) else item)
-        return run.finish()
+            return run.finish(_valid(item) if isinstance(item, Job) else item for item in checked.items())
 
 
 async def apply(manifest: str | Path, options: Options = Options(), *,
@@ -144,7 +134,7 @@ async def apply(manifest: str | Path, options: Options = Options(), *,
     done = recovery.done_keys(options.resume) if options.resume else set()
     credentials: auth.Auth
     async with AsyncExitStack() as stack:
-        run = stack.enter_context(_Run(manifest, options))
+        run = stack.enter_context(_Run(manifest, options, sending=not options.dry_run))
         if options.sandbox:
             from .sandbox import SandboxConfig, serve
 
@@ -162,9 +152,7 @@ async def apply(manifest: str | Path, options: Options = Options(), *,
         if on_ready is not None:
             on_ready(checked.rows)
         if options.dry_run:
-            for item in checked.items():
-                run.record(_valid(item) if isinstance(item, Job) else item)
-            return run.finish()
+            return run.finish(_valid(item) if isinstance(item, Job) else item for item in checked.items())
 
         def jobs() -> Iterator[Job]:
             """The rows to send, recording the others (invalid, done earlier) on the way."""
@@ -216,16 +204,17 @@ async def _stop_when_set(event: anyio.Event, runner: Runner, scope: anyio.Cancel
 
 
 class _Run:
-    """One run's bookkeeping: each row's outcome goes to the journal (not memory) and the counts;
-    at the end, the sorted report and the failed-row manifest are written from there."""
+    """One run's bookkeeping. When sending, each row's outcome goes to the journal (not memory)
+    as it ends, and the sorted report is written from the journal at the end. Without sending,
+    outcomes come in row order and go straight into the report."""
 
-    def __init__(self, manifest: str | Path, options: Options) -> None:
+    def __init__(self, manifest: str | Path, options: Options, *, sending: bool) -> None:
         self.options = options
         self.report = check_report_path(options.report or default_report_path())
         self.failed_manifest = (recovery.check_failed_manifest_path(options.failed_manifest)
                                 if options.failed_manifest else None)
         self.manifest = open_manifest(manifest, sheet=options.sheet, encoding=options.encoding)
-        self.journal = self._open_journal()
+        self.journal = self._open_journal() if sending else None
         self.summary = Summary(Counter(), self.report, self.failed_manifest)
         self.pending: dict[int, Job] = {}  # sent or about to be, not yet ended
         self.to_fix: dict[int, tuple[str, str]] = {}  # row -> (status, "code: message")
@@ -235,9 +224,10 @@ class _Run:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self.journal.close()
-        if self.journal.path.exists() and not self.journal.path.stat().st_size:
-            self.journal.path.unlink()  # stopped before any row ended: nothing to keep
+        if self.journal is not None:
+            self.journal.close()
+            if self.journal.path.exists() and not self.journal.path.stat().st_size:
+                self.journal.path.unlink()  # stopped before any row ended: nothing to keep
 
     def _open_journal(self) -> Journal:
         """The journal beside the report; one left by an interrupted run is continued only when
@@ -256,7 +246,8 @@ class _Run:
     def record(self, outcome: Outcome) -> None:
         """One row ended: journal it at once, count it, then tell the caller."""
         self.pending.pop(outcome.row, None)
-        self.journal.write(outcome)
+        if self.journal is not None:
+            self.journal.write(outcome)
         self.summary.counts[outcome.status] += 1
         if self.failed_manifest is not None and outcome.status in TO_FIX_STATUSES:
             error = f"{outcome.error_code}: {outcome.error_message}" if outcome.error_code else ""
@@ -264,15 +255,24 @@ class _Run:
         if self.on_outcome is not None:
             self.on_outcome(outcome)
 
-    def finish(self) -> Summary:
-        """Write the report (sorted by row, atomically) and the failed-row manifest; then the
-        journal is no longer needed."""
-        write_report(self.report, self.journal.outcomes())
+    def finish(self, in_row_order: Iterable[Outcome] = ()) -> Summary:
+        """Write the report, atomically: the outcomes given (already in row order), or else the
+        journal's, sorted. Then the failed-row manifest; then the journal is no longer needed."""
+        if self.journal is None:
+            write_report(self.report, self._recorded(in_row_order))
+        else:
+            write_report(self.report, self.journal.outcomes())
         if self.failed_manifest is not None:
             recovery.write_failed_manifest(self.manifest, self.to_fix, self.failed_manifest)
-        self.journal.close()
-        self.journal.path.unlink(missing_ok=True)
+        if self.journal is not None:
+            self.journal.close()
+            self.journal.path.unlink(missing_ok=True)
         return self.summary
+
+    def _recorded(self, outcomes: Iterable[Outcome]) -> Iterator[Outcome]:
+        for outcome in outcomes:
+            self.record(outcome)
+            yield outcome
 
 
 def _cancelled(job: Job, message: str) -> Outcome:
@@ -287,8 +287,3 @@ def _valid(job: Job) -> Outcome:
 def _check_default_project(project_id: str) -> None:
     if project_id and (problem := check_project_id(project_id)) is not None:
         raise UsageError(f"project id {problem.message}")
-
-
-def iter_statuses(summary: Summary) -> Iterator[tuple[str, int]]:
-    """(status, count) in the contract's order, nonzero only."""
-    return ((status, summary.counts[status]) for status in STATUSES if summary.counts[status])

@@ -13,15 +13,19 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import anyio
 
 from . import __version__
-from .batch import EXIT_CANNOT_START, Options, Summary, iter_statuses
+from .defaults import (DEFAULT_CONCURRENCY, DEFAULT_MAX_RETRIES, DEFAULT_MAX_ROWS, DEFAULT_RATE,
+                       DEFAULT_TIMEOUT, SANDBOX_HOST, SANDBOX_PORT)
 from .errors import BatchcfgError
-from .runner import DEFAULT_CONCURRENCY, DEFAULT_MAX_RETRIES, DEFAULT_RATE, DEFAULT_TIMEOUT
-from .spool import DEFAULT_MAX_ROWS
+
+if TYPE_CHECKING:
+    from .batch import Options, Summary
+
+EXIT_CANNOT_START = 2
 
 EXIT_TERMINATED = 143
 
@@ -106,16 +110,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help="send to an embedded sandbox on loopback (no credentials needed)")
     apply.add_argument("--no-progress", action="store_true", help="no progress bar")
 
-    from .sandbox import DEFAULT_HOST, DEFAULT_PORT, SandboxConfig
-
     sandbox = commands.add_parser("sandbox", parents=[logs], help="run the embedded stand-in for the API")
-    sandbox.add_argument("--host", default=DEFAULT_HOST, help=f"address to bind (default {DEFAULT_HOST})")
-    sandbox.add_argument("--port", type=_number(0, integer=True), default=DEFAULT_PORT,
-                         help=f"port (default {DEFAULT_PORT}; 0 = any free port)")
-    sandbox.add_argument("--project-id", default=SandboxConfig.project_id, help="the project it serves")
-    sandbox.add_argument("--token", default=SandboxConfig.token, help="the IAM token it accepts")
-    sandbox.add_argument("--ak", default=SandboxConfig.ak, help="the AK it accepts")
-    sandbox.add_argument("--sk", default=SandboxConfig.sk, help="the SK of that AK")
+    sandbox.add_argument("--host", default=SANDBOX_HOST, help=f"address to bind (default {SANDBOX_HOST})")
+    sandbox.add_argument("--port", type=_number(0, integer=True), default=SANDBOX_PORT,
+                         help=f"port (default {SANDBOX_PORT}; 0 = any free port)")
+    sandbox.add_argument("--project-id", help="the project it serves (default: a fixed test project)")
+    sandbox.add_argument("--token", help="the IAM token it accepts (default: a fixed test token)")
+    sandbox.add_argument("--ak", help="the AK it accepts (default: a fixed test AK)")
+    sandbox.add_argument("--sk", help="the SK of that AK (default: a fixed test SK)")
     sandbox.add_argument("--fail-rate", type=_number(0), default=0.0,
                          help="share of requests answered 503 (0-1)")
     sandbox.add_argument("--throttle-rps", type=_number(0), default=0.0,
@@ -154,6 +156,8 @@ def _configure_logging(verbose: int, quiet: bool) -> None:
 
 
 def _options(args: argparse.Namespace) -> Options:
+    from .batch import Options
+
     names = ("sheet", "encoding", "report", "failed_manifest", "endpoint", "region", "project_id",
              "token_file", "rate", "concurrency", "max_retries", "max_failures", "timeout", "resume",
              "max_rows", "ca_bundle", "allow_http", "dry_run", "sandbox")
@@ -210,7 +214,9 @@ async def _watch_signals(stop: anyio.Event, stop_now: anyio.Event, received: lis
 
 
 def _summarise(summary: Summary) -> int:
-    counts = ", ".join(f"{count} {status}" for status, count in iter_statuses(summary)) or "no rows"
+    from .report import STATUSES
+
+    counts = ", ".join(f"{summary.counts[s]} {s}" for s in STATUSES if summary.counts[s]) or "no rows"
     print(f"batchcfg: {sum(summary.counts.values())} rows: {counts}", file=sys.stderr)
     if summary.requests:
         print(f"batchcfg: {summary.requests} requests ({summary.retries} retries) in "
@@ -229,12 +235,14 @@ def _summarise(summary: Summary) -> int:
 
 async def _sandbox(args: argparse.Namespace) -> int:
     from .auth import ENV_AK, ENV_SK
+    from .client import is_loopback
     from .sandbox import SandboxConfig, serve
 
-    config = SandboxConfig(project_id=args.project_id, token=args.token, ak=args.ak, sk=args.sk,
-                           fail_rate=args.fail_rate, throttle_rps=args.throttle_rps,
-                           latency_ms=args.latency_ms)
-    if args.host not in ("127.0.0.1", "localhost", "::1"):
+    given = {name: getattr(args, name) for name in ("project_id", "token", "ak", "sk")
+             if getattr(args, name) is not None}
+    config = SandboxConfig(fail_rate=args.fail_rate, throttle_rps=args.throttle_rps,
+                           latency_ms=args.latency_ms, **given)
+    if not is_loopback(args.host):
         print(f"batchcfg: warning: the sandbox listens on {args.host}, beyond this machine, and "
               "accepts fixed test credentials", file=sys.stderr)
     try:

@@ -12,6 +12,7 @@ Redirects are never followed (credentials must not travel to another host).
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import ssl
 from dataclasses import dataclass
@@ -61,6 +62,14 @@ def parse_endpoint(endpoint: str) -> URL:
     if url.raw_path not in ("", "/") or url.query_string or url.fragment or url.user:
         raise UsageError(f"endpoint {endpoint!r} must be scheme://host[:port] only")
     return url.with_path("")
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 or localhost: traffic that never leaves this machine."""
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return host.lower() == "localhost"
 
 
 class Client:

@@ -62,7 +62,7 @@ class Manifest:
         for first_number, block in self._blocks():
             for offset, values in enumerate(block):
                 number = first_number + offset
-                texts = [_text(v) for v in values]
+                texts = [v.strip() if v.__class__ is str else _text(v) for v in values]
                 if not any(texts):
                     continue
                 if self.unquote:

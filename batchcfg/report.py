@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import csv
 import json
+import operator
 import os
 import re
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,7 @@ class Outcome:
 
 
 COLUMNS = tuple(f.name for f in fields(Outcome))
+_values = operator.attrgetter(*COLUMNS)  # an Outcome's values in column order (asdict is slow)
 
 
 def default_report_path(now: datetime | None = None) -> Path:
@@ -100,7 +102,8 @@ class Journal:
     def write(self, outcome: Outcome) -> None:
         self._rows.append(outcome.row)
         self._offsets.append(self._handle.tell())
-        self._handle.write(json.dumps(asdict(outcome), ensure_ascii=False).encode() + b"\n")
+        record = dict(zip(COLUMNS, _values(outcome)))
+        self._handle.write(json.dumps(record, ensure_ascii=False).encode() + b"\n")
         self._handle.flush()
 
     def outcomes(self) -> Iterator[Outcome]:
@@ -129,7 +132,7 @@ class Journal:
 def write_report(path: str | Path, outcomes: Iterable[Outcome]) -> Path:
     """Write the outcomes, in the order given, to ``path`` (type by extension), atomically."""
     path = Path(path)
-    write_table(path, COLUMNS, ([getattr(o, name) for name in COLUMNS] for o in outcomes),
+    write_table(path, COLUMNS, (_values(outcome) for outcome in outcomes),
                 raw=path.suffix.lower() == ".jsonl")
     return path
 
@@ -211,7 +214,7 @@ def spreadsheet_safe(value: Any) -> Any:
     control characters that XML and some CSV readers refuse become U+FFFD; None becomes empty."""
     if value is None:
         return ""
-    if isinstance(value, str):
+    if value.__class__ is str and value:
         value = _CONTROL_RE.sub("\ufffd", value)
         if value.startswith(FORMULA_STARTS):
             return "'" + value

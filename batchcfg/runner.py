@@ -30,6 +30,7 @@ from anyio.abc import ObjectReceiveStream
 
 from . import errors
 from .client import Client
+from .defaults import DEFAULT_CONCURRENCY, DEFAULT_MAX_RETRIES, DEFAULT_RATE
 from .errors import TransportError
 from .ratelimit import RateLimiter
 from .report import CANCELLED, FAILED, SUCCEEDED, Outcome
@@ -37,10 +38,6 @@ from .retry import THROTTLE_CODES, Backoff, is_retryable
 
 log = logging.getLogger(__name__)
 
-DEFAULT_RATE = 10.0
-DEFAULT_CONCURRENCY = 8
-DEFAULT_MAX_RETRIES = 5
-DEFAULT_TIMEOUT = 30.0
 
 # 403 codes that mean the credentials, not the request, are wrong (plus every 401).
 AUTH_FAILURE_CODES = frozenset({"APIGW.0302", "APIGW.0306", "APIGW.0310", "APIG.0302", "APIG.0306",

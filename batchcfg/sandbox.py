@@ -32,10 +32,9 @@ from aiohttp import web
 
 from . import errors
 from .auth import ALGORITHM, DATE_FORMAT, Signer, signature
+from .defaults import SANDBOX_HOST
 from .schema import check_body, check_config_name, check_project_id
 
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 8765
 MAX_BODY_BYTES = 12 * 1024 * 1024
 MAX_CLOCK_SKEW = 15 * 60
 LOCK_AFTER_FAILURES = 5
@@ -102,7 +101,7 @@ class RunningSandbox:
 
 
 @asynccontextmanager
-async def serve(config: SandboxConfig = SandboxConfig(), host: str = DEFAULT_HOST,
+async def serve(config: SandboxConfig = SandboxConfig(), host: str = SANDBOX_HOST,
                 port: int = 0) -> AsyncIterator[RunningSandbox]:
     """Run the sandbox on ``host:port`` (port 0: a free one) for the duration of the block."""
     state = SandboxState()

@@ -21,13 +21,13 @@ from collections.abc import Iterator
 from typing import IO, Any
 
 from . import errors
+from .defaults import DEFAULT_MAX_ROWS
 from .errors import ManifestError
 from .manifest import Manifest
 from .report import INVALID, Outcome
 from .runner import Job
 from .schema import check_row
 
-DEFAULT_MAX_ROWS = 1_000_000
 
 Key = tuple[str, str]  # project id, config name
 _Record = tuple[int, str, str, bytes | None, tuple[tuple[str, str, str], ...]]
