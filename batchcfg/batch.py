@@ -25,7 +25,7 @@ from .manifest import open_manifest
 from .recovery import TO_FIX_STATUSES
 from .report import (CANCELLED, SKIPPED, STATUSES, VALID, Journal, Outcome, check_report_path,
                      default_report_path, journal_path, write_report)
-from .defaults import (DEFAULT_CONCURRENCY, DEFAULT_MAX_RETRIES, DEFAULT_MAX_ROWS, DEFAULT_RATE,
+from .defaults import (AUTO_MAX_CONCURRENCY, DEFAULT_CONCURRENCY, DEFAULT_MAX_RETRIES, DEFAULT_MAX_ROWS, DEFAULT_RATE,
                        DEFAULT_TIMEOUT)
 from .runner import Job, Runner
 from .schema import check_project_id
@@ -168,7 +168,8 @@ async def apply(manifest: str | Path, options: Options = Options(), *,
                     yield item
 
         client = await stack.enter_async_context(
-            Client(endpoint, credentials, timeout=options.timeout, connections=options.concurrency,
+            Client(endpoint, credentials, timeout=options.timeout,
+                   connections=options.concurrency or AUTO_MAX_CONCURRENCY,
                    ca_bundle=options.ca_bundle))
         runner = Runner(client, rate=options.rate, concurrency=options.concurrency,
                         max_retries=options.max_retries, max_failures=options.max_failures,

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, NoReturn
 import anyio
 
 from . import __version__
-from .defaults import (DEFAULT_CONCURRENCY, DEFAULT_MAX_RETRIES, DEFAULT_MAX_ROWS, DEFAULT_RATE,
+from .defaults import (AUTO, AUTO_MAX_CONCURRENCY, DEFAULT_CONCURRENCY, DEFAULT_MAX_RETRIES, DEFAULT_MAX_ROWS, DEFAULT_RATE,
                        DEFAULT_TIMEOUT, SANDBOX_HOST, SANDBOX_PORT)
 from .errors import BatchcfgError
 
@@ -51,6 +51,11 @@ def _number(minimum: float, *, integer: bool = False, above: bool = False):  # t
             raise argparse.ArgumentTypeError(f"{text!r} must be {'above' if above else 'at least'} {minimum:g}")
         return value
     return parse
+
+
+def _concurrency(text: str) -> int:
+    """``auto`` or a whole number of requests in flight (at least 1)."""
+    return AUTO if text.strip().lower() == "auto" else int(_number(1, integer=True)(text))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -94,8 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="allow a plain http:// endpoint that is not on this machine")
     apply.add_argument("--rate", type=_number(0), default=DEFAULT_RATE,
                        help=f"requests started per second, 0 = no limit (default {DEFAULT_RATE:g})")
-    apply.add_argument("--concurrency", type=_number(1, integer=True), default=DEFAULT_CONCURRENCY,
-                       help=f"requests in flight (default {DEFAULT_CONCURRENCY})")
+    apply.add_argument("--concurrency", type=_concurrency, default=DEFAULT_CONCURRENCY, metavar="N|auto",
+                       help="requests in flight; auto (the default): enough to sustain --rate at the "
+                            f"latency seen, up to {AUTO_MAX_CONCURRENCY}")
     apply.add_argument("--max-retries", type=_number(0, integer=True), default=DEFAULT_MAX_RETRIES,
                        help=f"retries per row (default {DEFAULT_MAX_RETRIES})")
     apply.add_argument("--timeout", type=_number(0, above=True), default=DEFAULT_TIMEOUT,

@@ -4,7 +4,11 @@ Kept free of imports, so that ``batchcfg --help`` can show them without loading 
 """
 
 DEFAULT_RATE = 10.0          # request starts per second; 0 = no limit
-DEFAULT_CONCURRENCY = 8      # requests in flight
+AUTO = 0                     # --concurrency auto: enough in flight to sustain --rate
+DEFAULT_CONCURRENCY = AUTO   # requests in flight (CONTRACT.md's 8 is what auto starts from)
+AUTO_START_CONCURRENCY = 8
+AUTO_MAX_CONCURRENCY = 256
+AUTO_UNLIMITED_CONCURRENCY = 32  # auto with --rate 0: no rate to follow
 DEFAULT_MAX_RETRIES = 5      # so at most 6 attempts
 DEFAULT_TIMEOUT = 30.0       # seconds per attempt
 DEFAULT_MAX_ROWS = 1_000_000

@@ -1,9 +1,11 @@
 """Sending: valid rows -> concurrent, rate-limited, retried PUTs -> one :class:`Outcome` per row.
 
-A fixed pool of ``concurrency`` workers pulls jobs from a small queue, so at most that many
-requests are in flight and memory does not grow with the number of rows. Every attempt (retries
-too) first takes a start from the :class:`RateLimiter`. A row's failure is its outcome, never an
-exception: in a task group one escaped exception would cancel every sibling.
+A fixed pool of workers pulls jobs from a small queue, so memory does not grow with the number of
+rows. Every attempt (retries too) first takes an in-flight slot, then a start from the
+:class:`RateLimiter`. There are ``concurrency`` slots; with ``concurrency=AUTO`` the number follows
+the rate: rate x the latency seen (a moving average) x 1.5, between 1 and 256 (Little's law, with
+room for jitter). A row's failure is its outcome, never an exception: in a task group one escaped
+exception would cancel every sibling.
 
 The first request of a run is sent alone, and an authentication failure stops the run: the
 remaining rows end ``cancelled`` instead of locking the AK (five bad signatures lock it for five
@@ -30,7 +32,8 @@ from anyio.abc import ObjectReceiveStream
 
 from . import errors
 from .client import Client
-from .defaults import DEFAULT_CONCURRENCY, DEFAULT_MAX_RETRIES, DEFAULT_RATE
+from .defaults import (AUTO, AUTO_MAX_CONCURRENCY, AUTO_START_CONCURRENCY, AUTO_UNLIMITED_CONCURRENCY,
+                       DEFAULT_CONCURRENCY, DEFAULT_MAX_RETRIES, DEFAULT_RATE)
 from .errors import TransportError
 from .ratelimit import RateLimiter
 from .report import CANCELLED, FAILED, SUCCEEDED, Outcome
@@ -77,7 +80,14 @@ class Runner:
         self._last_cut = -math.inf
         self._max_failures = max_failures
         self.failures = 0
-        self._concurrency = concurrency
+        self._auto = concurrency == AUTO
+        self._workers = AUTO_MAX_CONCURRENCY if self._auto else concurrency
+        if not self._auto:
+            self._slots = concurrency
+        else:
+            self._slots = AUTO_START_CONCURRENCY if rate > 0 else AUTO_UNLIMITED_CONCURRENCY
+        self._gate: anyio.CapacityLimiter | None = None  # made in run(), inside the event loop
+        self._latency: float | None = None
         self._max_retries = max_retries
         self._on_outcome = on_outcome
         self._backoff = backoff or Backoff()
@@ -92,7 +102,12 @@ class Runner:
 
     def __repr__(self) -> str:
         return (f"Runner(requests={self.requests}, retries={self.retries}, in_flight={self.in_flight}, "
-                f"stop_reason={self.stop_reason!r}, limiter={self._limiter!r})")
+                f"slots={self.concurrency}, stop_reason={self.stop_reason!r}, limiter={self._limiter!r})")
+
+    @property
+    def concurrency(self) -> int:
+        """Requests allowed in flight now."""
+        return int(self._gate.total_tokens) if self._gate is not None else self._slots
 
     @property
     def elapsed(self) -> float:
@@ -112,6 +127,7 @@ class Runner:
     async def run(self, jobs: Iterable[Job]) -> None:
         """Send every job; returns when each has an outcome."""
         self._stopping = anyio.Event()
+        self._gate = anyio.CapacityLimiter(self._slots)
         if self.stop_reason:
             self._stopping.set()
         iterator = iter(jobs)
@@ -121,9 +137,9 @@ class Runner:
         self.started_at = self._clock()
         try:
             await self._finish(first)  # alone: bad credentials cost one request, not a thousand
-            send, receive = anyio.create_memory_object_stream[Job](self._concurrency)
+            send, receive = anyio.create_memory_object_stream[Job](self._workers)
             async with anyio.create_task_group() as group:
-                for _ in range(self._concurrency):
+                for _ in range(self._workers):
                     group.start_soon(self._worker, receive.clone())
                 receive.close()
                 async with send:
@@ -160,35 +176,50 @@ class Runner:
         elif limiter.rate < self._max_rate:
             limiter.rate = min(self._max_rate, limiter.rate + self._max_rate / 20 / limiter.rate)
 
+    def _follow_rate(self, seconds: float) -> None:
+        """Auto concurrency: slots for the rate at the latency seen (moving average)."""
+        self._latency = seconds if self._latency is None else 0.8 * self._latency + 0.2 * seconds
+        if self._limiter is None or self._gate is None:
+            return
+        wanted = math.ceil(self._limiter.rate * self._latency * 1.5) + 1
+        slots = max(1, min(AUTO_MAX_CONCURRENCY, wanted))
+        if slots != self._gate.total_tokens:
+            self._gate.total_tokens = slots
+
     async def _send(self, job: Job) -> Outcome:
         outcome = Outcome(job.row, job.config_name, job.project_id, CANCELLED,
                           error_code=errors.CANCELLED, error_message=self.stop_reason,
                           body_sha256=job.body_sha256)
         started = None
         while True:
-            if self._limiter is not None and not self.stop_reason:
-                await self._limiter.acquire()
-            if self.stop_reason:
-                if outcome.attempts == 0:
-                    outcome.error_message = self.stop_reason
-                return outcome  # cancelled before the first attempt, else its last failure
-            if started is None:
-                started = self._clock()
-            outcome.attempts += 1
-            self.requests += 1
-            self.in_flight += 1
-            retry_after, succeeded = None, False
-            try:
-                answer = await self._client.put_config(job.project_id, job.config_name, job.body)
-            except TransportError as exc:
-                outcome.http_status, outcome.error_code, outcome.error_message = None, exc.code, str(exc)
-                outcome.request_id = ""
-            else:
-                retry_after, succeeded = answer.retry_after, answer.ok
-                outcome.http_status, outcome.request_id = answer.status, answer.request_id
-                outcome.error_code, outcome.error_message = answer.error_code, answer.error_message
-            finally:
-                self.in_flight -= 1
+            assert self._gate is not None
+            async with self._gate:  # a slot first, then a start: the start is when it is sent
+                if self._limiter is not None and not self.stop_reason:
+                    await self._limiter.acquire()
+                if self.stop_reason:
+                    if outcome.attempts == 0:
+                        outcome.error_message = self.stop_reason
+                    return outcome  # cancelled before the first attempt, else its last failure
+                sent_at = self._clock()
+                if started is None:
+                    started = sent_at
+                outcome.attempts += 1
+                self.requests += 1
+                self.in_flight += 1
+                retry_after, succeeded = None, False
+                try:
+                    answer = await self._client.put_config(job.project_id, job.config_name, job.body)
+                except TransportError as exc:
+                    outcome.http_status, outcome.error_code, outcome.error_message = None, exc.code, str(exc)
+                    outcome.request_id = ""
+                else:
+                    retry_after, succeeded = answer.retry_after, answer.ok
+                    outcome.http_status, outcome.request_id = answer.status, answer.request_id
+                    outcome.error_code, outcome.error_message = answer.error_code, answer.error_message
+                finally:
+                    self.in_flight -= 1
+            if self._auto:
+                self._follow_rate(self._clock() - sent_at)
             outcome.duration_ms = round((self._clock() - started) * 1000)
             log.debug("row %d %s: attempt %d: %s %s %s", job.row, job.config_name, outcome.attempts,
                       outcome.http_status or "-", outcome.error_code or "ok", outcome.request_id)

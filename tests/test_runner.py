@@ -8,6 +8,7 @@ import pytest
 
 from batchcfg.auth import TokenAuth
 from batchcfg.client import Client
+from batchcfg.defaults import AUTO
 from batchcfg.report import CANCELLED, FAILED, SUCCEEDED, Outcome
 from batchcfg.retry import Backoff
 from batchcfg.runner import Job, Runner
@@ -189,3 +190,15 @@ async def test_stop_cancels_unsent_rows_and_lets_in_flight_finish(scripted: Scri
         assert (outcome.status == SUCCEEDED) == (name in sent), "no row both sent and cancelled"
     assert sum(o.status == CANCELLED for o in outcomes.values()) == 20 - len(sent)
     assert len(sent) <= 4
+
+
+async def test_auto_concurrency_follows_the_rate_at_the_latency_seen(scripted: ScriptedServer) -> None:
+    """At 300 ms a request, 50/s needs about 15 in flight: more than auto starts with (8)."""
+    scripted.latency = 0.3
+    outcomes, runner = await run(scripted, jobs(*[f"c{i}" for i in range(120)]), rate=50, concurrency=AUTO)
+    starts = sorted(s.at for s in scripted.seen)
+    achieved = (len(starts) - 2) / (starts[-1] - starts[1])  # the first request goes alone
+    assert all(o.status == SUCCEEDED for o in outcomes.values())
+    assert achieved >= 45, achieved
+    assert 8 < scripted.max_in_flight <= runner.concurrency + 1 <= 40
+    assert max_starts_in_window(starts) <= 50
