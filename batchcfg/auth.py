@@ -17,6 +17,8 @@ import hashlib
 import hmac
 import logging
 import os
+import re
+import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -36,13 +38,14 @@ ENV_CREDENTIALS_FILE = "HUAWEICLOUD_SDK_CREDENTIALS_FILE"
 ENV_IAM_TOKEN = "BATCHCFG_IAM_TOKEN"
 DEFAULT_CREDENTIALS_FILE = Path("~/.huaweicloud/credentials")
 log = logging.getLogger(__name__)
+_PLAIN_PATH = re.compile(r"[A-Za-z0-9/_.~-]*")
 
 
 class Auth(Protocol):
     """What the client needs of a way to authenticate: the headers of one request."""
 
     def headers(self, method: str, host: str, path: str, body: bytes,
-                query: Sequence[tuple[str, str]] = ()) -> dict[str, str]:
+                query: Sequence[tuple[str, str]] = (), body_sha256: str | None = None) -> dict[str, str]:
         ...
 
 
@@ -53,6 +56,8 @@ def _encode(text: str) -> str:
 
 def canonical_uri(path: str) -> str:
     """Each path segment encoded, and a ``/`` at the end (for signing only)."""
+    if _PLAIN_PATH.fullmatch(path):  # the usual case (validated names): nothing to encode
+        return path if path.endswith("/") else path + "/"
     uri = "/".join(_encode(segment) for segment in unquote(path).split("/"))
     return uri if uri.endswith("/") else uri + "/"
 
@@ -62,19 +67,21 @@ def canonical_query(query: Sequence[tuple[str, str]]) -> str:
 
 
 def signature(secret_key: bytes, method: str, path: str, query: Sequence[tuple[str, str]],
-              signed: Sequence[tuple[str, str]], body: bytes, date: str) -> str:
+              signed: Sequence[tuple[str, str]], body: bytes, date: str,
+              body_sha256: str | None = None) -> str:
     """The hex signature of a request. ``signed`` holds (lowercase name, value) of the signed
-    headers, sorted by name; ``date`` is the ``X-Sdk-Date`` value."""
+    headers, sorted by name; ``date`` is the ``X-Sdk-Date`` value; ``body_sha256``, when known,
+    saves hashing the body again."""
     canonical_request = "\n".join((
         method.upper(),
         canonical_uri(path),
         canonical_query(query),
         "".join(f"{name}:{value.strip()}\n" for name, value in signed),
         ";".join(name for name, _ in signed),
-        hashlib.sha256(body).hexdigest(),
+        body_sha256 or hashlib.sha256(body).hexdigest(),
     ))
     string_to_sign = f"{ALGORITHM}\n{date}\n{hashlib.sha256(canonical_request.encode()).hexdigest()}"
-    return hmac.new(secret_key, string_to_sign.encode(), hashlib.sha256).hexdigest()
+    return hmac.digest(secret_key, string_to_sign.encode(), "sha256").hex()
 
 
 class Signer:
@@ -85,18 +92,26 @@ class Signer:
         self._ak = ak
         self._sk = sk.encode()
         self._security_token = security_token
+        self._date: tuple[int, str] = (-1, "")  # the X-Sdk-Date of the current second
 
     def __repr__(self) -> str:
         return f"Signer(ak={_mask(self._ak)}, temporary={bool(self._security_token)})"
 
     def headers(self, method: str, host: str, path: str, body: bytes,
-                query: Sequence[tuple[str, str]] = (), now: datetime | None = None) -> dict[str, str]:
-        date = (now or datetime.now(timezone.utc)).astimezone(timezone.utc).strftime(DATE_FORMAT)
+                query: Sequence[tuple[str, str]] = (), body_sha256: str | None = None,
+                now: datetime | None = None) -> dict[str, str]:
+        if now is not None:
+            date = now.astimezone(timezone.utc).strftime(DATE_FORMAT)
+        else:
+            second = int(time.time())
+            if self._date[0] != second:
+                self._date = (second, time.strftime(DATE_FORMAT, time.gmtime(second)))
+            date = self._date[1]
         headers = {"Content-Type": CONTENT_TYPE, "Host": host, "X-Sdk-Date": date}
         if self._security_token:
             headers["X-Security-Token"] = self._security_token
         signed = sorted((name.lower(), value) for name, value in headers.items())
-        hex_signature = signature(self._sk, method, path, query, signed, body, date)
+        hex_signature = signature(self._sk, method, path, query, signed, body, date, body_sha256)
         headers["Authorization"] = (f"{ALGORITHM} Access={self._ak}, "
                                     f"SignedHeaders={';'.join(name for name, _ in signed)}, "
                                     f"Signature={hex_signature}")
@@ -113,7 +128,7 @@ class TokenAuth:
         return "TokenAuth(token=***)"
 
     def headers(self, method: str, host: str, path: str, body: bytes,
-                query: Sequence[tuple[str, str]] = ()) -> dict[str, str]:
+                query: Sequence[tuple[str, str]] = (), body_sha256: str | None = None) -> dict[str, str]:
         return {"Content-Type": CONTENT_TYPE, "Host": host, "X-Auth-Token": self._token}
 
 

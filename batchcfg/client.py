@@ -105,20 +105,22 @@ class Client:
             await self._session.close()
             self._session = None
 
-    async def put_config(self, project_id: str, config_name: str, body: bytes) -> Answer:
-        """Send one Modify request (``PUT``) with an already serialised JSON body."""
-        return await self.request("PUT", config_path(project_id, config_name), body)
+    async def put_config(self, project_id: str, config_name: str, body: bytes,
+                         body_sha256: str | None = None) -> Answer:
+        """Send one Modify request (``PUT``) with an already serialised JSON body (and its
+        SHA-256, when known, to save hashing it again for the signature)."""
+        return await self.request("PUT", config_path(project_id, config_name), body, body_sha256)
 
     async def get_config(self, project_id: str, config_name: str) -> Answer:
         """Read one configuration (``GET``); the parsed JSON is ``answer.body``."""
         return await self.request("GET", config_path(project_id, config_name), b"")
 
-    async def request(self, method: str, path: str, body: bytes) -> Answer:
+    async def request(self, method: str, path: str, body: bytes, body_sha256: str | None = None) -> Answer:
         """One attempt. Raises :class:`AttemptTimeout` or :class:`ConnectionFailed` when there is
         no complete HTTP answer; every HTTP answer, good or bad, is an :class:`Answer`."""
         if self._session is None:
             raise RuntimeError("Client is not open: use 'async with Client(...)'")
-        headers = self._auth.headers(method, self._host, path, body)
+        headers = self._auth.headers(method, self._host, path, body, body_sha256=body_sha256)
         url = URL(self._prefix + path, encoded=True)
         try:
             async with self._session.request(method, url, data=body or None, headers=headers,
@@ -146,6 +148,8 @@ def _tls_context(ca_bundle: Path | None) -> ssl.SSLContext:
 
 async def _read_limited(response: aiohttp.ClientResponse) -> bytes | None:
     """The body, or None when it is larger than any answer of this API should be."""
+    if response.content_length is not None:  # the usual case: one read, no chunk loop
+        return await response.read() if response.content_length <= MAX_ANSWER_BYTES else None
     chunks: list[bytes] = []
     size = 0
     async for chunk in response.content.iter_chunked(64 * 1024):

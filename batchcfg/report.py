@@ -16,6 +16,7 @@ values raw, for programs.
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import json
 import operator
@@ -61,6 +62,7 @@ class Outcome:
 
 COLUMNS = tuple(f.name for f in fields(Outcome))
 _values = operator.attrgetter(*COLUMNS)  # an Outcome's values in column order (asdict is slow)
+_JSON = json.JSONEncoder(ensure_ascii=False)  # made once: json.dumps(..., ensure_ascii=False) makes one a call
 
 
 def default_report_path(now: datetime | None = None) -> Path:
@@ -92,25 +94,40 @@ class Journal:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._handle = path.open("ab")
+        self._handle = path.open("ab", buffering=0)  # unbuffered: each line is one write() call
+        self._size = path.stat().st_size
         self._rows = array("q")
         self._offsets = array("q")
+        self._pending: list[bytes] = []
 
     def __repr__(self) -> str:
         return f"Journal({str(self.path)!r}, records={len(self._rows)})"
 
     def write(self, outcome: Outcome) -> None:
+        """Append the row's record. Inside an event loop, the rows that end in one turn of the
+        loop are written together at the end of that turn (a group commit: one write() call, not
+        one per row); outside one, at once."""
+        line = _JSON.encode(dict(zip(COLUMNS, _values(outcome)))).encode() + b"\n"
         self._rows.append(outcome.row)
-        self._offsets.append(self._handle.tell())
-        record = dict(zip(COLUMNS, _values(outcome)))
-        self._handle.write(json.dumps(record, ensure_ascii=False).encode() + b"\n")
-        self._handle.flush()
+        self._offsets.append(self._size)
+        self._size += len(line)
+        self._pending.append(line)
+        if len(self._pending) == 1:
+            try:
+                asyncio.get_running_loop().call_soon(self.flush)
+            except RuntimeError:
+                self.flush()
+
+    def flush(self) -> None:
+        if self._pending:
+            self._handle.write(b"".join(self._pending))
+            self._pending.clear()
 
     def outcomes(self) -> Iterator[Outcome]:
         """This run's records, sorted by row."""
         import numpy as np
 
-        self._handle.flush()
+        self.flush()
         rows = np.frombuffer(self._rows, dtype=np.int64)
         order = np.argsort(rows, kind="stable") if np.any(rows[1:] < rows[:-1]) else range(len(rows))
         offsets = self._offsets
@@ -120,7 +137,9 @@ class Journal:
                 yield Outcome(**json.loads(reader.readline()))
 
     def close(self) -> None:
-        self._handle.close()
+        if not self._handle.closed:
+            self.flush()
+            self._handle.close()
 
     def __enter__(self) -> Journal:
         return self

@@ -27,6 +27,7 @@ from batchcfg.report import spreadsheet_safe
 from batchcfg.sandbox import SandboxConfig, serve
 
 from .conftest import PROJECT, VALID_CELLS, read_report, valid_manifest, write_csv
+from .perf.measure import measured
 
 SECRETS = {"ak": "AKSECRETQ7Q2M4X9T0B1", "sk": "sk-9f8e7d6c5b4a-very-secret", "token": "iam-token-0123-secret",
            "security_token": "sts-temporary-secret-token"}
@@ -265,17 +266,10 @@ def test_max_rows_refuses_before_sending(tmp_path: Path, capsys: pytest.CaptureF
     assert cli("apply", manifest, "--sandbox", "--max-rows", "11", "--report", tmp_path / "r.csv") == 0
 
 
-def _measured(argv: list[str]) -> tuple[int, str, float, int]:
-    """Run the CLI in a child; its exit code, stderr, seconds and peak RSS in MiB."""
-    probe = ("import resource, subprocess, sys, time\n"
-             "t = time.monotonic()\n"
-             "r = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
-             "print(r.returncode, time.monotonic() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
-             "sys.stderr.write(r.stderr)\n")
-    result = subprocess.run([sys.executable, "-c", probe, sys.executable, "-m", "batchcfg", *argv],
-                            capture_output=True, text=True, env=CHILD_ENV, timeout=120)
-    code, seconds, rss_kib = result.stdout.split()
-    return int(code), result.stderr, float(seconds), int(rss_kib) // 1024
+def _measured(argv: list[str]) -> tuple[int, str, float, float]:
+    """The CLI in a child: exit code, stderr, seconds, peak RSS in MiB."""
+    result = measured([sys.executable, "-m", "batchcfg", *argv], env=CHILD_ENV, timeout=120)
+    return result.code, result.stderr, result.seconds, result.rss_mib
 
 
 def _billion_laughs(path: Path) -> Path:
