@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,7 @@ from .retry import parse_retry_after
 
 MAX_ANSWER_BYTES = 1024 * 1024
 CONFIGS_PATH = "/v1/{project_id}/training-job-configs/{config_name}"
+_PLAIN = re.compile(r"[A-Za-z0-9_.~-]+")  # nothing to percent-encode
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,8 +52,9 @@ class Answer:
 def config_path(project_id: str, config_name: str) -> str:
     """``/v1/{project_id}/training-job-configs/{config_name}``, each part percent-encoded.
     The parts are validated before this; encoding them is the second line of defence."""
-    return CONFIGS_PATH.format(project_id=quote(project_id, safe=""),
-                               config_name=quote(config_name, safe=""))
+    if not (_PLAIN.fullmatch(project_id) and _PLAIN.fullmatch(config_name)):
+        project_id, config_name = quote(project_id, safe=""), quote(config_name, safe="")
+    return CONFIGS_PATH.format(project_id=project_id, config_name=config_name)
 
 
 def parse_endpoint(endpoint: str) -> URL:

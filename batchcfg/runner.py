@@ -1,6 +1,6 @@
 """Sending: valid rows -> concurrent, rate-limited, retried PUTs -> one :class:`Outcome` per row.
 
-A fixed pool of workers pulls jobs from a small queue, so memory does not grow with the number of
+A fixed pool of workers pulls jobs from one iterator, so memory does not grow with the number of
 rows. Every attempt (retries too) first takes an in-flight slot, then a start from the
 :class:`RateLimiter`. There are ``concurrency`` slots; with ``concurrency=AUTO`` the number follows
 the rate: rate x the latency seen (a moving average) x 1.5, between 1 and 256 (Little's law, with
@@ -24,11 +24,10 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import anyio
-from anyio.streams.memory import MemoryObjectReceiveStream
 
 from . import errors
 from .client import Client
@@ -138,35 +137,17 @@ class Runner:
         self.started_at = self._clock()
         try:
             await self._finish(first)  # alone: bad credentials cost one request, not a thousand
-            send, receive = anyio.create_memory_object_stream[Job](self._workers)
             async with anyio.create_task_group() as group:
                 for _ in range(self._workers):
-                    group.start_soon(self._worker, receive.clone())
-                receive.close()
-                async with send:
-                    for job in iterator:
-                        try:
-                            send.send_nowait(job)  # see _worker
-                        except anyio.WouldBlock:
-                            await send.send(job)
+                    group.start_soon(self._worker, iterator)
         finally:
             self.finished_at = self._clock()
 
-    async def _worker(self, receive: MemoryObjectReceiveStream[Job]) -> None:
-        # The *_nowait calls first: anyio's awaitables yield to the event loop even when they need
-        # not wait, and at thousands of requests a second that halves the throughput.
-        async with receive:
-            while True:
-                try:
-                    job = receive.receive_nowait()
-                except anyio.WouldBlock:
-                    try:
-                        job = await receive.receive()
-                    except anyio.EndOfStream:
-                        return
-                except anyio.EndOfStream:
-                    return
-                await self._finish(job)
+    async def _worker(self, jobs: Iterator[Job]) -> None:
+        # The workers share one iterator: next() runs to completion before any await, so they
+        # never race for it, and rows are read from the spool only as workers are free for them.
+        for job in jobs:
+            await self._finish(job)
 
     async def _finish(self, job: Job) -> None:
         outcome = await self._send(job)
@@ -209,7 +190,7 @@ class Runner:
         while True:
             gate = self._gate
             if gate is not None:  # a slot first, then a start: the start is when it is sent
-                try:
+                try:  # anyio's acquire() yields to the loop even when a slot is free: try first
                     gate.acquire_nowait()
                 except anyio.WouldBlock:
                     await gate.acquire()
