@@ -24,13 +24,13 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import anyio
 
 from . import errors
-from .client import Client
+from .client import Answer, Client
 from .defaults import (AUTO, AUTO_MAX_CONCURRENCY, AUTO_START_CONCURRENCY, AUTO_UNLIMITED_CONCURRENCY,
                        DEFAULT_CONCURRENCY, DEFAULT_MAX_RETRIES, DEFAULT_RATE)
 from .errors import TransportError
@@ -48,6 +48,9 @@ AUTH_FAILURE_CODES = frozenset({"APIGW.0302", "APIGW.0306", "APIGW.0310", "APIG.
 
 def is_auth_failure(status: int | None, error_code: str) -> bool:
     return status == 401 or (status == 403 and error_code in AUTH_FAILURE_CODES)
+
+
+Action = Callable[["Runner", "Job"], Awaitable[Outcome]]  # what to do with one row: put, plan, ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,9 +73,11 @@ class Runner:
 
     def __init__(self, client: Client, *, rate: float = DEFAULT_RATE,
                  concurrency: int = DEFAULT_CONCURRENCY, max_retries: int = DEFAULT_MAX_RETRIES,
-                 on_outcome: Callable[[Outcome], None], max_failures: int = 0,
+                 on_outcome: Callable[[Outcome], None], action: Action | None = None,
+                 max_failures: int = 0,
                  backoff: Backoff | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         self._client = client
+        self._action = action or put
         self._limiter = RateLimiter(rate) if rate > 0 else None
         self._max_rate = rate
         self.lowest_rate = rate
@@ -150,12 +155,20 @@ class Runner:
             await self._finish(job)
 
     async def _finish(self, job: Job) -> None:
-        outcome = await self._send(job)
+        started = self._clock()
+        outcome = await self._action(self, job)
+        if outcome.status != CANCELLED:
+            outcome.duration_ms = round((self._clock() - started) * 1000)
         if outcome.status == FAILED:
             self.failures += 1
             if self._max_failures and self.failures >= self._max_failures:
                 self.stop(f"not sent: {self.failures} rows failed (--max-failures {self._max_failures})")
         self._on_outcome(outcome)
+
+    def new_outcome(self, job: Job) -> Outcome:
+        """A row's outcome before anything was sent: ``cancelled``, in case nothing will be."""
+        return Outcome(job.row, job.config_name, job.project_id, CANCELLED, error_code=errors.CANCELLED,
+                       error_message=self.stop_reason, body_sha256=job.body_sha256)
 
     def _adapt_rate(self, throttled: bool) -> None:
         """Halve the rate on throttling (once a second at most); raise it slowly on success."""
@@ -182,11 +195,13 @@ class Runner:
         if slots != self._gate.total_tokens:
             self._gate.total_tokens = slots
 
-    async def _send(self, job: Job) -> Outcome:
-        outcome = Outcome(job.row, job.config_name, job.project_id, CANCELLED,
-                          error_code=errors.CANCELLED, error_message=self.stop_reason,
-                          body_sha256=job.body_sha256)
-        started = None
+    async def call(self, job: Job, method: str, *, outcome: Outcome | None = None) -> Answer | None:
+        """One request for ``job`` (``PUT`` its body, or ``GET`` its config) within the run's limits,
+        retried as CONTRACT.md says. Returns the last answer (a failed attempt with no HTTP answer
+        has status 0), or None when the run stopped before it was sent. The attempts are counted
+        in ``outcome`` when given: the report's ``attempts`` are the PUT's."""
+        attempts = 0
+        answer: Answer | None = None
         while True:
             gate = self._gate
             if gate is not None:  # a slot first, then a start: the start is when it is sent
@@ -198,26 +213,21 @@ class Runner:
                 if self._limiter is not None and not self.stop_reason:
                     await self._limiter.acquire()
                 if self.stop_reason:
-                    if outcome.attempts == 0:
-                        outcome.error_message = self.stop_reason
-                    return outcome  # cancelled before the first attempt, else its last failure
+                    return answer  # None before the first attempt, else the last failure
                 sent_at = self._clock()
-                if started is None:
-                    started = sent_at
-                outcome.attempts += 1
+                attempts += 1
+                if outcome is not None:
+                    outcome.attempts += 1
                 self.requests += 1
                 self.in_flight += 1
-                retry_after, succeeded = None, False
                 try:
-                    answer = await self._client.put_config(job.project_id, job.config_name, job.body,
-                                                           job.body_sha256 or None)
+                    if method == "PUT":
+                        answer = await self._client.put_config(job.project_id, job.config_name, job.body,
+                                                               job.body_sha256 or None)
+                    else:
+                        answer = await self._client.get_config(job.project_id, job.config_name)
                 except TransportError as exc:
-                    outcome.http_status, outcome.error_code, outcome.error_message = None, exc.code, str(exc)
-                    outcome.request_id = ""
-                else:
-                    retry_after, succeeded = answer.retry_after, answer.ok
-                    outcome.http_status, outcome.request_id = answer.status, answer.request_id
-                    outcome.error_code, outcome.error_message = answer.error_code, answer.error_message
+                    answer = Answer(0, False, exc.code, str(exc))
                 finally:
                     self.in_flight -= 1
             finally:
@@ -225,23 +235,38 @@ class Runner:
                     gate.release()
             if self._auto:
                 self._follow_rate(self._clock() - sent_at)
-            outcome.duration_ms = round((self._clock() - started) * 1000)
-            log.debug("row %d %s: attempt %d: %s %s %s", job.row, job.config_name, outcome.attempts,
-                      outcome.http_status or "-", outcome.error_code or "ok", outcome.request_id)
-            throttled = outcome.http_status == 429 or outcome.error_code in THROTTLE_CODES
-            if throttled or succeeded:
+            log.debug("row %d %s: %s attempt %d: %s %s %s", job.row, job.config_name, method, attempts,
+                      answer.status or "-", answer.error_code or "ok", answer.request_id)
+            throttled = answer.status == 429 or answer.error_code in THROTTLE_CODES
+            if throttled or answer.ok:
                 self._adapt_rate(throttled)
-            if succeeded:
-                outcome.status = SUCCEEDED
-                return outcome
-            outcome.status = FAILED
-            if is_auth_failure(outcome.http_status, outcome.error_code):
-                self.stop(f"not sent: authentication failed on row {job.row} ({outcome.error_code}); "
+            if answer.ok:
+                return answer
+            if is_auth_failure(answer.status, answer.error_code):
+                self.stop(f"not sent: authentication failed on row {job.row} ({answer.error_code}); "
                           "check the credentials")
-            if (not is_retryable(outcome.http_status, outcome.error_code)
-                    or outcome.attempts > self._max_retries or self.stop_reason):
-                return outcome
+            if (not is_retryable(answer.status or None, answer.error_code)
+                    or attempts > self._max_retries or self.stop_reason):
+                return answer
             self.retries += 1
             assert self._stopping is not None
-            with anyio.move_on_after(self._backoff.delay(outcome.attempts, retry_after)):
+            with anyio.move_on_after(self._backoff.delay(attempts, answer.retry_after)):
                 await self._stopping.wait()
+
+
+def settle(outcome: Outcome, answer: Answer | None, status: str = SUCCEEDED) -> Outcome:
+    """Fill ``outcome`` from the final answer: ``status`` when it is a success, ``failed`` when
+    not; unchanged (``cancelled``) when nothing was sent."""
+    if answer is None:
+        return outcome
+    outcome.http_status = answer.status or None
+    outcome.error_code, outcome.error_message = answer.error_code, answer.error_message
+    outcome.request_id = answer.request_id
+    outcome.status = status if answer.ok else FAILED
+    return outcome
+
+
+async def put(runner: Runner, job: Job) -> Outcome:
+    """The plain Modify: PUT the row's body."""
+    outcome = runner.new_outcome(job)
+    return settle(outcome, await runner.call(job, "PUT", outcome=outcome))
