@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections import Counter
@@ -15,21 +16,26 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 
-from . import auth, errors, recovery
+from . import auth, errors, migrate, recovery
 from .client import Client, is_loopback, parse_endpoint
 from .errors import UsageError
 from .manifest import open_manifest
 from .recovery import TO_FIX_STATUSES
 from .report import (CANCELLED, SKIPPED, STATUSES, VALID, Journal, Outcome, check_report_path,
-                     default_report_path, journal_path, write_report)
+                     default_backup_path, default_report_path, journal_path, write_report)
 from .defaults import (AUTO_MAX_CONCURRENCY, DEFAULT_CONCURRENCY, DEFAULT_MAX_RETRIES, DEFAULT_MAX_ROWS, DEFAULT_RATE,
                        DEFAULT_TIMEOUT)
-from .runner import Job, Runner
+from .migrate import Backup, Modify, Rollback
+from .runner import Action, Job, Runner, put
 from .schema import check_project_id
 from .spool import Spool, check
+
+if TYPE_CHECKING:
+    from .sandbox import RunningSandbox
 
 EXIT_OK = 0
 EXIT_ROWS_FAILED = 1
@@ -58,6 +64,10 @@ class Options:
     max_failures: int = 0  # 0: no limit
     timeout: float = DEFAULT_TIMEOUT
     resume: Path | None = None
+    backup: Path | None = None   # where apply backs configs up (default: beside the report)
+    no_backup: bool = False
+    skip_unchanged: bool = False
+    force: bool = False          # rollback: restore configs changed since the run
     max_rows: int = DEFAULT_MAX_ROWS
     ca_bundle: Path | None = None
     allow_http: bool = False
@@ -73,6 +83,7 @@ class Summary:
     counts: Counter[str]
     report: Path
     failed_manifest: Path | None = None
+    backup: Path | None = None
     elapsed: float = 0.0
     requests: int = 0
     retries: int = 0
@@ -115,7 +126,7 @@ def validate(manifest: str | Path, options: Options = Options()) -> Summary:
     """Read and check the manifest offline; every row ends ``valid`` or ``invalid``."""
     default_project = auth.discover_project_id(options.project_id, options.env)
     _check_default_project(default_project)
-    with _Run(manifest, options, sending=False) as run:
+    with _Run(options, manifest, sending=False) as run:
         with run.check(default_project, project_required=False) as checked:
             return run.finish(_valid(item) if isinstance(item, Job) else item for item in checked.items())
 
@@ -124,35 +135,33 @@ async def apply(manifest: str | Path, options: Options = Options(), *,
                 on_ready: Callable[[int], None] | None = None,
                 on_outcome: Callable[[Outcome], None] | None = None,
                 stop: anyio.Event | None = None, stop_now: anyio.Event | None = None) -> Summary:
-    """Validate, then send every valid row.
+    """Validate, then send every valid row: read its config first and back it up (unless
+    ``no_backup``; skipped when unchanged with ``skip_unchanged``), then PUT it.
 
     ``on_ready(n)`` is called once the manifest is checked, with its number of rows;
     ``on_outcome`` as each row ends. Setting ``stop`` stops the run gracefully: no new request
     starts, those in flight finish, the unsent rows end ``cancelled``. Setting ``stop_now`` also
     abandons the requests in flight. Either way the report is written.
     """
+    events = _Events(on_ready, on_outcome, stop, stop_now)
     done = recovery.done_keys(options.resume) if options.resume else set()
-    credentials: auth.Auth
     async with AsyncExitStack() as stack:
-        run = stack.enter_context(_Run(manifest, options, sending=not options.dry_run))
-        if options.sandbox:
-            from .sandbox import SandboxConfig, serve
-
-            default_project = options.project_id or SandboxConfig.project_id
-            _check_default_project(default_project)
-            sandbox = await stack.enter_async_context(serve(SandboxConfig(project_id=default_project)))
-            endpoint, credentials = sandbox.endpoint, sandbox.signer()
-        else:
-            default_project = auth.discover_project_id(options.project_id, options.env)
-            _check_default_project(default_project)
-            endpoint = endpoint_for(options.endpoint, options.region, allow_http=options.allow_http)
-            credentials = auth.discover_auth(options.env, options.token_file)
+        run = stack.enter_context(_Run(options, manifest, sending=not options.dry_run))
+        endpoint, credentials, default_project, sandbox = await _connect(stack, options)
         checked = stack.enter_context(run.check(default_project, project_required=True))
-        run.on_outcome = on_outcome
-        if on_ready is not None:
-            on_ready(checked.rows)
+        if sandbox is not None:
+            _seed(sandbox, checked)
         if options.dry_run:
+            events.ready(checked.rows)
             return run.finish(_valid(item) if isinstance(item, Job) else item for item in checked.items())
+        action: Action = put
+        if options.skip_unchanged or not options.no_backup:
+            backup = None
+            if not options.no_backup:
+                path = options.backup or recovery.backup_of(options.resume) or default_backup_path(run.report)
+                backup = stack.enter_context(Backup(path))
+                run.summary.backup = path
+            action = Modify(backup, options.skip_unchanged)
 
         def jobs() -> Iterator[Job]:
             """The rows to send, recording the others (invalid, done earlier) on the way."""
@@ -167,34 +176,127 @@ async def apply(manifest: str | Path, options: Options = Options(), *,
                     run.pending[item.row] = item
                     yield item
 
-        client = await stack.enter_async_context(
-            Client(endpoint, credentials, timeout=options.timeout,
-                   connections=options.concurrency or AUTO_MAX_CONCURRENCY,
-                   ca_bundle=options.ca_bundle))
-        runner = Runner(client, rate=options.rate, concurrency=options.concurrency,
-                        max_retries=options.max_retries, max_failures=options.max_failures,
-                        on_outcome=run.record)
-        to_send = jobs()
-        try:
-            async with anyio.create_task_group() as group:
-                if stop is not None:
-                    group.start_soon(_stop_when_set, stop, runner, None)
-                if stop_now is not None:
-                    group.start_soon(_stop_when_set, stop_now, runner, group.cancel_scope)
-                await runner.run(to_send)
-                group.cancel_scope.cancel()
-        finally:
-            # A hard stop (a second Ctrl-C) cuts rows off in flight, and leaves rows unread.
-            for job in list(run.pending.values()):
-                run.record(_cancelled(job, "stopped at once: may or may not have been applied"))
-            for job in to_send:
-                run.record(_cancelled(job, "not sent: the run was interrupted"))
-            summary = run.summary
-            summary.elapsed, summary.requests, summary.retries = runner.elapsed, runner.requests, runner.retries
-            summary.max_rate, summary.lowest_rate = options.rate, runner.lowest_rate
-            summary.stop_reason = runner.stop_reason
-            summary.interrupted = stop is not None and stop.is_set()
-        return run.finish()
+        events.ready(checked.rows)
+        return await _send(stack, run, jobs(), action, endpoint, credentials, events)
+
+
+async def plan(manifest: str | Path, options: Options = Options(), *,
+               on_ready: Callable[[int], None] | None = None,
+               on_outcome: Callable[[Outcome], None] | None = None,
+               stop: anyio.Event | None = None, stop_now: anyio.Event | None = None) -> Summary:
+    """Validate, then read each valid row's config and compare it with the body the row would
+    send: ``unchanged``, ``changed`` (what, in ``changes``), or ``missing``. Changes nothing."""
+    events = _Events(on_ready, on_outcome, stop, stop_now)
+    async with AsyncExitStack() as stack:
+        run = stack.enter_context(_Run(options, manifest, sending=True))
+        endpoint, credentials, default_project, sandbox = await _connect(stack, options)
+        checked = stack.enter_context(run.check(default_project, project_required=True))
+        if sandbox is not None:
+            _seed(sandbox, checked)
+
+        def jobs() -> Iterator[Job]:
+            for item in checked.items():
+                if isinstance(item, Outcome):
+                    run.record(item)
+                else:
+                    run.pending[item.row] = item
+                    yield item
+
+        events.ready(checked.rows)
+        return await _send(stack, run, jobs(), migrate.plan, endpoint, credentials, events)
+
+
+async def rollback(backup: str | Path, options: Options = Options(), *,
+                   on_ready: Callable[[int], None] | None = None,
+                   on_outcome: Callable[[Outcome], None] | None = None,
+                   stop: anyio.Event | None = None, stop_now: anyio.Event | None = None) -> Summary:
+    """Put every config of a backup file back as it was, unless it changed since the run that
+    backed it up (``skipped`` with ``conflict``; ``force`` restores it anyway). A config already
+    as backed up is ``skipped`` (``unchanged``): rolling back twice is harmless. The report's
+    ``row`` is the backup record's number."""
+    events = _Events(on_ready, on_outcome, stop, stop_now)
+    restore, sent = migrate.restore_jobs(Path(backup))
+    async with AsyncExitStack() as stack:
+        run = stack.enter_context(_Run(options, None, sending=True))
+        endpoint, credentials, _, _ = await _connect(stack, options)
+        for job in restore:
+            run.pending[job.row] = job
+        events.ready(len(restore))
+        return await _send(stack, run, iter(restore), Rollback(sent, options.force), endpoint,
+                           credentials, events)
+
+
+@dataclass(frozen=True)
+class _Events:
+    """What the caller of a run wants to hear, and how it stops the run."""
+
+    on_ready: Callable[[int], None] | None
+    on_outcome: Callable[[Outcome], None] | None
+    stop: anyio.Event | None
+    stop_now: anyio.Event | None
+
+    def ready(self, rows: int) -> None:
+        if self.on_ready is not None:
+            self.on_ready(rows)
+
+
+async def _connect(stack: AsyncExitStack, options: Options
+                   ) -> tuple[str, auth.Auth, str, RunningSandbox | None]:
+    """Endpoint, credentials and default project: the embedded sandbox's with ``sandbox``."""
+    if options.sandbox:
+        from .sandbox import SandboxConfig, serve
+
+        default_project = options.project_id or SandboxConfig.project_id
+        _check_default_project(default_project)
+        sandbox = await stack.enter_async_context(serve(SandboxConfig(project_id=default_project)))
+        return sandbox.endpoint, sandbox.signer(), default_project, sandbox
+    default_project = auth.discover_project_id(options.project_id, options.env)
+    _check_default_project(default_project)
+    endpoint = endpoint_for(options.endpoint, options.region, allow_http=options.allow_http)
+    return endpoint, auth.discover_auth(options.env, options.token_file), default_project, None
+
+
+def _seed(sandbox: RunningSandbox, checked: Spool) -> None:
+    """Give the embedded sandbox an earlier state of every config the manifest names."""
+    from .sandbox import earlier_state
+
+    for item in checked.items():
+        if isinstance(item, Job):
+            sandbox.seed(item.config_name, earlier_state(json.loads(item.body), item.row), item.project_id)
+
+
+async def _send(stack: AsyncExitStack, run: _Run, jobs: Iterator[Job], action: Action, endpoint: str,
+                credentials: auth.Auth, events: _Events) -> Summary:
+    """Run ``action`` on every job through one client and runner; the report is written even when
+    the run is stopped."""
+    options = run.options
+    run.on_outcome = events.on_outcome
+    client = await stack.enter_async_context(
+        Client(endpoint, credentials, timeout=options.timeout,
+               connections=options.concurrency or AUTO_MAX_CONCURRENCY, ca_bundle=options.ca_bundle))
+    runner = Runner(client, rate=options.rate, concurrency=options.concurrency,
+                    max_retries=options.max_retries, max_failures=options.max_failures,
+                    on_outcome=run.record, action=action)
+    try:
+        async with anyio.create_task_group() as group:
+            if events.stop is not None:
+                group.start_soon(_stop_when_set, events.stop, runner, None)
+            if events.stop_now is not None:
+                group.start_soon(_stop_when_set, events.stop_now, runner, group.cancel_scope)
+            await runner.run(jobs)
+            group.cancel_scope.cancel()
+    finally:
+        # A hard stop (a second Ctrl-C) cuts rows off in flight, and leaves rows unread.
+        for job in list(run.pending.values()):
+            run.record(_cancelled(job, "stopped at once: may or may not have been applied"))
+        for job in jobs:
+            run.record(_cancelled(job, "not sent: the run was interrupted"))
+        summary = run.summary
+        summary.elapsed, summary.requests, summary.retries = runner.elapsed, runner.requests, runner.retries
+        summary.max_rate, summary.lowest_rate = options.rate, runner.lowest_rate
+        summary.stop_reason = runner.stop_reason
+        summary.interrupted = events.stop is not None and events.stop.is_set()
+    return run.finish()
 
 
 async def _stop_when_set(event: anyio.Event, runner: Runner, scope: anyio.CancelScope | None) -> None:
@@ -209,12 +311,13 @@ class _Run:
     as it ends, and the sorted report is written from the journal at the end. Without sending,
     outcomes come in row order and go straight into the report."""
 
-    def __init__(self, manifest: str | Path, options: Options, *, sending: bool) -> None:
+    def __init__(self, options: Options, manifest: str | Path | None, *, sending: bool) -> None:
         self.options = options
         self.report = check_report_path(options.report or default_report_path())
         self.failed_manifest = (recovery.check_failed_manifest_path(options.failed_manifest)
-                                if options.failed_manifest else None)
-        self.manifest = open_manifest(manifest, sheet=options.sheet, encoding=options.encoding)
+                                if options.failed_manifest and manifest is not None else None)
+        self.manifest = (open_manifest(manifest, sheet=options.sheet, encoding=options.encoding)
+                         if manifest is not None else None)
         self.journal = self._open_journal() if sending else None
         self.summary = Summary(Counter(), self.report, self.failed_manifest)
         self.pending: dict[int, Job] = {}  # sent or about to be, not yet ended
@@ -241,6 +344,7 @@ class _Run:
         return Journal(path)
 
     def check(self, default_project: str, *, project_required: bool) -> Spool:
+        assert self.manifest is not None
         return check(self.manifest, default_project, project_required=project_required,
                      max_rows=self.options.max_rows)
 
@@ -263,7 +367,7 @@ class _Run:
             write_report(self.report, self._recorded(in_row_order))
         else:
             write_report(self.report, self.journal.outcomes())
-        if self.failed_manifest is not None:
+        if self.failed_manifest is not None and self.manifest is not None:
             recovery.write_failed_manifest(self.manifest, self.to_fix, self.failed_manifest)
         if self.journal is not None:
             self.journal.close()

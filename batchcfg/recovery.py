@@ -38,6 +38,17 @@ def done_keys(path: Path) -> set[Key]:
     return keys
 
 
+def backup_of(path: Path | None) -> Path | None:
+    """The backup file an earlier run wrote to, from its report or journal (its ``backup``
+    column): a resumed run keeps appending to it."""
+    if path is None:
+        return None
+    for record in read_records(path):
+        if record.get("backup"):
+            return Path(record["backup"])
+    return None
+
+
 def check_failed_manifest_path(path: Path) -> Path:
     if path.suffix.lower() not in FAILED_SUFFIXES:
         raise UsageError(f"--failed-manifest {path}: use a .csv or .xlsx file name")

@@ -37,7 +37,10 @@ INVALID = "invalid"
 CANCELLED = "cancelled"
 SKIPPED = "skipped"
 VALID = "valid"
-STATUSES = (SUCCEEDED, FAILED, INVALID, CANCELLED, SKIPPED, VALID)
+UNCHANGED = "unchanged"  # plan: the row would change nothing
+CHANGED = "changed"      # plan: the row would change the fields in ``changes``
+MISSING = "missing"      # plan: there is no such config
+STATUSES = (SUCCEEDED, FAILED, INVALID, CANCELLED, SKIPPED, VALID, UNCHANGED, CHANGED, MISSING)
 REPORT_SUFFIXES = (".csv", ".jsonl", ".xlsx")
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n")
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -58,6 +61,8 @@ class Outcome:
     duration_ms: int | None = None
     request_id: str = ""
     body_sha256: str = ""  # of the body sent (or that would be): what --resume matches on
+    changes: str = ""      # what the row changes, when the config was read first (plan, backups)
+    backup: str = ""       # the backup file that holds the config as it was before this row
 
 
 COLUMNS = tuple(f.name for f in fields(Outcome))
@@ -69,6 +74,13 @@ def default_report_path(now: datetime | None = None) -> Path:
     """``batchcfg-report-{UTC time}.csv`` in the current directory."""
     stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
     return Path(f"batchcfg-report-{stamp}.csv")
+
+
+def default_backup_path(report: Path) -> Path:
+    """``batchcfg-backup-{UTC time}.jsonl`` beside the report (its time, for the default report)."""
+    stamp = report.stem.removeprefix("batchcfg-report-") if report.stem.startswith("batchcfg-report-") \
+        else datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return report.with_name(f"batchcfg-backup-{stamp}.jsonl")
 
 
 def check_report_path(path: Path) -> Path:

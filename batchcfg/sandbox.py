@@ -1,5 +1,9 @@
 """The sandbox: an embedded stand-in for the ModelArts training-job-config API, on loopback.
 
+It keeps the configurations of its project: ``GET`` returns one with the read-only fields of the
+Details API, ``PUT`` replaces it, and both answer 404 ``ModelArts.0102`` for one it does not hold
+(seed it with :meth:`RunningSandbox.seed`, ``--seed FILE``, or ``create_missing``).
+
 Same paths, same authentication checks (IAM token, or an ``SDK-HMAC-SHA256`` signature verified
 with the signer's own functions, ``X-Sdk-Date`` within 15 minutes, five bad signatures lock the
 AK for five minutes), same error bodies, the same body rules as the tool (:mod:`batchcfg.schema`),
@@ -23,6 +27,7 @@ from collections import Counter, deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import parse_qsl
@@ -33,6 +38,7 @@ from aiohttp import web
 from . import errors
 from .auth import ALGORITHM, DATE_FORMAT, Signer, signature
 from .defaults import SANDBOX_HOST
+from .errors import UsageError
 from .schema import check_body, check_config_name, check_project_id
 
 MAX_BODY_BYTES = 12 * 1024 * 1024
@@ -54,13 +60,15 @@ class SandboxConfig:
     throttle_rps: float = 0.0    # accepted requests per second; beyond: 429 APIGW.0308 (0 = none)
     latency_ms: float = 0.0      # added to every answer
     seed: int | None = None      # for reproducible injected failures
+    create_missing: bool = False  # a PUT to a config it does not hold creates it (not the API's way)
 
 
 @dataclass
 class SandboxState:
     """What the sandbox stored and saw, for tests and ``GET /_sandbox/stats``."""
 
-    configs: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    configs: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)  # writable bodies
+    created: dict[tuple[str, str], int] = field(default_factory=dict)  # create_time, epoch ms
     starts: list[float] = field(default_factory=list)  # time.monotonic() of every API request
     statuses: Counter[int] = field(default_factory=Counter)
     methods: Counter[str] = field(default_factory=Counter)
@@ -98,6 +106,12 @@ class RunningSandbox:
 
     def signer(self) -> Signer:
         return Signer(self.config.ak, self.config.sk)
+
+    def seed(self, config_name: str, body: dict[str, Any], project_id: str = "") -> None:
+        """Hold a configuration, as if created earlier (its writable fields)."""
+        key = (project_id or self.config.project_id, config_name)
+        self.state.configs[key] = dict(body)
+        self.state.created.setdefault(key, int(time.time() * 1000) - 86_400_000)
 
 
 @asynccontextmanager
@@ -183,8 +197,11 @@ class _Sandbox:
         if request.method == "GET":
             stored = self.state.configs.get(key)
             if stored is None:
-                return _modelarts(404, "ModelArts.0102", f"Training job config {config_name} does not exist")
-            return web.json_response({"is_success": True, "config_name": config_name, **stored})
+                return _missing(config_name)
+            return web.json_response({"is_success": True, **_details(config_name, stored,
+                                                                     self.state.created[key])})
+        if key not in self.state.configs and not self.config.create_missing:
+            return _missing(config_name)
         return self._put(key, body)
 
     def _put(self, key: tuple[str, str], raw: bytes) -> web.Response:
@@ -204,6 +221,7 @@ class _Sandbox:
                 code = "ModelArts.2792"
             return _modelarts(400, code, "; ".join(str(p) for p in problems))
         self.state.configs[key] = body
+        self.state.created.setdefault(key, int(time.time() * 1000))
         self.state.puts.append((time.time(), *key))
         return web.json_response({"is_success": True})
 
@@ -290,6 +308,67 @@ def _route(path: str) -> tuple[str, str] | None:
     if check_project_id(parts[0]) is not None:
         return None
     return parts[0], parts[2]
+
+
+# What the Details API adds to a config's writable fields, by engine_id and spec_id.
+ENGINES = {1: ("TensorFlow", "TF-1.13.1-python3.6"), 2: ("MXNet", "MXNet-1.2.1-python3.6"),
+           3: ("Caffe", "Caffe-1.0.0-python2.7"), 4: ("PyTorch", "PyTorch-1.4.0-python3.6"),
+           5: ("Ray", "Ray-0.7.4-python3.6"), 7: ("MindSpore", "MindSpore-1.3.0-python3.7")}
+SPECS = {1: ("modelarts.vm.cpu.8u", "", 0, 8), 2: ("modelarts.vm.gpu.p100", "P100", 1, 8),
+         3: ("modelarts.vm.gpu.v100", "V100", 1, 8), 4: ("modelarts.vm.gpu.v100.8", "V100", 8, 64),
+         5: ("modelarts.bm.ascend.910.8", "Ascend910", 8, 192)}
+
+
+def _details(config_name: str, body: dict[str, Any], created: int) -> dict[str, Any]:
+    """A stored config as the Details API shows it: its writable fields and the read-only ones."""
+    engine_name, engine_version = ENGINES.get(int(body.get("engine_id") or 1), ("Custom", "custom"))
+    spec_code, gpu_type, gpu_num, cpu = SPECS.get(int(body.get("spec_id") or 1), ("modelarts.custom", "", 0, 4))
+    return {"config_name": config_name, **body, "engine_type": 1, "engine_name": engine_name,
+            "engine_version": engine_version, "spec_code": spec_code, "gpu_type": gpu_type,
+            "gpu_num": gpu_num, "cpu": str(cpu), "core": str(cpu), "create_time": created,
+            "pool_id": "", "pool_name": "", "volumes": []}
+
+
+def earlier_state(body: dict[str, Any], number: int) -> dict[str, Any]:
+    """A plausible earlier version of ``body``, for seeding: every third config as it is, the
+    others with another worker count and a changed parameter or description."""
+    if number % 3 == 0:
+        return dict(body)
+    earlier = dict(body)
+    workers = int(earlier.get("worker_server_num") or 1)
+    earlier["worker_server_num"] = workers + 1 if workers < 4 else workers - 1
+    parameters = [dict(p) for p in earlier.get("parameter") or []]
+    if parameters:
+        parameters[0]["value"] = "0.5" if parameters[0].get("value") != "0.5" else "0.25"
+        earlier["parameter"] = parameters
+    else:
+        earlier["config_desc"] = "previous revision"
+    return earlier
+
+
+def read_seed(path: Path) -> list[dict[str, Any]]:
+    """Configs for ``batchcfg sandbox --seed``: JSON lines, each a ``config_name`` (and optional
+    ``project_id``) with writable fields. A bad file is a :class:`UsageError`."""
+    records = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"--seed {path}: cannot read it ({type(exc).__name__})") from None
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = None
+        if not isinstance(record, dict) or not isinstance(record.get("config_name"), str):
+            raise UsageError(f"--seed {path}: line {number} is not a JSON object with a config_name")
+        records.append(record)
+    return records
+
+
+def _missing(config_name: str) -> web.Response:
+    return _modelarts(404, "ModelArts.0102", f"Training job config {config_name} does not exist")
 
 
 def _gateway(status: int, code: str, message: str, request_id: str) -> web.Response:

@@ -19,6 +19,20 @@ from batchcfg.sandbox import RunningSandbox, SandboxConfig, serve
 
 PROJECT = SandboxConfig.project_id
 VALID_CELLS = {"worker_server_num": "1", "spec_id": "1", "model_id": "7", "data_url": "/bucket/data/"}
+EARLIER_BODY = {"worker_server_num": 2, "spec_id": 1, "model_id": 7, "data_url": "/bucket/old/"}
+
+
+def seed(sandbox: RunningSandbox, names: list[str]) -> RunningSandbox:
+    """The sandbox holds these configs (in an earlier state than VALID_CELLS), as a real project would."""
+    for name in names:
+        sandbox.seed(name, EARLIER_BODY)
+    return sandbox
+
+
+def seed_file(path: Path, names: list[str]) -> Path:
+    """The same, as a file for ``batchcfg sandbox --seed``."""
+    path.write_text("".join(json.dumps({"config_name": name, **EARLIER_BODY}) + "\n" for name in names))
+    return path
 
 
 def write_csv(path: Path, header: list[str], rows: list[list[str]]) -> Path:
@@ -116,8 +130,9 @@ def sandbox_factory() -> Callable[..., Any]:
 
 @pytest.fixture
 async def sandbox() -> AsyncIterator[RunningSandbox]:
+    """A sandbox holding one config, ``cfg-1``."""
     async with serve(SandboxConfig()) as running:
-        yield running
+        yield seed(running, ["cfg-1"])
 
 
 def read_report(path: Path) -> list[dict[str, str]]:

@@ -17,7 +17,7 @@ from batchcfg.cli import main
 from batchcfg.report import COLUMNS
 from batchcfg.sandbox import SandboxConfig
 
-from .conftest import PROJECT, VALID_CELLS, read_report, valid_manifest, write_csv
+from .conftest import PROJECT, VALID_CELLS, read_report, seed, valid_manifest, write_csv
 
 SAMPLES = Path(__file__).parent.parent / "samples"
 CLEAN_ENV = {"PATH": os.environ.get("PATH", ""), "HOME": "/nonexistent"}
@@ -75,6 +75,7 @@ def test_the_sandbox_holds_what_was_sent(tmp_path: Path) -> None:
 
     async def scenario() -> dict[str, object]:
         async with serve(SandboxConfig()) as sandbox:
+            seed(sandbox, ["a"])
             options = Options(endpoint=sandbox.endpoint, project_id=PROJECT, report=tmp_path / "r.csv",
                               env={"HUAWEICLOUD_SDK_AK": SandboxConfig.ak, "HUAWEICLOUD_SDK_SK": SandboxConfig.sk})
             summary = await apply(manifest, options)
@@ -171,6 +172,7 @@ def test_credentials_from_the_environment_and_a_token_file(tmp_path: Path, monke
 
     async def scenario() -> tuple[int, int, int]:
         async with serve(SandboxConfig()) as sandbox:
+            seed(sandbox, ["a"])
             monkeypatch.setenv("HUAWEICLOUD_SDK_AK", SandboxConfig.ak)
             monkeypatch.setenv("HUAWEICLOUD_SDK_SK", SandboxConfig.sk)
             monkeypatch.setenv("HUAWEICLOUD_SDK_PROJECT_ID", PROJECT)

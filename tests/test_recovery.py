@@ -25,7 +25,7 @@ from batchcfg.cli import main
 from batchcfg.report import read_records
 from batchcfg.sandbox import SandboxConfig, serve
 
-from .conftest import PROJECT, VALID_CELLS, read_report, valid_manifest, write_csv
+from .conftest import PROJECT, VALID_CELLS, read_report, seed, seed_file, valid_manifest, write_csv
 
 SANDBOX_ENV = {"PATH": os.environ.get("PATH", ""), "HOME": "/nonexistent", "PYTHONPATH": os.getcwd(),
                "HUAWEICLOUD_SDK_AK": SandboxConfig.ak, "HUAWEICLOUD_SDK_SK": SandboxConfig.sk,
@@ -54,8 +54,9 @@ class SandboxProcess:
 
 
 @pytest.fixture
-def sandbox_process() -> Iterator[SandboxProcess]:
-    sandbox = SandboxProcess()
+def sandbox_process(tmp_path: Path) -> Iterator[SandboxProcess]:
+    """``batchcfg sandbox`` holding cfg-000 ... cfg-499."""
+    sandbox = SandboxProcess("--seed", str(seed_file(tmp_path / "seed.jsonl", [f"cfg-{i:03d}" for i in range(500)])))
     yield sandbox
     sandbox.close()
 
@@ -123,9 +124,9 @@ def test_kill_9_at_random_moments_then_resume(tmp_path: Path, sandbox_process: S
 
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_graceful_stop_on_a_signal(tmp_path: Path, signum: int, code: int) -> None:
-    sandbox = SandboxProcess("--latency-ms", "200")
+    names = [f"c{i}" for i in range(200)]
+    sandbox = SandboxProcess("--latency-ms", "200", "--seed", str(seed_file(tmp_path / "seed.jsonl", names)))
     try:
-        names = [f"c{i}" for i in range(200)]
         manifest = valid_manifest(tmp_path / "m.csv", names)
         report = tmp_path / "r.csv"
         process = apply_process(manifest, sandbox.endpoint, report, "--rate", "20", "--concurrency", "4")
@@ -179,6 +180,7 @@ def test_a_429_storm_adapts_the_rate_and_loses_nothing(tmp_path: Path) -> None:
 
     async def scenario() -> Any:
         async with serve(SandboxConfig(throttle_rps=10)) as sandbox:
+            seed(sandbox, names)
             options = Options(endpoint=sandbox.endpoint, project_id=PROJECT, rate=80, report=tmp_path / "r.csv",
                               env={"HUAWEICLOUD_SDK_AK": SandboxConfig.ak, "HUAWEICLOUD_SDK_SK": SandboxConfig.sk})
             summary = await apply(manifest, options)
@@ -208,7 +210,7 @@ def test_max_failures_stops_the_run(tmp_path: Path) -> None:
 
 def test_the_server_going_away(tmp_path: Path) -> None:
     manifest = valid_manifest(tmp_path / "m.csv", [f"c{i}" for i in range(5)])
-    options = Options(endpoint="http://127.0.0.1:9", project_id=PROJECT, rate=0, max_retries=1,
+    options = Options(endpoint="http://127.0.0.1:9", project_id=PROJECT, rate=0, max_retries=1, no_backup=True,
                       report=tmp_path / "r.csv", env={"HUAWEICLOUD_SDK_AK": "a", "HUAWEICLOUD_SDK_SK": "b"})
     summary = anyio.run(apply, manifest, options)
     records = read_report(tmp_path / "r.csv")
@@ -230,6 +232,7 @@ def test_resume_matches_on_body_not_row_number(tmp_path: Path) -> None:
 
     async def scenario() -> Any:
         async with serve(SandboxConfig()) as sandbox:
+            seed(sandbox, ["a", "b", "c", "d"])
             options = Options(endpoint=sandbox.endpoint, project_id=PROJECT, env=env, report=tmp_path / "1.csv")
             await apply(first, options)
             options = Options(endpoint=sandbox.endpoint, project_id=PROJECT, env=env, report=tmp_path / "2.jsonl",

@@ -50,7 +50,19 @@ async def test_a_request_signed_by_huaweis_sdk_is_accepted(sandbox: RunningSandb
     assert (status, data) == (200, {"is_success": True})
     assert len(headers["X-Request-Id"]) == 32
     status, data, _ = await send(sandbox, "GET", put_path())
-    assert status == 200 and data == {"is_success": True, "config_name": "cfg-1", **BODY}
+    assert status == 200 and data["is_success"] is True and data["config_name"] == "cfg-1"
+    assert {key: data[key] for key in BODY} == BODY
+    assert {"engine_name", "engine_version", "spec_code", "create_time"} <= set(data)
+
+
+async def test_unknown_configs_are_404_unless_create_missing(sandbox_factory: Any) -> None:
+    async with sandbox_factory() as strict:
+        status, data, _ = await send(strict, "PUT", put_path("new"), json.dumps(BODY).encode())
+        assert (status, data["is_success"], data["error_code"]) == (404, False, "ModelArts.0102")
+        assert strict.state.configs == {}
+    async with sandbox_factory(create_missing=True) as lenient:
+        assert (await send(lenient, "PUT", put_path("new"), json.dumps(BODY).encode()))[0] == 200
+        assert (await send(lenient, "GET", put_path("new")))[0] == 200
 
 
 async def test_our_signature_and_a_token_are_accepted(sandbox: RunningSandbox) -> None:
@@ -70,7 +82,7 @@ async def test_bad_credentials_get_the_gateways_401(sandbox: RunningSandbox, aut
     assert status == 401
     assert data["error_code"] == "APIGW.0301" and reason in data["error_msg"]
     assert data["request_id"] == headers["X-Request-Id"]
-    assert sandbox.state.configs == {}
+    assert sandbox.state.puts == []
 
 
 async def test_no_credentials_at_all_is_a_401(sandbox: RunningSandbox) -> None:
@@ -93,7 +105,7 @@ async def test_clock_skew_over_15_minutes_is_refused(sandbox: RunningSandbox, sk
     headers = sandbox.signer().headers("GET", host, put_path(), b"", now=datetime.now(timezone.utc) + skew)
     status, data, _ = await send(sandbox, "GET", put_path(), headers=headers)
     if accepted:
-        assert status == 404  # authenticated; the config does not exist yet
+        assert status == 200
     else:
         assert status == 401 and "15 minutes" in data["error_msg"]
 

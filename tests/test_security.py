@@ -26,7 +26,7 @@ from batchcfg.errors import UsageError
 from batchcfg.report import spreadsheet_safe
 from batchcfg.sandbox import SandboxConfig, serve
 
-from .conftest import PROJECT, VALID_CELLS, read_report, valid_manifest, write_csv
+from .conftest import PROJECT, VALID_CELLS, read_report, seed, valid_manifest, write_csv
 from .perf.measure import measured
 
 SECRETS = {"ak": "AKSECRETQ7Q2M4X9T0B1", "sk": "sk-9f8e7d6c5b4a-very-secret", "token": "iam-token-0123-secret",
@@ -83,10 +83,10 @@ async def test_tls_is_verified_and_a_private_ca_can_be_added(tmp_path: Path, cer
 
     async def handle(request: web.Request) -> web.Response:
         seen.append(request.path)
-        return web.json_response({"is_success": True})
+        return web.json_response({"is_success": True, "worker_server_num": 2})
 
     app = web.Application()
-    app.router.add_put("/v1/{project}/training-job-configs/{name}", handle)
+    app.router.add_route("*", "/v1/{project}/training-job-configs/{name}", handle)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server(ssl=server_context)
     monkeypatch.setenv("BATCHCFG_IAM_TOKEN", SECRETS["token"])
@@ -102,7 +102,7 @@ async def test_tls_is_verified_and_a_private_ca_can_be_added(tmp_path: Path, cer
     failed = read_report(tmp_path / "1.csv")[0]
     assert unverified == 1 and failed["error_code"] == "BATCHCFG.CONNECTION"
     assert "certificate" in failed["error_message"].lower()
-    assert verified == 0 and seen == [f"/v1/{PROJECT}/training-job-configs/a"]
+    assert verified == 0 and seen == [f"/v1/{PROJECT}/training-job-configs/a"] * 2  # GET, then PUT
 
 
 # -- paths ---------------------------------------------------------------------------------------
@@ -117,6 +117,7 @@ def test_hostile_names_are_invalid_and_never_sent(tmp_path: Path) -> None:
 
     async def scenario() -> list[str]:
         async with serve(SandboxConfig()) as sandbox:
+            seed(sandbox, ["fine"])
             env = {"HUAWEICLOUD_SDK_AK": SandboxConfig.ak, "HUAWEICLOUD_SDK_SK": SandboxConfig.sk}
             from batchcfg import Options, apply
 

@@ -1,0 +1,185 @@
+"""Migrations you can preview and undo: plan, backups before each PUT, and rollback.
+
+Each is a row action for the :class:`~batchcfg.runner.Runner`, so it gets the same rate limit,
+retries, journal and report as ``apply``. Reads count against the rate limit; the report's
+``attempts`` count the PUT's attempts only.
+
+- :func:`plan` reads each row's config and says what the row would change.
+- :class:`Modify` reads first, appends the config as it was to a :class:`Backup` (never change
+  what could not be saved first), may skip an unchanged row, then PUTs.
+- :class:`Rollback` puts backed-up bodies back, unless the config changed since the run.
+
+"Unchanged" means every field the row sets already has that value: fields a row leaves empty are
+not compared, because the API page does not say whether the Modify PUT clears them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .errors import UsageError
+from .report import CHANGED, MISSING, SKIPPED, UNCHANGED, Outcome
+from .runner import Job, Runner, settle
+from .schema import changes, check_config_name, check_project_id, writable_body
+
+def canonical(body: dict[str, Any]) -> bytes:
+    """A body as sent: compact JSON, fields in the API's order (how a row's body is serialised)."""
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+async def plan(runner: Runner, job: Job) -> Outcome:
+    """``unchanged``, ``changed`` (with ``changes``), ``missing``, or ``failed`` to read."""
+    outcome = runner.new_outcome(job)
+    answer = await runner.call(job, "GET")
+    if answer is None:
+        return outcome
+    settle(outcome, answer)
+    if answer.status == 404:
+        outcome.status = MISSING
+    elif answer.ok and answer.body is not None:
+        found = changes(writable_body(answer.body), json.loads(job.body))
+        outcome.status, outcome.changes = (CHANGED, "; ".join(found)) if found else (UNCHANGED, "")
+        outcome.error_code = outcome.error_message = ""
+    return outcome
+
+
+class Backup:
+    """The backup file: one JSON line per config, written and flushed before its PUT is sent.
+
+    A record holds ``project_id``, ``config_name``, ``before`` (the writable body as it was),
+    ``sent`` and ``sent_sha256`` (the body the row sends), ``row`` and ``time``. A config already
+    in the file (a resumed run) is never backed up again: the first record is the state before
+    any change.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._saved = {(r["project_id"], r["config_name"]) for r in read_backup(path)} if path.exists() else set()
+        self._handle = path.open("ab", buffering=0)  # unbuffered: on disk before the PUT goes
+
+    def __repr__(self) -> str:
+        return f"Backup({str(self.path)!r}, configs={len(self._saved)})"
+
+    def save(self, job: Job, before: dict[str, Any], sent: dict[str, Any]) -> None:
+        key = (job.project_id, job.config_name)
+        if key in self._saved:
+            return
+        record = {"project_id": job.project_id, "config_name": job.config_name, "before": before,
+                  "sent": sent, "sent_sha256": hashlib.sha256(canonical(sent)).hexdigest(),
+                  "row": job.row, "time": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        self._handle.write(json.dumps(record, ensure_ascii=False).encode() + b"\n")
+        os.fsync(self._handle.fileno())
+        self._saved.add(key)
+
+    def close(self) -> None:
+        self._handle.close()
+        if not self._saved and self.path.exists() and not self.path.stat().st_size:
+            self.path.unlink()  # nothing was changed, so nothing to keep
+
+    def __enter__(self) -> Backup:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class Modify:
+    """``apply`` reading first: back the config up (unless ``backup`` is None), skip it when
+    ``skip_unchanged`` and the row changes nothing, else PUT."""
+
+    def __init__(self, backup: Backup | None, skip_unchanged: bool) -> None:
+        self.backup = backup
+        self.skip_unchanged = skip_unchanged
+
+    async def __call__(self, runner: Runner, job: Job) -> Outcome:
+        outcome = runner.new_outcome(job)
+        answer = await runner.call(job, "GET")
+        if answer is None:
+            return outcome
+        if not answer.ok or answer.body is None:
+            settle(outcome, answer)
+            outcome.error_message = ("could not read the config first, so nothing was changed: "
+                                     f"{outcome.error_message}")
+            return outcome
+        before = writable_body(answer.body)
+        wanted = json.loads(job.body)
+        outcome.changes = "; ".join(changes(before, wanted))
+        if self.skip_unchanged and not outcome.changes:
+            outcome.status, outcome.error_code, outcome.error_message = SKIPPED, "", "unchanged"
+            outcome.http_status, outcome.request_id = answer.status, answer.request_id
+            return outcome
+        if self.backup is not None:
+            self.backup.save(job, before, wanted)
+            outcome.backup = str(self.backup.path)
+        return settle(outcome, await runner.call(job, "PUT", outcome=outcome))
+
+
+class Rollback:
+    """Put a backed-up body back (the job's body), unless the config changed since the run sent
+    ``expected`` (then ``skipped`` with ``conflict``), or is already as it was."""
+
+    def __init__(self, sent: dict[tuple[str, str], dict[str, Any]], force: bool) -> None:
+        self.sent = sent
+        self.force = force
+
+    async def __call__(self, runner: Runner, job: Job) -> Outcome:
+        outcome = runner.new_outcome(job)
+        answer = await runner.call(job, "GET")
+        if answer is None:
+            return outcome
+        if not answer.ok or answer.body is None:
+            return settle(outcome, answer)
+        now = writable_body(answer.body)
+        before = json.loads(job.body)
+        if not changes(now, before, every_field=True):
+            outcome.status, outcome.error_code, outcome.error_message = SKIPPED, "", "unchanged: already as backed up"
+            outcome.http_status, outcome.request_id = answer.status, answer.request_id
+            return outcome
+        drift = changes(self.sent[(job.project_id, job.config_name)], now)
+        outcome.changes = "; ".join(changes(now, before, every_field=True))
+        if drift and not self.force:
+            outcome.status, outcome.error_code = SKIPPED, ""
+            outcome.error_message = f"conflict: changed since the run ({'; '.join(drift)}); --force to restore"
+            outcome.http_status, outcome.request_id = answer.status, answer.request_id
+            return outcome
+        return settle(outcome, await runner.call(job, "PUT", outcome=outcome))
+
+
+def read_backup(path: Path) -> Iterator[dict[str, Any]]:
+    """The records of a backup file; a line cut off by a kill is skipped."""
+    try:
+        with path.open(encoding="utf-8") as handle:
+            for line in handle:
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(record, dict) and {"project_id", "config_name", "before", "sent"} <= set(record):
+                    yield record
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{path}: cannot read the backup ({type(exc).__name__})") from None
+
+
+def restore_jobs(path: Path) -> tuple[list[Job], dict[tuple[str, str], dict[str, Any]]]:
+    """The jobs that put each backed-up config back (the first record of a config wins), and
+    what the run had sent to each. Records whose names are not valid are refused."""
+    if not path.is_file():
+        raise UsageError(f"{path}: no such backup file")
+    jobs: list[Job] = []
+    sent: dict[tuple[str, str], dict[str, Any]] = {}
+    for number, record in enumerate(read_backup(path), start=1):
+        key = (str(record["project_id"]), str(record["config_name"]))
+        if key in sent:
+            continue
+        if check_config_name(key[1]) is not None or check_project_id(key[0]) is not None:
+            raise UsageError(f"{path}: record {number} names an invalid project or config")
+        sent[key] = record["sent"]
+        body = canonical(writable_body(record["before"]))
+        jobs.append(Job(number, key[0], key[1], body, hashlib.sha256(body).hexdigest()))
+    return jobs, sent
