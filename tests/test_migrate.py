@@ -1,0 +1,222 @@
+"""Plan, backups and rollback, end to end on the sandbox; the read-config mapping and the diff."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from batchcfg import Options, apply
+from batchcfg.batch import plan, rollback
+from batchcfg.cli import main
+from batchcfg.migrate import read_backup
+from batchcfg.sandbox import RunningSandbox, SandboxConfig, earlier_state, serve
+from batchcfg.schema import changes, check_row, writable_body
+
+from .conftest import PROJECT, read_report
+
+SAMPLES = Path(__file__).parent.parent / "samples" / "training_job_configs.csv"
+ENV = {"HUAWEICLOUD_SDK_AK": SandboxConfig.ak, "HUAWEICLOUD_SDK_SK": SandboxConfig.sk}
+
+
+def sample_bodies() -> dict[str, dict[str, Any]]:
+    """The valid sample rows' bodies, and their row numbers through earlier_state's choice."""
+    from batchcfg.manifest import open_manifest
+
+    bodies = {}
+    for row in open_manifest(SAMPLES).rows():
+        checked = check_row(row.cells)
+        if checked.ok:
+            bodies[checked.config_name] = (row.number, checked.body)
+    return bodies  # type: ignore[return-value]
+
+
+def options(sandbox: RunningSandbox, report: Path, **extra: Any) -> Options:
+    return Options(endpoint=sandbox.endpoint, project_id=PROJECT, env=ENV, rate=0, report=report, **extra)
+
+
+def puts(sandbox: RunningSandbox) -> int:
+    return len(sandbox.state.puts)
+
+
+def stored(sandbox: RunningSandbox) -> dict[str, dict[str, Any]]:
+    return {name: body for (_, name), body in sandbox.state.configs.items()}
+
+
+def test_plan_apply_rollback_end_to_end(tmp_path: Path) -> None:
+    bodies = sample_bodies()
+    seeded = {name: earlier_state(body, number) for name, (number, body) in bodies.items()}
+    expected_changed = sorted(name for name, (_, body) in bodies.items() if seeded[name] != body)
+
+    async def scenario() -> None:
+        async with serve(SandboxConfig()) as sandbox:
+            for name, body in seeded.items():
+                sandbox.seed(name, body)
+            # plan: counts of changed and unchanged match the seed; nothing is written
+            summary = await plan(SAMPLES, options(sandbox, tmp_path / "plan.csv"))
+            assert summary.counts == {"changed": len(expected_changed),
+                                      "unchanged": len(bodies) - len(expected_changed), "invalid": 3}
+            assert summary.exit_code == 1 and puts(sandbox) == 0
+            records = {r["config_name"]: r for r in read_report(tmp_path / "plan.csv")}
+            assert sorted(n for n, r in records.items() if r["status"] == "changed") == expected_changed
+            assert "worker_server_num: " in records[expected_changed[0]]["changes"]
+            # apply with its backup: the new state everywhere
+            backup = tmp_path / "backup.jsonl"
+            summary = await apply(SAMPLES, options(sandbox, tmp_path / "apply.csv", backup=backup))
+            assert summary.counts == {"succeeded": len(bodies), "invalid": 3}
+            assert stored(sandbox) == {name: body for name, (_, body) in bodies.items()}
+            saved = list(read_backup(backup))
+            assert {r["config_name"]: r["before"] for r in saved} == seeded
+            assert all(r["backup"] == str(backup) for r in read_report(tmp_path / "apply.csv") if r["status"] == "succeeded")
+            # rollback: every config exactly as it was
+            summary = await rollback(backup, options(sandbox, tmp_path / "rb1.csv"))
+            assert summary.counts["succeeded"] == len(expected_changed)
+            assert summary.counts["skipped"] == len(bodies) - len(expected_changed)  # nothing to undo
+            assert stored(sandbox) == seeded
+            # a second rollback changes nothing
+            before = puts(sandbox)
+            summary = await rollback(backup, options(sandbox, tmp_path / "rb2.csv"))
+            assert summary.counts == {"skipped": len(bodies)} and puts(sandbox) == before
+            assert {r["error_message"] for r in read_report(tmp_path / "rb2.csv")} == {"unchanged: already as backed up"}
+            # a sweep over an unchanged manifest writes nothing
+            await apply(SAMPLES, options(sandbox, tmp_path / "again.csv", no_backup=True))
+            before = puts(sandbox)
+            summary = await apply(SAMPLES, options(sandbox, tmp_path / "sweep.csv", skip_unchanged=True))
+            assert puts(sandbox) == before, "zero PUTs, counted at the server"
+            assert summary.counts == {"skipped": len(bodies), "invalid": 3}
+            assert not list(tmp_path.glob("batchcfg-backup-*")), "no backup when nothing changes"
+
+    anyio.run(scenario)
+
+
+def test_rollback_reports_a_conflict_instead_of_overwriting(tmp_path: Path) -> None:
+    bodies = sample_bodies()
+
+    async def scenario() -> None:
+        async with serve(SandboxConfig()) as sandbox:
+            for name, (_, body) in bodies.items():
+                sandbox.seed(name, {**body, "config_desc": "an earlier description"})  # all differ
+            backup = tmp_path / "backup.jsonl"
+            await apply(SAMPLES, options(sandbox, tmp_path / "apply.csv", backup=backup))
+            someone = "resnet50-imagenet"
+            sandbox.seed(someone, {**stored(sandbox)[someone], "worker_server_num": 7})  # changed by hand
+            summary = await rollback(backup, options(sandbox, tmp_path / "rb.csv"))
+            records = {r["config_name"]: r for r in read_report(tmp_path / "rb.csv")}
+            assert records[someone]["status"] == "skipped"
+            assert records[someone]["error_message"].startswith("conflict: changed since the run")
+            assert "worker_server_num: 2 -> 7" in records[someone]["error_message"]
+            assert stored(sandbox)[someone]["worker_server_num"] == 7, "not overwritten"
+            assert summary.counts == {"succeeded": len(bodies) - 1, "skipped": 1}
+            summary = await rollback(backup, options(sandbox, tmp_path / "forced.csv", force=True))
+            assert summary.counts == {"succeeded": 1, "skipped": len(bodies) - 1}
+            before = {r["config_name"]: r["before"] for r in read_backup(backup)}
+            assert stored(sandbox) == before
+
+    anyio.run(scenario)
+
+
+def test_a_resumed_run_keeps_one_backup_and_never_backs_up_a_changed_config(tmp_path: Path) -> None:
+    names = [f"c{i:02d}" for i in range(30)]
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("config_name,worker_server_num,spec_id,model_id,data_url\n"
+                        + "".join(f"{n},3,1,7,/bucket/new/\n" for n in names))
+    earlier = {"worker_server_num": 1, "spec_id": 1, "model_id": 7, "data_url": "/bucket/old/"}
+    new = {"worker_server_num": 3, "spec_id": 1, "model_id": 7, "data_url": "/bucket/new/"}
+
+    async def scenario() -> None:
+        async with serve(SandboxConfig()) as sandbox:
+            for name in names:
+                sandbox.seed(name, earlier)
+            stop = anyio.Event()
+            ended = []
+
+            def count(outcome: Any) -> None:
+                ended.append(outcome)
+                if len(ended) == 10:
+                    stop.set()
+
+            first = await apply(manifest, options(sandbox, tmp_path / "1.csv", concurrency=2),
+                                on_outcome=count, stop=stop)
+            assert first.interrupted and first.counts["cancelled"] > 0
+            backup = first.backup
+            assert backup is not None and backup.name.startswith("batchcfg-backup-")
+            # As if the interrupted run had changed c29 and died before its report said so:
+            # its backup holds c29 as it was, and the config is already changed.
+            assert "c29" not in {r["config_name"] for r in read_backup(backup)}
+            with backup.open("a") as handle:
+                handle.write(json.dumps({"project_id": PROJECT, "config_name": "c29", "before": earlier,
+                                         "sent": new, "sent_sha256": "", "row": 31}) + "\n")
+            sandbox.seed("c29", new)
+            second = await apply(manifest, options(sandbox, tmp_path / "2.csv", resume=tmp_path / "1.csv"))
+            assert second.backup == backup, "the resumed run appends to the same backup"
+            assert second.counts["succeeded"] + second.counts["skipped"] == len(names)
+            records = list(read_backup(backup))
+            assert Counter(r["config_name"] for r in records) == Counter(names), "each config once"
+            assert all(r["before"] == earlier for r in records), "never a changed config"
+            summary = await rollback(backup, options(sandbox, tmp_path / "rb.csv"))
+            assert summary.counts == {"succeeded": len(names)}
+            assert all(body == earlier for body in stored(sandbox).values())
+
+    anyio.run(scenario)
+
+
+def test_a_failed_read_changes_nothing(tmp_path: Path) -> None:
+    """A config that cannot be read first is not changed: the row fails, nothing is backed up."""
+    async def scenario() -> None:
+        async with serve(SandboxConfig()) as sandbox:
+            summary = await apply(SAMPLES, options(sandbox, tmp_path / "r.csv", backup=tmp_path / "b.jsonl"))
+            assert summary.counts == {"failed": 12, "invalid": 3} and puts(sandbox) == 0
+            assert not (tmp_path / "b.jsonl").exists()
+            record = read_report(tmp_path / "r.csv")[0]
+            assert record["error_code"] == "ModelArts.0102"
+            assert record["error_message"].startswith("could not read the config first")
+
+    anyio.run(scenario)
+
+
+def test_cli_plan_shows_a_diff_and_rollback_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["plan", str(SAMPLES), "--sandbox", "--report", "plan.csv"]) == 1
+    err = capsys.readouterr().err
+    assert "row 2 resnet50-imagenet:\n    worker_server_num: 3 -> 2" in err
+    assert "4 unchanged, 8 changed" in err
+    assert main(["apply", str(SAMPLES), "--sandbox", "--rate", "0", "--report", "apply.csv"]) == 1
+    err = capsys.readouterr().err
+    backups = list(tmp_path.glob("batchcfg-backup-*.jsonl"))
+    assert len(backups) == 1 and f"backup (for rollback): {backups[0].name}" in err
+    # The embedded sandbox is gone with its run: a rollback against a new one sees the seed
+    # missing, and says so row by row rather than failing the run.
+    assert main(["rollback", str(backups[0]), "--sandbox", "--report", "rb.csv"]) == 1
+    assert {r["error_code"] for r in read_report(tmp_path / "rb.csv")} == {"ModelArts.0102"}
+
+
+@pytest.mark.parametrize("details, body", [
+    ({"config_name": "x", "worker_server_num": "2", "spec_id": 1, "model_id": 0, "app_url": "/b/a/",
+      "boot_file_url": "/b/a/t.py", "data_url": "/b/d/", "engine_name": "TF", "create_time": 1,
+      "parameter": [{"label": "lr", "value": 0.01}, {"label": "on", "value": True}]},
+     {"worker_server_num": 2, "app_url": "/b/a/", "boot_file_url": "/b/a/t.py",
+      "parameter": [{"label": "lr", "value": "0.01"}, {"label": "on", "value": "true"}], "spec_id": 1,
+      "data_url": "/b/d/"}),
+    ({"worker_server_num": 1, "spec_id": 1, "model_id": 5, "app_url": "/b/a/", "data_url": "/b/d/",
+      "data_source": [{"type": "obs", "data_url": "/b/d/"}], "dataset_id": "", "train_url": None},
+     {"worker_server_num": 1, "model_id": 5, "spec_id": 1, "data_source": [{"type": "obs", "data_url": "/b/d/"}]}),
+    ({"worker_server_num": 1, "spec_id": 1, "dataset_id": "d", "dataset_version_id": "v", "data_url": "/b/x/"},
+     {"worker_server_num": 1, "spec_id": 1, "dataset_id": "d", "dataset_version_id": "v"}),
+])
+def test_writable_body(details: dict[str, Any], body: dict[str, Any]) -> None:
+    assert writable_body(details) == body
+
+
+def test_changes_name_each_field_and_parameter() -> None:
+    current = {"worker_server_num": 1, "config_desc": "a", "parameter": [{"label": "lr", "value": "0.01"},
+                                                                         {"label": "old", "value": "1"}]}
+    wanted = {"worker_server_num": 2, "parameter": [{"label": "lr", "value": "0.02"}, {"label": "bs", "value": "8"}]}
+    assert changes(current, wanted) == ["worker_server_num: 1 -> 2", "parameter.lr: 0.01 -> 0.02",
+                                        "parameter.bs: (unset) -> 8", "parameter.old: 1 -> (unset)"]
+    assert changes(current, wanted, every_field=True)[0] == "config_desc: a -> (unset)"
+    assert changes(current, {"worker_server_num": 1}) == []
