@@ -1,4 +1,5 @@
-"""Writes samples/training_job_configs.csv and the same rows as .xlsx.
+"""Writes samples/training_job_configs.csv, the same rows as .xlsx, and earlier_state.jsonl (an
+earlier state of each valid row's config, to seed a sandbox for the plan/apply/rollback walk-through).
 
 Run from the repository root after editing the rows: python samples/make_samples.py
 """
@@ -112,6 +113,16 @@ def main() -> None:
     for number, values in enumerate(ROWS, start=1):
         sheet.write_row(number, 0, values)
     workbook.close()
+    from batchcfg.manifest import open_manifest
+    from batchcfg.sandbox import earlier_state
+    from batchcfg.schema import check_row
+
+    with (HERE / "earlier_state.jsonl").open("w", encoding="utf-8") as handle:
+        for row in open_manifest(HERE / "training_job_configs.csv").rows():
+            checked = check_row(row.cells)
+            if checked.ok:
+                earlier = earlier_state(checked.body, row.number)
+                handle.write(json.dumps({"config_name": checked.config_name, **earlier}) + "\n")
 
 
 if __name__ == "__main__":
