@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AsyncExitStack
@@ -20,19 +19,21 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from . import auth, errors, migrate, recovery
+from . import auth, errors, migrate, recovery, regions
+from .catalog import Catalog
+from .catalog import fetch as fetch_catalogs
 from .client import Client, is_loopback, parse_endpoint
 from .errors import UsageError
 from .manifest import open_manifest
 from .recovery import TO_FIX_STATUSES
-from .report import (CANCELLED, SKIPPED, STATUSES, VALID, Journal, Outcome, check_report_path,
+from .report import (CANCELLED, INVALID, SKIPPED, STATUSES, VALID, Journal, Outcome, check_report_path,
                      default_backup_path, default_report_path, journal_path, write_report)
 from .defaults import (AUTO_MAX_CONCURRENCY, DEFAULT_CONCURRENCY, DEFAULT_MAX_RETRIES, DEFAULT_MAX_ROWS, DEFAULT_RATE,
                        DEFAULT_TIMEOUT)
 from .migrate import Backup, Modify, Rollback
 from .runner import Action, Job, Runner, put
 from .schema import check_project_id
-from .spool import Spool, check
+from .spool import Spool, check, describe
 
 if TYPE_CHECKING:
     from .sandbox import RunningSandbox
@@ -41,9 +42,6 @@ EXIT_OK = 0
 EXIT_ROWS_FAILED = 1
 EXIT_CANNOT_START = 2
 EXIT_INTERRUPTED = 130
-_REGION_RE = re.compile(r"[a-z]{2}(?:-[a-z]+)+-[0-9]+")
-# The SDK's region table puts CN-Hong Kong under .myhuaweicloud.cn.
-_REGION_DOMAINS = {"ap-southeast-1": "myhuaweicloud.cn"}
 
 
 @dataclass(frozen=True)
@@ -68,6 +66,8 @@ class Options:
     no_backup: bool = False
     skip_unchanged: bool = False
     force: bool = False          # rollback: restore configs changed since the run
+    online: bool = False         # validate: check spec_id, workers and engine_id against the project
+    preflight: bool = False      # apply: the same before sending
     max_rows: int = DEFAULT_MAX_ROWS
     ca_bundle: Path | None = None
     allow_http: bool = False
@@ -91,6 +91,10 @@ class Summary:
     lowest_rate: float = 0.0  # the lowest request rate throttling brought the run down to
     stop_reason: str = ""
     interrupted: bool = False
+    error_codes: Counter[str] = field(default_factory=Counter)  # of the rows that did not succeed
+    http_statuses: Counter[int] = field(default_factory=Counter)  # of every attempt; 0: no answer
+    latency_p50: float | None = None  # seconds per attempt
+    latency_p95: float | None = None
 
     @property
     def request_rate(self) -> float:
@@ -114,21 +118,52 @@ def endpoint_for(endpoint: str | None, region: str | None, *, allow_http: bool =
                              "cross the network unencrypted; use https://, or --allow-http")
         return str(url)
     if region:
-        if not _REGION_RE.fullmatch(region):
-            raise UsageError(f"--region {region!r} is not a region name such as cn-north-4; "
-                             "or pass --endpoint URL")
-        return f"https://modelarts.{region}.{_REGION_DOMAINS.get(region, 'myhuaweicloud.com')}"
+        return regions.endpoint(region)
     raise UsageError("no endpoint: pass --endpoint URL or --region REGION (or --sandbox to try "
                      "the tool)")
 
 
 def validate(manifest: str | Path, options: Options = Options()) -> Summary:
-    """Read and check the manifest offline; every row ends ``valid`` or ``invalid``."""
+    """Read and check the manifest; every row ends ``valid`` or ``invalid``. Offline, unless
+    ``online``: then also against the specs and engines of each row's project."""
+    if options.online:
+        return anyio.run(_validate_online, manifest, options)
     default_project = auth.discover_project_id(options.project_id, options.env)
     _check_default_project(default_project)
     with _Run(options, manifest, sending=False) as run:
         with run.check(default_project, project_required=False) as checked:
-            return run.finish(_valid(item) if isinstance(item, Job) else item for item in checked.items())
+            return run.finish(map(_valid_or_invalid, checked.items()))
+
+
+async def _validate_online(manifest: str | Path, options: Options) -> Summary:
+    async with AsyncExitStack() as stack:
+        run = stack.enter_context(_Run(options, manifest, sending=False))
+        endpoint, credentials, default_project, sandbox = await _connect(stack, options)
+        checked = stack.enter_context(run.check(default_project, project_required=True))
+        catalogs = await _preflight(stack, checked, endpoint, credentials, options)
+        return run.finish(_valid_or_invalid(_against(item, catalogs)) for item in checked.items())
+
+
+async def _preflight(stack: AsyncExitStack, checked: Spool, endpoint: str, credentials: auth.Auth,
+                     options: Options) -> dict[str, Catalog]:
+    """The specs and engines of every project the valid rows name (exit 2 if unreadable)."""
+    async with Client(endpoint, credentials, timeout=options.timeout, ca_bundle=options.ca_bundle) as client:
+        return await fetch_catalogs(client, checked.projects, max_retries=options.max_retries)
+
+
+def _against(item: Job | Outcome, catalogs: dict[str, Catalog]) -> Job | Outcome:
+    """A job that fits its project's catalog (or when there are none), else an ``invalid`` row."""
+    if isinstance(item, Outcome) or not catalogs:
+        return item
+    problems = catalogs[item.project_id].problems(json.loads(item.body))
+    if not problems:
+        return item
+    return Outcome(item.row, item.config_name, item.project_id, INVALID, error_code=problems[0].code,
+                   error_message=describe(problems), body_sha256=item.body_sha256)
+
+
+def _valid_or_invalid(item: Job | Outcome) -> Outcome:
+    return _valid(item) if isinstance(item, Job) else item
 
 
 async def apply(manifest: str | Path, options: Options = Options(), *,
@@ -151,9 +186,10 @@ async def apply(manifest: str | Path, options: Options = Options(), *,
         checked = stack.enter_context(run.check(default_project, project_required=True))
         if sandbox is not None:
             _seed(sandbox, checked)
+        catalogs = await _preflight(stack, checked, endpoint, credentials, options) if options.preflight else {}
         if options.dry_run:
             events.ready(checked.rows)
-            return run.finish(_valid(item) if isinstance(item, Job) else item for item in checked.items())
+            return run.finish(_valid_or_invalid(_against(item, catalogs)) for item in checked.items())
         action: Action = put
         if options.skip_unchanged or not options.no_backup:
             backup = None
@@ -165,7 +201,7 @@ async def apply(manifest: str | Path, options: Options = Options(), *,
 
         def jobs() -> Iterator[Job]:
             """The rows to send, recording the others (invalid, done earlier) on the way."""
-            for item in checked.items():
+            for item in (_against(item, catalogs) for item in checked.items()):
                 if isinstance(item, Outcome):
                     run.record(item)
                 elif (item.project_id, item.config_name, item.body_sha256) in done:
@@ -294,6 +330,11 @@ async def _send(stack: AsyncExitStack, run: _Run, jobs: Iterator[Job], action: A
         summary = run.summary
         summary.elapsed, summary.requests, summary.retries = runner.elapsed, runner.requests, runner.retries
         summary.max_rate, summary.lowest_rate = options.rate, runner.lowest_rate
+        summary.http_statuses = runner.statuses
+        if runner.latencies:
+            import numpy as np
+
+            summary.latency_p50, summary.latency_p95 = (float(q) for q in np.quantile(runner.latencies, [0.5, 0.95]))
         summary.stop_reason = runner.stop_reason
         summary.interrupted = events.stop is not None and events.stop.is_set()
     return run.finish()
@@ -354,6 +395,8 @@ class _Run:
         if self.journal is not None:
             self.journal.write(outcome)
         self.summary.counts[outcome.status] += 1
+        if outcome.error_code:
+            self.summary.error_codes[outcome.error_code] += 1
         if self.failed_manifest is not None and outcome.status in TO_FIX_STATUSES:
             error = f"{outcome.error_code}: {outcome.error_message}" if outcome.error_code else ""
             self.to_fix[outcome.row] = (outcome.status, error)

@@ -16,6 +16,7 @@ import ipaddress
 import json
 import re
 import ssl
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ import aiohttp
 from yarl import URL
 
 from . import errors
-from .auth import Auth
+from .auth import Auth, canonical_query
 from .errors import AttemptTimeout, ConnectionFailed, UsageError
 from .retry import parse_retry_after
 
@@ -118,13 +119,15 @@ class Client:
         """Read one configuration (``GET``); the parsed JSON is ``answer.body``."""
         return await self.request("GET", config_path(project_id, config_name), b"")
 
-    async def request(self, method: str, path: str, body: bytes, body_sha256: str | None = None) -> Answer:
+    async def request(self, method: str, path: str, body: bytes, body_sha256: str | None = None,
+                      query: Sequence[tuple[str, str]] = ()) -> Answer:
         """One attempt. Raises :class:`AttemptTimeout` or :class:`ConnectionFailed` when there is
         no complete HTTP answer; every HTTP answer, good or bad, is an :class:`Answer`."""
         if self._session is None:
             raise RuntimeError("Client is not open: use 'async with Client(...)'")
-        headers = self._auth.headers(method, self._host, path, body, body_sha256=body_sha256)
-        url = URL(self._prefix + path, encoded=True)
+        headers = self._auth.headers(method, self._host, path, body, query=query, body_sha256=body_sha256)
+        target = f"{path}?{canonical_query(query)}" if query else path
+        url = URL(self._prefix + target, encoded=True)
         try:
             async with self._session.request(method, url, data=body or None, headers=headers,
                                              allow_redirects=False) as response:

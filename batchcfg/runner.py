@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import logging
 import math
+from array import array
+from collections import Counter
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -100,6 +102,8 @@ class Runner:
         self.stop_reason = ""
         self.requests = 0
         self.retries = 0
+        self.statuses: Counter[int] = Counter()  # attempts by HTTP status; 0: no answer
+        self.latencies = array("d")  # seconds, one per attempt
         self.in_flight = 0
         self.started_at: float | None = None
         self.finished_at: float | None = None
@@ -233,8 +237,11 @@ class Runner:
             finally:
                 if gate is not None:
                     gate.release()
+            latency = self._clock() - sent_at
+            self.latencies.append(latency)
+            self.statuses[answer.status] += 1
             if self._auto:
-                self._follow_rate(self._clock() - sent_at)
+                self._follow_rate(latency)
             log.debug("row %d %s: %s attempt %d: %s %s %s", job.row, job.config_name, method, attempts,
                       answer.status or "-", answer.error_code or "ok", answer.request_id)
             throttled = answer.status == 429 or answer.error_code in THROTTLE_CODES

@@ -179,7 +179,8 @@ class _Sandbox:
         except web.HTTPRequestEntityTooLarge:
             return _gateway(413, "APIGW.0201", "Request entity too large", request_id)
         route = _route(request.path)
-        if route is None or request.method not in ("GET", "PUT"):
+        if route is None or request.method not in ("GET", "PUT") or (
+                route[1] in _CATALOG and request.method != "GET"):
             return _gateway(404, "APIGW.0101", "The API does not exist or has not been published "
                                                "in the environment", request_id)
         project_id, config_name = route
@@ -191,6 +192,10 @@ class _Sandbox:
             return throttled
         if self.config.fail_rate and self.rng.random() < self.config.fail_rate:
             return _modelarts(503, "ModelArts.0010", "Service temporarily unavailable (injected fault)")
+        if config_name in _CATALOG:
+            if request.query.get("job_type") != "train":
+                return _modelarts(400, "ModelArts.0104", "job_type must be train")
+            return web.json_response(_CATALOG[config_name]())
         if (problem := check_config_name(config_name)) is not None:
             return _modelarts(400, "ModelArts.0104", str(problem))
         key = (project_id, config_name)
@@ -299,11 +304,14 @@ class _Sandbox:
 
 
 def _route(path: str) -> tuple[str, str] | None:
-    """``/v1/{project_id}/training-job-configs/{config_name}`` -> (project_id, config_name)."""
+    """``/v1/{project_id}/training-job-configs/{config_name}`` -> (project_id, config_name);
+    ``/v1/{project_id}/job/resource-specs`` and ``.../ai-engines`` -> (project_id, that name)."""
     if not path.startswith(_PATH_PREFIX):
         return None
     parts = path[len(_PATH_PREFIX):].split("/")
-    if len(parts) != 3 or parts[1] != "training-job-configs" or not parts[2]:
+    if len(parts) != 3 or parts[1] not in ("training-job-configs", "job") or not parts[2]:
+        return None
+    if parts[1] == "job" and parts[2] not in _CATALOG:
         return None
     if check_project_id(parts[0]) is not None:
         return None
@@ -314,15 +322,31 @@ def _route(path: str) -> tuple[str, str] | None:
 ENGINES = {1: ("TensorFlow", "TF-1.13.1-python3.6"), 2: ("MXNet", "MXNet-1.2.1-python3.6"),
            3: ("Caffe", "Caffe-1.0.0-python2.7"), 4: ("PyTorch", "PyTorch-1.4.0-python3.6"),
            5: ("Ray", "Ray-0.7.4-python3.6"), 7: ("MindSpore", "MindSpore-1.3.0-python3.7")}
-SPECS = {1: ("modelarts.vm.cpu.8u", "", 0, 8), 2: ("modelarts.vm.gpu.p100", "P100", 1, 8),
-         3: ("modelarts.vm.gpu.v100", "V100", 1, 8), 4: ("modelarts.vm.gpu.v100.8", "V100", 8, 64),
-         5: ("modelarts.bm.ascend.910.8", "Ascend910", 8, 192)}
+SPECS = {1: ("modelarts.vm.cpu.8u", "", 0, 8, 10), 2: ("modelarts.vm.gpu.p100", "P100", 1, 8, 4),
+         3: ("modelarts.vm.gpu.v100", "V100", 1, 8, 4), 4: ("modelarts.vm.gpu.v100.8", "V100", 8, 64, 8),
+         5: ("modelarts.bm.ascend.910.8", "Ascend910", 8, 192, 16)}  # code, gpu, gpus, cpus, max_num
+
+
+def _resource_specs() -> dict[str, Any]:
+    specs = [{"spec_id": spec_id, "spec_code": code, "gpu_type": gpu_type, "gpu_num": gpus, "cpu": str(cpu),
+              "core": str(cpu), "max_num": max_num, "unit_num": 1, "storage": "", "interface_type": 1,
+              "no_resource": False} for spec_id, (code, gpu_type, gpus, cpu, max_num) in SPECS.items()]
+    return {"is_success": True, "spec_total_count": len(specs), "specs": specs}
+
+
+def _ai_engines() -> dict[str, Any]:
+    engines = [{"engine_type": 1, "engine_id": engine_id, "engine_name": name, "engine_version": version}
+               for engine_id, (name, version) in ENGINES.items()]
+    return {"is_success": True, "engines": engines}
+
+
+_CATALOG = {"resource-specs": _resource_specs, "ai-engines": _ai_engines}
 
 
 def _details(config_name: str, body: dict[str, Any], created: int) -> dict[str, Any]:
     """A stored config as the Details API shows it: its writable fields and the read-only ones."""
     engine_name, engine_version = ENGINES.get(int(body.get("engine_id") or 1), ("Custom", "custom"))
-    spec_code, gpu_type, gpu_num, cpu = SPECS.get(int(body.get("spec_id") or 1), ("modelarts.custom", "", 0, 4))
+    spec_code, gpu_type, gpu_num, cpu, _ = SPECS.get(int(body.get("spec_id") or 1), ("modelarts.custom", "", 0, 4, 1))
     return {"config_name": config_name, **body, "engine_type": 1, "engine_name": engine_name,
             "engine_version": engine_version, "spec_code": spec_code, "gpu_type": gpu_type,
             "gpu_num": gpu_num, "cpu": str(cpu), "core": str(cpu), "create_time": created,

@@ -26,7 +26,7 @@ from .errors import ManifestError
 from .manifest import Manifest
 from .report import INVALID, Outcome
 from .runner import Job
-from .schema import check_row
+from .schema import Problem, check_row
 
 
 Key = tuple[str, str]  # project id, config name
@@ -36,10 +36,12 @@ _Record = tuple[int, str, str, bytes | None, tuple[tuple[str, str, str], ...]]
 class Spool:
     """The checked rows of one manifest, on disk. Use as a context manager."""
 
-    def __init__(self, handle: IO[bytes], rows: int, duplicates: dict[Key, list[int]]) -> None:
+    def __init__(self, handle: IO[bytes], rows: int, duplicates: dict[Key, list[int]],
+                 projects: set[str]) -> None:
         self._handle = handle
         self.rows = rows
         self.duplicates = duplicates
+        self.projects = projects  # of the valid rows
 
     def __repr__(self) -> str:
         return f"Spool(rows={self.rows}, repeated_names={len(self.duplicates)})"
@@ -60,7 +62,7 @@ class Spool:
                              f"{name!r} also appears in row {rows} for the same project"), *problems)
             if problems:
                 yield Outcome(number, name, project_id, INVALID, error_code=problems[0][1],
-                              error_message=_describe(problems))
+                              error_message=describe([Problem(*p) for p in problems]))
             else:
                 assert body is not None
                 yield Job(number, project_id, name, body, hashlib.sha256(body).hexdigest())
@@ -74,6 +76,7 @@ def check(manifest: Manifest, default_project: str, *, project_required: bool = 
     try:
         hashes = array("q")
         rows = 0
+        projects: set[str] = set()
         for row in manifest.rows():
             rows += 1
             if rows > max_rows:
@@ -83,13 +86,14 @@ def check(manifest: Manifest, default_project: str, *, project_required: bool = 
                                project_required=project_required)
             body = None
             if result.ok:
+                projects.add(result.project_id)
                 body = json.dumps(result.body, ensure_ascii=False, separators=(",", ":")).encode()
             if result.config_name:
                 hashes.append(hash((result.project_id, result.config_name)))
             problems = tuple((p.column, p.code, p.message) for p in result.problems)
             marshal.dump((row.number, result.config_name, result.project_id, body, problems), handle)
         duplicates = _duplicates(handle, _repeated(hashes)) if rows else {}
-        return Spool(handle, rows, duplicates)
+        return Spool(handle, rows, duplicates, projects)
     except BaseException:
         handle.close()
         raise
@@ -124,8 +128,7 @@ def _records(handle: IO[bytes]) -> Iterator[_Record]:
         yield record
 
 
-def _describe(problems: tuple[tuple[str, str, str], ...]) -> str:
+def describe(problems: list[Problem]) -> str:
     """``column: message`` for each problem; codes shown where they differ from the first."""
-    first = problems[0][1]
-    return "; ".join(f"{column}: {message}" if code == first else f"{column}: {message} ({code})"
-                     for column, code, message in problems)
+    first = problems[0].code
+    return "; ".join(str(p) if p.code == first else f"{p} ({p.code})" for p in problems)
