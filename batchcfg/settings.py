@@ -21,6 +21,7 @@ never read from this file: they stay where the Huawei SDK conventions put them.
 from __future__ import annotations
 
 import difflib
+import math
 import re
 import tomllib
 from collections.abc import Callable, Mapping
@@ -36,9 +37,12 @@ ENV_PROFILE = "BATCHCFG_PROFILE"
 
 
 def _positive_number(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+    try:
+        number = float(value) if not isinstance(value, bool) else math.nan
+    except (TypeError, ValueError):
+        number = math.nan
+    if not math.isfinite(number):
         raise ValueError("must be a number")
-    number = float(value)
     if number < 0:
         raise ValueError("must be 0 or more")
     return number
