@@ -26,7 +26,7 @@ from .client import Client, is_loopback, parse_endpoint
 from .errors import UsageError
 from .manifest import open_manifest
 from .recovery import TO_FIX_STATUSES
-from .report import (CANCELLED, INVALID, SKIPPED, STATUSES, VALID, Journal, Outcome, check_report_path,
+from .report import (CANCELLED, INVALID, SKIPPED, VALID, Journal, Outcome, check_report_path,
                      default_backup_path, default_report_path, journal_path, write_report)
 from .defaults import (AUTO_MAX_CONCURRENCY, DEFAULT_CONCURRENCY, DEFAULT_MAX_RETRIES, DEFAULT_MAX_ROWS, DEFAULT_RATE,
                        DEFAULT_TIMEOUT)
@@ -371,7 +371,7 @@ class _Run:
     def __exit__(self, *exc_info: object) -> None:
         if self.journal is not None:
             self.journal.close()
-            if self.journal.path.exists() and not self.journal.path.stat().st_size:
+            if self.journal.created and not self.journal.records and self.journal.path.exists():
                 self.journal.path.unlink()  # stopped before any row ended: nothing to keep
 
     def _open_journal(self) -> Journal:
@@ -382,7 +382,7 @@ class _Run:
                               or path.resolve() != self.options.resume.resolve()):
             raise UsageError(f"{path} is the journal of an interrupted run: resume from it with "
                              f"--resume {path}, or move it away")
-        return Journal(path)
+        return Journal(path, self.options.resume)
 
     def check(self, default_project: str, *, project_required: bool) -> Spool:
         assert self.manifest is not None

@@ -24,13 +24,27 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UsageError
-from .report import CHANGED, MISSING, SKIPPED, UNCHANGED, Outcome
+from .report import CHANGED, FAILED, MISSING, SKIPPED, UNCHANGED, Outcome, json_lines
 from .runner import Job, Runner, settle
 from .schema import changes, check_config_name, check_project_id, writable_body
 
 def canonical(body: dict[str, Any]) -> bytes:
     """A body as sent: compact JSON, fields in the API's order (how a row's body is serialised)."""
     return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+async def _read(runner: Runner, job: Job, outcome: Outcome) -> dict[str, Any] | None:
+    """The row's config as it is now (writable fields), the read's HTTP status and request id
+    noted in ``outcome``, which stays ``cancelled`` until a PUT settles it; or None, with
+    ``outcome`` failed (or still cancelled: the run stopped first)."""
+    answer = await runner.call(job, "GET")
+    if answer is None:
+        return None
+    if not answer.ok or answer.body is None:
+        settle(outcome, answer)
+        return None
+    outcome.http_status, outcome.request_id = answer.status, answer.request_id
+    return writable_body(answer.body)
 
 
 async def plan(runner: Runner, job: Job) -> Outcome:
@@ -99,20 +113,16 @@ class Modify:
 
     async def __call__(self, runner: Runner, job: Job) -> Outcome:
         outcome = runner.new_outcome(job)
-        answer = await runner.call(job, "GET")
-        if answer is None:
+        before = await _read(runner, job, outcome)
+        if before is None:
+            if outcome.status == FAILED:
+                outcome.error_message = ("could not read the config first, so nothing was changed: "
+                                         f"{outcome.error_message}")
             return outcome
-        if not answer.ok or answer.body is None:
-            settle(outcome, answer)
-            outcome.error_message = ("could not read the config first, so nothing was changed: "
-                                     f"{outcome.error_message}")
-            return outcome
-        before = writable_body(answer.body)
         wanted = json.loads(job.body)
         outcome.changes = "; ".join(changes(before, wanted))
         if self.skip_unchanged and not outcome.changes:
-            outcome.status, outcome.error_code, outcome.error_message = SKIPPED, "", "unchanged"
-            outcome.http_status, outcome.request_id = answer.status, answer.request_id
+            outcome.status, outcome.error_message = SKIPPED, "unchanged"
             return outcome
         if self.backup is not None:
             self.backup.save(job, before, wanted)
@@ -130,23 +140,18 @@ class Rollback:
 
     async def __call__(self, runner: Runner, job: Job) -> Outcome:
         outcome = runner.new_outcome(job)
-        answer = await runner.call(job, "GET")
-        if answer is None:
+        now = await _read(runner, job, outcome)
+        if now is None:
             return outcome
-        if not answer.ok or answer.body is None:
-            return settle(outcome, answer)
-        now = writable_body(answer.body)
         before = json.loads(job.body)
         if not changes(now, before, every_field=True):
-            outcome.status, outcome.error_code, outcome.error_message = SKIPPED, "", "unchanged: already as backed up"
-            outcome.http_status, outcome.request_id = answer.status, answer.request_id
+            outcome.status, outcome.error_message = SKIPPED, "unchanged: already as backed up"
             return outcome
         drift = changes(self.sent[(job.project_id, job.config_name)], now)
         outcome.changes = "; ".join(changes(now, before, every_field=True))
         if drift and not self.force:
-            outcome.status, outcome.error_code = SKIPPED, ""
+            outcome.status = SKIPPED
             outcome.error_message = f"conflict: changed since the run ({'; '.join(drift)}); --force to restore"
-            outcome.http_status, outcome.request_id = answer.status, answer.request_id
             return outcome
         return settle(outcome, await runner.call(job, "PUT", outcome=outcome))
 
@@ -154,14 +159,9 @@ class Rollback:
 def read_backup(path: Path) -> Iterator[dict[str, Any]]:
     """The records of a backup file; a line cut off by a kill is skipped."""
     try:
-        with path.open(encoding="utf-8") as handle:
-            for line in handle:
-                try:
-                    record = json.loads(line)
-                except ValueError:
-                    continue
-                if isinstance(record, dict) and {"project_id", "config_name", "before", "sent"} <= set(record):
-                    yield record
+        for record in json_lines(path):
+            if {"project_id", "config_name", "before", "sent"} <= set(record):
+                yield record
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"{path}: cannot read the backup ({type(exc).__name__})") from None
 

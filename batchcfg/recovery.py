@@ -27,25 +27,34 @@ FAILED_SUFFIXES = (".csv", ".xlsx")
 Key = tuple[str, str, str]  # project id, config name, body hash
 
 
-def done_keys(path: Path) -> set[Key]:
-    """The (project, config name, body hash) of every row an earlier report or journal shows done."""
+def done_keys(path: Path, _followed: frozenset[Path] = frozenset()) -> set[Key]:
+    """The (project, config name, body hash) of every row an earlier report or journal shows
+    done; a journal that says it resumed another (``{"resume": PATH}``) brings that one's too."""
     if not path.is_file():
         raise UsageError(f"--resume {path}: no such file")
     keys = set()
     for record in read_records(path):
         if record.get("status") in DONE_STATUSES and record.get("body_sha256"):
             keys.add((record.get("project_id", ""), record.get("config_name", ""), record["body_sha256"]))
+        elif "resume" in record and "status" not in record:
+            earlier = Path(record["resume"])
+            if earlier.is_file() and earlier.resolve() not in _followed | {path.resolve()}:
+                keys |= done_keys(earlier, _followed | {path.resolve()})
     return keys
 
 
-def backup_of(path: Path | None) -> Path | None:
+def backup_of(path: Path | None, _followed: frozenset[Path] = frozenset()) -> Path | None:
     """The backup file an earlier run wrote to, from its report or journal (its ``backup``
-    column): a resumed run keeps appending to it."""
-    if path is None:
+    column, or the run that one resumed): a resumed run keeps appending to it."""
+    if path is None or not path.is_file() or path.resolve() in _followed:
         return None
     for record in read_records(path):
         if record.get("backup"):
             return Path(record["backup"])
+        if "resume" in record and "status" not in record:
+            found = backup_of(Path(record["resume"]), _followed | {path.resolve()})
+            if found is not None:
+                return found
     return None
 
 

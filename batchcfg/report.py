@@ -102,11 +102,16 @@ class Journal:
 
     It also remembers where each of this run's lines starts (16 bytes a row), so that
     :meth:`outcomes` can give them back sorted by row without holding the run in memory.
+    A run that resumes another starts its journal with ``{"resume": PATH}``: a later resume
+    from this journal follows it, even when this run died before any row ended.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, resume: Path | None = None) -> None:
         self.path = path
+        self.created = not path.exists()
         self._handle = path.open("ab", buffering=0)  # unbuffered: each line is one write() call
+        if resume is not None:
+            self._handle.write(_JSON.encode({"resume": str(resume.resolve())}).encode() + b"\n")
         self._size = path.stat().st_size
         self._rows = array("q")
         self._offsets = array("q")
@@ -114,6 +119,11 @@ class Journal:
 
     def __repr__(self) -> str:
         return f"Journal({str(self.path)!r}, records={len(self._rows)})"
+
+    @property
+    def records(self) -> int:
+        """How many rows this run has journaled."""
+        return len(self._rows)
 
     def write(self, outcome: Outcome) -> None:
         """Append the row's record. Inside an event loop, the rows that end in one turn of the
@@ -210,20 +220,26 @@ def _write_xlsx(path: Path, columns: Sequence[str], rows: Iterable[Sequence[Any]
         workbook.close()
 
 
+def json_lines(path: Path) -> Iterator[dict[str, Any]]:
+    """The JSON objects of a JSON-lines file; a line that is not one (cut off by a kill) is skipped."""
+    with path.open(encoding="utf-8") as handle:
+        for line in handle:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict):
+                yield record
+
+
 def read_records(path: Path) -> Iterator[dict[str, str]]:
     """The records of an earlier report or journal (``.csv``, ``.jsonl``, ``.xlsx``), values as
     text. A journal's last line may be cut off by a kill: an unreadable line is skipped."""
     suffix = path.suffix.lower()
     try:
         if suffix == ".jsonl":
-            with path.open(encoding="utf-8") as handle:
-                for line in handle:
-                    try:
-                        record = json.loads(line)
-                    except ValueError:
-                        continue
-                    if isinstance(record, dict):
-                        yield {key: "" if value is None else str(value) for key, value in record.items()}
+            for record in json_lines(path):
+                yield {key: "" if value is None else str(value) for key, value in record.items()}
         elif suffix == ".csv":
             with path.open(encoding="utf-8-sig", newline="") as handle:
                 yield from csv.DictReader(handle)

@@ -163,6 +163,8 @@ class Runner:
         outcome = await self._action(self, job)
         if outcome.status != CANCELLED:
             outcome.duration_ms = round((self._clock() - started) * 1000)
+        elif not outcome.error_message:
+            outcome.error_message = self.stop_reason  # the run stopped while the row waited
         if outcome.status == FAILED:
             self.failures += 1
             if self._max_failures and self.failures >= self._max_failures:
@@ -172,7 +174,7 @@ class Runner:
     def new_outcome(self, job: Job) -> Outcome:
         """A row's outcome before anything was sent: ``cancelled``, in case nothing will be."""
         return Outcome(job.row, job.config_name, job.project_id, CANCELLED, error_code=errors.CANCELLED,
-                       error_message=self.stop_reason, body_sha256=job.body_sha256)
+                       body_sha256=job.body_sha256)
 
     def _adapt_rate(self, throttled: bool) -> None:
         """Halve the rate on throttling (once a second at most); raise it slowly on success."""

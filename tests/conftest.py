@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import json
+import os
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -33,6 +34,25 @@ def seed_file(path: Path, names: list[str]) -> Path:
     """The same, as a file for ``batchcfg sandbox --seed``."""
     path.write_text("".join(json.dumps({"config_name": name, **EARLIER_BODY}) + "\n" for name in names))
     return path
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The test never sees the developer's own credentials, project or profile."""
+    for name in list(os.environ):
+        if name.startswith(("HUAWEICLOUD_SDK_", "BATCHCFG_")):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+
+
+def cli(*argv: Any) -> int:
+    """The command line as a user meets it: a usage error's SystemExit becomes its exit code."""
+    from batchcfg.cli import main
+
+    try:
+        return main([str(a) for a in argv])
+    except SystemExit as exc:
+        return int(exc.code or 0)
 
 
 def write_csv(path: Path, header: list[str], rows: list[list[str]]) -> Path:

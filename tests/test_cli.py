@@ -23,13 +23,7 @@ SAMPLES = Path(__file__).parent.parent / "samples"
 CLEAN_ENV = {"PATH": os.environ.get("PATH", ""), "HOME": "/nonexistent"}
 
 
-@pytest.fixture(autouse=True)
-def no_user_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Tests never see the developer's own credentials or project."""
-    for name in list(os.environ):
-        if name.startswith(("HUAWEICLOUD_SDK_", "BATCHCFG_")):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+pytestmark = pytest.mark.usefixtures("clean_env")
 
 
 def run_cli(*argv: str | Path) -> int:

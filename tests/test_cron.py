@@ -17,12 +17,11 @@ import pytest
 
 from batchcfg import Options, apply
 from batchcfg.batch import validate
-from batchcfg.cli import main
 from batchcfg.errors import UsageError
 from batchcfg.sandbox import SandboxConfig, serve
 from batchcfg.settings import resolve
 
-from .conftest import PROJECT, read_report, seed, seed_file, valid_manifest, write_csv
+from .conftest import PROJECT, cli, read_report, seed, seed_file, valid_manifest, write_csv
 from .test_recovery import SandboxProcess
 
 CRON_ENV = {"PATH": "/usr/bin:/bin", "HOME": "/nonexistent", "PYTHONPATH": os.getcwd(),
@@ -31,19 +30,8 @@ CRON_ENV = {"PATH": "/usr/bin:/bin", "HOME": "/nonexistent", "PYTHONPATH": os.ge
 
 
 @pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in list(os.environ):
-        if name.startswith(("HUAWEICLOUD_SDK_", "BATCHCFG_")):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+def in_tmp_path(clean_env: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
-
-
-def cli(*argv: Any) -> int:
-    try:
-        return main([str(a) for a in argv])
-    except SystemExit as exc:
-        return int(exc.code or 0)
 
 
 def test_a_cron_run_logs_json_lines_and_progress_without_a_bar(tmp_path: Path) -> None:
@@ -216,7 +204,7 @@ def test_preflight_catches_spec_workers_and_engine_without_any_put(tmp_path: Pat
                              report=tmp_path / "v.csv")
             checked = await anyio.to_thread.run_sync(validate, manifest, online)
             puts_after_validate = len(sandbox.state.puts)
-            applied = await apply(manifest, Options(endpoint=sandbox.endpoint, project_id=PROJECT, env=env,
+            await apply(manifest, Options(endpoint=sandbox.endpoint, project_id=PROJECT, env=env,
                                                     preflight=True, rate=0, report=tmp_path / "a.csv"))
             return checked, puts_after_validate, [name for _, _, name in sandbox.state.puts], sandbox.state.methods
 

@@ -149,6 +149,7 @@ def test_graceful_stop_on_a_signal(tmp_path: Path, signum: int, code: int) -> No
                 "no row both sent and cancelled"
             if record["status"] == "cancelled":
                 assert record["error_code"] == "BATCHCFG.CANCELLED" and record["attempts"] == "0"
+                assert record["error_message"] == "not sent: the run was interrupted"
     finally:
         sandbox.close()
 
@@ -299,3 +300,23 @@ def test_failed_manifest_cells_are_defused_and_read_back(tmp_path: Path) -> None
     summary = validate(failed, Options(report=tmp_path / "r2.csv", failed_manifest=again))
     assert summary.counts == {"invalid": 1}
     assert again.read_text(encoding="utf-8") == text, "a failed manifest fed back gives the same file"
+
+
+def test_resuming_from_a_run_that_died_before_any_row_ended(tmp_path: Path) -> None:
+    """Its journal holds only where it resumed from: a resume from it still skips what was done."""
+    env = {"HUAWEICLOUD_SDK_AK": SandboxConfig.ak, "HUAWEICLOUD_SDK_SK": SandboxConfig.sk}
+    manifest = valid_manifest(tmp_path / "m.csv", ["a", "b"])
+
+    async def scenario() -> list[str]:
+        async with serve(SandboxConfig()) as sandbox:
+            seed(sandbox, ["a", "b"])
+            await apply(manifest, Options(endpoint=sandbox.endpoint, project_id=PROJECT, env=env,
+                                          report=tmp_path / "1.csv"))
+            died = tmp_path / "2.journal.jsonl"  # as a killed run leaves it
+            died.write_text(json.dumps({"resume": str(tmp_path / "1.csv")}) + "\n")
+            summary = await apply(manifest, Options(endpoint=sandbox.endpoint, project_id=PROJECT, env=env,
+                                                    report=tmp_path / "3.csv", resume=died))
+            assert summary.counts == {"skipped": 2} and summary.backup == next(tmp_path.glob("batchcfg-backup-*"))
+            return [name for _, _, name in sandbox.state.puts]
+
+    assert anyio.run(scenario) == ["a", "b"], "nothing sent twice"

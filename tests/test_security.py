@@ -21,12 +21,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from batchcfg.batch import endpoint_for
-from batchcfg.cli import main
 from batchcfg.errors import UsageError
 from batchcfg.report import spreadsheet_safe
 from batchcfg.sandbox import SandboxConfig, serve
 
-from .conftest import PROJECT, VALID_CELLS, read_report, seed, valid_manifest, write_csv
+from .conftest import PROJECT, VALID_CELLS, cli, read_report, seed, valid_manifest, write_csv
 from .perf.measure import measured
 
 SECRETS = {"ak": "AKSECRETQ7Q2M4X9T0B1", "sk": "sk-9f8e7d6c5b4a-very-secret", "token": "iam-token-0123-secret",
@@ -34,20 +33,7 @@ SECRETS = {"ak": "AKSECRETQ7Q2M4X9T0B1", "sk": "sk-9f8e7d6c5b4a-very-secret", "t
 CHILD_ENV = {"PATH": os.environ.get("PATH", ""), "HOME": "/nonexistent", "PYTHONPATH": os.getcwd()}
 
 
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in list(os.environ):
-        if name.startswith(("HUAWEICLOUD_SDK_", "BATCHCFG_")):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-
-
-def cli(*argv: Any) -> int:
-    """main() as a user meets it: a usage error's SystemExit becomes its exit code."""
-    try:
-        return main([str(a) for a in argv])
-    except SystemExit as exc:
-        return int(exc.code or 0)
+pytestmark = pytest.mark.usefixtures("clean_env")
 
 
 # -- transport ---------------------------------------------------------------------------------
