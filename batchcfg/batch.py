@@ -2,7 +2,7 @@
 
 >>> summary = validate("samples/training_job_configs.csv", Options(report=Path("check.csv")))
 >>> summary.counts["invalid"], summary.exit_code                             # doctest: +SKIP
-(2, 1)
+(3, 1)
 >>> summary = anyio.run(apply, "samples/training_job_configs.csv", Options(sandbox=True))  # doctest: +SKIP
 """
 
@@ -23,14 +23,14 @@ from . import auth, errors, migrate, recovery, regions
 from .catalog import Catalog
 from .catalog import fetch as fetch_catalogs
 from .client import Client, is_loopback, parse_endpoint
-from .errors import UsageError
+from .defaults import (AUTO_MAX_CONCURRENCY, DEFAULT_CONCURRENCY, DEFAULT_MAX_RETRIES, DEFAULT_MAX_ROWS,
+                       DEFAULT_RATE, DEFAULT_TIMEOUT)
+from .errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_ROWS_FAILED, UsageError
 from .manifest import open_manifest
 from .recovery import TO_FIX_STATUSES
+from .migrate import Backup, Modify, Rollback
 from .report import (CANCELLED, INVALID, SKIPPED, VALID, Journal, Outcome, check_report_path,
                      default_backup_path, default_report_path, journal_path, write_report)
-from .defaults import (AUTO_MAX_CONCURRENCY, DEFAULT_CONCURRENCY, DEFAULT_MAX_RETRIES, DEFAULT_MAX_ROWS, DEFAULT_RATE,
-                       DEFAULT_TIMEOUT)
-from .migrate import Backup, Modify, Rollback
 from .runner import Action, Job, Runner, put
 from .schema import check_project_id
 from .spool import Spool, check, describe
@@ -38,10 +38,6 @@ from .spool import Spool, check, describe
 if TYPE_CHECKING:
     from .sandbox import RunningSandbox
 
-EXIT_OK = 0
-EXIT_ROWS_FAILED = 1
-EXIT_CANNOT_START = 2
-EXIT_INTERRUPTED = 130
 
 
 @dataclass(frozen=True)

@@ -22,15 +22,12 @@ import anyio
 from . import __version__
 from .defaults import (AUTO, AUTO_MAX_CONCURRENCY, DEFAULT_MAX_ROWS, DEFAULT_RATE, SANDBOX_HOST,
                        SANDBOX_PORT)
-from .errors import BatchcfgError
+from .errors import EXIT_CANNOT_START, EXIT_INTERRUPTED, EXIT_LOCKED, EXIT_TERMINATED, BatchcfgError
 
 if TYPE_CHECKING:
     from .batch import Options, Summary
     from .report import Outcome
 
-EXIT_CANNOT_START = 2
-EXIT_LOCKED = 75  # EX_TEMPFAIL: another run holds the lock; try again later
-EXIT_TERMINATED = 143
 PLAN_DIFF_ROWS = 20  # a plan of at most this many changed rows is shown as a diff on stderr
 DEFAULT_PROGRESS_INTERVAL = 30.0
 SETTING_FLAGS = ("endpoint", "region", "project_id", "rate", "concurrency", "max_retries", "timeout",
@@ -235,7 +232,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BatchcfgError as exc:
         _fail(str(exc))
     except KeyboardInterrupt:  # before the signal handlers are in place
-        return 130
+        return EXIT_INTERRUPTED
 
 
 @contextmanager
@@ -338,7 +335,7 @@ async def _send(args: argparse.Namespace) -> int:
     if len(changed) > PLAN_DIFF_ROWS:
         print("... and more: the report's changes column has every one", file=sys.stderr)
     code = _summarise(args, summary)
-    return EXIT_TERMINATED if code == 130 and received and received[0] == signal.SIGTERM else code
+    return EXIT_TERMINATED if code == EXIT_INTERRUPTED and received and received[0] == signal.SIGTERM else code
 
 
 async def _watch_signals(stop: anyio.Event, stop_now: anyio.Event, received: list[int]) -> None:

@@ -13,6 +13,14 @@ result with an error code, never an exception::
 
 from __future__ import annotations
 
+# Exit codes (CONTRACT.md, and the two batchcfg adds: 143 after SIGTERM, 75 for a held --lock).
+EXIT_OK = 0
+EXIT_ROWS_FAILED = 1
+EXIT_CANNOT_START = 2
+EXIT_LOCKED = 75  # EX_TEMPFAIL: another run holds the lock; try again later
+EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
+
 # Local error codes (CONTRACT.md). Server errors keep the server's own code.
 REQUIRED = "BATCHCFG.REQUIRED"
 TYPE = "BATCHCFG.TYPE"

@@ -12,7 +12,8 @@ import re
 import time
 from pathlib import Path
 
-from .batch import EXIT_OK, Summary
+from .batch import Summary
+from .errors import EXIT_OK
 
 _LAST_SUCCESS = "batchcfg_last_success_timestamp_seconds"
 _LAST_SUCCESS_RE = re.compile(rf"^{_LAST_SUCCESS}\s+([0-9.eE+-]+)\s*$", re.MULTILINE)

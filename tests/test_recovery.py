@@ -98,13 +98,13 @@ def test_kill_9_at_random_moments_then_resume(tmp_path: Path, sandbox_process: S
             kills += 1
             if journal.exists():
                 records = list(read_records(journal))
-                succeeded_by_run.append((killed_at, {r["config_name"] for r in records if r["status"] == "succeeded"}))
+                succeeded_by_run.append((killed_at, {r["config_name"] for r in records if r.get("status") == "succeeded"}))
                 resume_from = journal
             continue
         assert process.returncode == 0, stderr
         assert not journal.exists(), "a finished run removes its journal"
         records = read_report(report)
-        succeeded_by_run.append((killed_at, {r["config_name"] for r in records if r["status"] == "succeeded"}))
+        succeeded_by_run.append((killed_at, {r["config_name"] for r in records if r.get("status") == "succeeded"}))
         break
     else:
         pytest.fail("the run never finished")
