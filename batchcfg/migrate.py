@@ -122,7 +122,7 @@ class Modify:
         wanted = json.loads(job.body)
         outcome.changes = "; ".join(changes(before, wanted))
         if self.skip_unchanged and not outcome.changes:
-            outcome.status, outcome.error_message = SKIPPED, "unchanged"
+            outcome.status, outcome.error_code, outcome.error_message = SKIPPED, "", "unchanged"
             return outcome
         if self.backup is not None:
             self.backup.save(job, before, wanted)
@@ -145,12 +145,12 @@ class Rollback:
             return outcome
         before = json.loads(job.body)
         if not changes(now, before, every_field=True):
-            outcome.status, outcome.error_message = SKIPPED, "unchanged: already as backed up"
+            outcome.status, outcome.error_code, outcome.error_message = SKIPPED, "", "unchanged: already as backed up"
             return outcome
         drift = changes(self.sent[(job.project_id, job.config_name)], now)
         outcome.changes = "; ".join(changes(now, before, every_field=True))
         if drift and not self.force:
-            outcome.status = SKIPPED
+            outcome.status, outcome.error_code = SKIPPED, ""
             outcome.error_message = f"conflict: changed since the run ({'; '.join(drift)}); --force to restore"
             return outcome
         return settle(outcome, await runner.call(job, "PUT", outcome=outcome))

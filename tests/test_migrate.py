@@ -81,13 +81,16 @@ def test_plan_apply_rollback_end_to_end(tmp_path: Path) -> None:
             before = puts(sandbox)
             summary = await rollback(backup, options(sandbox, tmp_path / "rb2.csv"))
             assert summary.counts == {"skipped": len(bodies)} and puts(sandbox) == before
-            assert {r["error_message"] for r in read_report(tmp_path / "rb2.csv")} == {"unchanged: already as backed up"}
+            assert {(r["error_code"], r["error_message"]) for r in read_report(tmp_path / "rb2.csv")} == {
+                ("", "unchanged: already as backed up")}
             # a sweep over an unchanged manifest writes nothing
             await apply(SAMPLES, options(sandbox, tmp_path / "again.csv", no_backup=True))
             before = puts(sandbox)
             summary = await apply(SAMPLES, options(sandbox, tmp_path / "sweep.csv", skip_unchanged=True))
             assert puts(sandbox) == before, "zero PUTs, counted at the server"
             assert summary.counts == {"skipped": len(bodies), "invalid": 3}
+            assert {(r["error_code"], r["error_message"]) for r in read_report(tmp_path / "sweep.csv")
+                    if r["status"] == "skipped"} == {("", "unchanged")}
             assert not list(tmp_path.glob("batchcfg-backup-*")), "no backup when nothing changes"
 
     anyio.run(scenario)
