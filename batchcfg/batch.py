@@ -251,11 +251,14 @@ async def rollback(backup: str | Path, options: Options = Options(), *,
     async with AsyncExitStack() as stack:
         run = stack.enter_context(_Run(options, None, sending=True))
         endpoint, credentials, _, _ = await _connect(stack, options)
-        for job in restore:
-            run.pending[job.row] = job
+
+        def jobs() -> Iterator[Job]:
+            for job in restore:
+                run.pending[job.row] = job
+                yield job
+
         events.ready(len(restore))
-        return await _send(stack, run, iter(restore), Rollback(sent, options.force), endpoint,
-                           credentials, events)
+        return await _send(stack, run, jobs(), Rollback(sent, options.force), endpoint, credentials, events)
 
 
 @dataclass(frozen=True)

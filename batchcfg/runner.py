@@ -1,4 +1,7 @@
-"""Sending: valid rows -> concurrent, rate-limited, retried PUTs -> one :class:`Outcome` per row.
+"""Sending: jobs -> concurrent, rate-limited, retried requests -> one :class:`Outcome` per row.
+
+What a row needs is its action: :func:`put` (the Modify PUT) by default; reading first, planning
+and rolling back are actions too (:mod:`batchcfg.migrate`), all built on :meth:`Runner.call`.
 
 A fixed pool of workers pulls jobs from one iterator, so memory does not grow with the number of
 rows. Every attempt (retries too) first takes an in-flight slot, then a start from the

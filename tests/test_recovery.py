@@ -320,3 +320,42 @@ def test_resuming_from_a_run_that_died_before_any_row_ended(tmp_path: Path) -> N
             return [name for _, _, name in sandbox.state.puts]
 
     assert anyio.run(scenario) == ["a", "b"], "nothing sent twice"
+
+
+@pytest.mark.parametrize("command", ["apply", "rollback"])
+def test_a_hard_stop_still_gives_each_row_one_record(tmp_path: Path, command: str) -> None:
+    """A second Ctrl-C abandons the requests in flight; every row still ends exactly once."""
+    from batchcfg.batch import rollback
+
+    env = {"HUAWEICLOUD_SDK_AK": SandboxConfig.ak, "HUAWEICLOUD_SDK_SK": SandboxConfig.sk}
+    names = [f"c{i}" for i in range(40)]
+    manifest = valid_manifest(tmp_path / "m.csv", names)
+
+    async def scenario() -> Any:
+        async with serve(SandboxConfig(latency_ms=200)) as sandbox:
+            seed(sandbox, names)
+            backup = tmp_path / "b.jsonl"
+            if command == "rollback":
+                await apply(manifest, Options(endpoint=sandbox.endpoint, project_id=PROJECT, env=env, rate=0,
+                                              backup=backup, report=tmp_path / "first.csv"))
+            stop, stop_now = anyio.Event(), anyio.Event()
+
+            ended_rows: list[Any] = []
+
+            def ended(outcome: Any) -> None:
+                ended_rows.append(outcome)
+                if len(ended_rows) == 5:  # the first went alone; now 4 are in flight
+                    stop.set()
+                    stop_now.set()
+
+            options = Options(endpoint=sandbox.endpoint, project_id=PROJECT, env=env, rate=0, concurrency=4,
+                              report=tmp_path / "r.csv")
+            run = apply if command == "apply" else rollback
+            return await run(manifest if command == "apply" else backup, options, on_outcome=ended,
+                             stop=stop, stop_now=stop_now)
+
+    summary = anyio.run(scenario)
+    records = read_report(tmp_path / "r.csv")
+    assert sorted(r["config_name"] for r in records) == sorted(names), "each row exactly once"
+    assert summary.interrupted and summary.counts["cancelled"] >= 30
+    assert any(r["error_message"] == "stopped at once: may or may not have been applied" for r in records)
