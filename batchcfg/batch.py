@@ -29,7 +29,7 @@ from .errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_ROWS_FAILED, UsageError
 from .manifest import open_manifest
 from .recovery import TO_FIX_STATUSES
 from .migrate import Backup, Modify, Rollback
-from .report import (CANCELLED, INVALID, SKIPPED, VALID, Journal, Outcome, check_report_path,
+from .report import (CANCELLED, INVALID, SKIPPED, VALID, Journal, Outcome, check_output_path,
                      default_backup_path, default_report_path, journal_path, write_report)
 from .runner import Action, Job, Runner, put
 from .schema import check_project_id
@@ -353,8 +353,9 @@ class _Run:
 
     def __init__(self, options: Options, manifest: str | Path | None, *, sending: bool) -> None:
         self.options = options
-        self.report = check_report_path(options.report or default_report_path())
-        self.failed_manifest = (recovery.check_failed_manifest_path(options.failed_manifest)
+        self.report = check_output_path(options.report or default_report_path(), "--report")
+        self.failed_manifest = (check_output_path(options.failed_manifest, "--failed-manifest",
+                                                  recovery.FAILED_SUFFIXES)
                                 if options.failed_manifest and manifest is not None else None)
         self.manifest = (open_manifest(manifest, sheet=options.sheet, encoding=options.encoding)
                          if manifest is not None else None)

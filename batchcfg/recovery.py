@@ -12,7 +12,7 @@ own columns, plus ``#status`` and ``#error``, ready to fix and feed back: the lo
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 from .errors import UsageError
@@ -22,48 +22,42 @@ from .report import CANCELLED, FAILED, INVALID, SKIPPED, SUCCEEDED, read_records
 DONE_STATUSES = (SUCCEEDED, SKIPPED)
 TO_FIX_STATUSES = (INVALID, FAILED, CANCELLED)
 ERROR_MARKER = "#error"
-FAILED_SUFFIXES = (".csv", ".xlsx")
+FAILED_SUFFIXES = (".csv", ".xlsx")  # what --failed-manifest writes
 
 Key = tuple[str, str, str]  # project id, config name, body hash
 
 
-def done_keys(path: Path, _followed: frozenset[Path] = frozenset()) -> set[Key]:
-    """The (project, config name, body hash) of every row an earlier report or journal shows
-    done; a journal that says it resumed another (``{"resume": PATH}``) brings that one's too."""
+def _chain(path: Path) -> Iterator[dict[str, str]]:
+    """The records of an earlier report or journal, then those of the runs it resumed: a
+    resuming run's journal begins with ``{"resume": PATH}``."""
+    followed: set[Path] = set()
+    next_path: Path | None = path
+    while next_path is not None and next_path.is_file() and next_path.resolve() not in followed:
+        followed.add(next_path.resolve())
+        current, next_path = next_path, None
+        for record in read_records(current):
+            if "resume" in record and "status" not in record:
+                next_path = Path(record["resume"])
+            else:
+                yield record
+
+
+def done_keys(path: Path) -> set[Key]:
+    """The (project, config name, body hash) of every row an earlier report or journal (and the
+    runs it resumed) shows done."""
     if not path.is_file():
         raise UsageError(f"--resume {path}: no such file")
-    keys = set()
-    for record in read_records(path):
-        if record.get("status") in DONE_STATUSES and record.get("body_sha256"):
-            keys.add((record.get("project_id", ""), record.get("config_name", ""), record["body_sha256"]))
-        elif "resume" in record and "status" not in record:
-            earlier = Path(record["resume"])
-            if earlier.is_file() and earlier.resolve() not in _followed | {path.resolve()}:
-                keys |= done_keys(earlier, _followed | {path.resolve()})
-    return keys
+    return {(record.get("project_id", ""), record.get("config_name", ""), record["body_sha256"])
+            for record in _chain(path)
+            if record.get("status") in DONE_STATUSES and record.get("body_sha256")}
 
 
-def backup_of(path: Path | None, _followed: frozenset[Path] = frozenset()) -> Path | None:
-    """The backup file an earlier run wrote to, from its report or journal (its ``backup``
-    column, or the run that one resumed): a resumed run keeps appending to it."""
-    if path is None or not path.is_file() or path.resolve() in _followed:
+def backup_of(path: Path | None) -> Path | None:
+    """The backup file an earlier run (or a run it resumed) wrote to, from its ``backup``
+    column: a resumed run keeps appending to it."""
+    if path is None:
         return None
-    for record in read_records(path):
-        if record.get("backup"):
-            return Path(record["backup"])
-        if "resume" in record and "status" not in record:
-            found = backup_of(Path(record["resume"]), _followed | {path.resolve()})
-            if found is not None:
-                return found
-    return None
-
-
-def check_failed_manifest_path(path: Path) -> Path:
-    if path.suffix.lower() not in FAILED_SUFFIXES:
-        raise UsageError(f"--failed-manifest {path}: use a .csv or .xlsx file name")
-    if not path.parent.is_dir():
-        raise UsageError(f"--failed-manifest {path}: no such directory {str(path.parent)!r}")
-    return path
+    return next((Path(record["backup"]) for record in _chain(path) if record.get("backup")), None)
 
 
 def write_failed_manifest(manifest: Manifest, to_fix: Mapping[int, tuple[str, str]], path: Path) -> int:

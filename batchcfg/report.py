@@ -78,17 +78,19 @@ def default_report_path(now: datetime | None = None) -> Path:
 
 def default_backup_path(report: Path) -> Path:
     """``batchcfg-backup-{UTC time}.jsonl`` beside the report (its time, for the default report)."""
-    stamp = report.stem.removeprefix("batchcfg-report-") if report.stem.startswith("batchcfg-report-") \
-        else datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    if report.stem.startswith("batchcfg-report-"):
+        stamp = report.stem.removeprefix("batchcfg-report-")
+    else:
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     return report.with_name(f"batchcfg-backup-{stamp}.jsonl")
 
 
-def check_report_path(path: Path) -> Path:
-    """Refuse a report path whose type we cannot write, before any work is done."""
-    if path.suffix.lower() not in REPORT_SUFFIXES:
-        raise UsageError(f"--report {path}: use a .csv, .jsonl or .xlsx file name")
+def check_output_path(path: Path, option: str, suffixes: Sequence[str] = REPORT_SUFFIXES) -> Path:
+    """Refuse an output path of a type we cannot write, or in no directory, before any work."""
+    if path.suffix.lower() not in suffixes:
+        raise UsageError(f"{option} {path}: use a {', '.join(suffixes[:-1])} or {suffixes[-1]} file name")
     if not path.parent.is_dir():
-        raise UsageError(f"--report {path}: no such directory {str(path.parent)!r}")
+        raise UsageError(f"{option} {path}: no such directory {str(path.parent)!r}")
     return path
 
 
