@@ -63,6 +63,8 @@ def canonical_uri(path: str) -> str:
 
 
 def canonical_query(query: Sequence[tuple[str, str]]) -> str:
+    if not query:  # the usual case, once or twice a request
+        return ""
     return "&".join(f"{_encode(name)}={_encode(value)}" for name, value in sorted(query))
 
 

@@ -13,16 +13,15 @@ Redirects are never followed (credentials must not travel to another host).
 from __future__ import annotations
 
 import ipaddress
-import json
 import re
 import ssl
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote
 
 import aiohttp
+import orjson
 from yarl import URL
 
 from . import errors
@@ -31,12 +30,10 @@ from .errors import AttemptTimeout, ConnectionFailed, UsageError
 from .retry import parse_retry_after
 
 MAX_ANSWER_BYTES = 1024 * 1024
-CONFIGS_PATH = "/v1/{project_id}/training-job-configs/{config_name}"
 _PLAIN = re.compile(r"[A-Za-z0-9_.~-]+")  # nothing to percent-encode
 
 
-@dataclass(frozen=True, slots=True)
-class Answer:
+class Answer(NamedTuple):
     """The server's answer to one attempt. ``ok`` is a 2xx whose body does not say
     ``"is_success": false``. ``error_code`` is the server's code, else ``HTTP.<status>``
     (or ``BATCHCFG.BAD_RESPONSE`` when a 2xx body is not the API's JSON)."""
@@ -55,7 +52,7 @@ def config_path(project_id: str, config_name: str) -> str:
     The parts are validated before this; encoding them is the second line of defence."""
     if not (_PLAIN.fullmatch(project_id) and _PLAIN.fullmatch(config_name)):
         project_id, config_name = quote(project_id, safe=""), quote(config_name, safe="")
-    return CONFIGS_PATH.format(project_id=project_id, config_name=config_name)
+    return f"/v1/{project_id}/training-job-configs/{config_name}"
 
 
 def parse_endpoint(endpoint: str) -> URL:
@@ -83,7 +80,6 @@ class Client:
                  ca_bundle: Path | None = None) -> None:
         self._base = parse_endpoint(endpoint)
         self._host = self._base.host_port_subcomponent or ""
-        self._prefix = str(self._base)
         self._auth = auth
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._connections = connections
@@ -91,7 +87,7 @@ class Client:
         self._session: aiohttp.ClientSession | None = None
 
     def __repr__(self) -> str:
-        return f"Client({self._prefix!r}, auth={self._auth!r}, open={self._session is not None})"
+        return f"Client({str(self._base)!r}, auth={self._auth!r}, open={self._session is not None})"
 
     async def __aenter__(self) -> Client:
         connector = aiohttp.TCPConnector(limit=self._connections, ttl_dns_cache=300, ssl=self._ssl)
@@ -126,8 +122,8 @@ class Client:
         if self._session is None:
             raise RuntimeError("Client is not open: use 'async with Client(...)'")
         headers = self._auth.headers(method, self._host, path, body, query=query, body_sha256=body_sha256)
-        target = f"{path}?{canonical_query(query)}" if query else path
-        url = URL(self._prefix + target, encoded=True)
+        url = URL.build(scheme=self._base.scheme, authority=self._host, path=path,
+                        query_string=canonical_query(query), encoded=True)  # parts, not a string to parse
         try:
             async with self._session.request(method, url, data=body or None, headers=headers,
                                              allow_redirects=False) as response:
@@ -172,8 +168,8 @@ def _interpret(status: int, reason: str, headers: Any, raw: bytes | None) -> Ans
     payload: Any = None
     if raw:
         try:
-            payload = json.loads(raw)
-        except ValueError:
+            payload = orjson.loads(raw)
+        except orjson.JSONDecodeError:  # not JSON, not UTF-8, or a lone surrogate escape
             payload = None
     data = payload if isinstance(payload, dict) else None
     if data is not None:

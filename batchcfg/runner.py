@@ -26,11 +26,11 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from array import array
 from collections import Counter
-import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import anyio
 
@@ -58,9 +58,9 @@ def is_auth_failure(status: int | None, error_code: str) -> bool:
 Action = Callable[["Runner", "Job"], Awaitable[Outcome]]  # what to do with one row: put, plan, ...
 
 
-@dataclass(frozen=True, slots=True)
-class Job:
-    """One valid row, ready to send: where it goes, its serialised JSON body and that body's hash."""
+class Job(NamedTuple):
+    """One valid row, ready to send: where it goes, its serialised JSON body and that body's hash.
+    (A named tuple, made a microsecond faster than a frozen dataclass, once per row.)"""
 
     row: int
     project_id: str

@@ -2,7 +2,9 @@
 
 :func:`check` reads and validates every row once, writes each row's result to a temporary file,
 and finds repeated config names with 8 bytes of memory per row (a hash; the few repeated hashes
-are then confirmed on the exact names). :meth:`Spool.items` streams the results in row order: a
+are then confirmed on the exact names). The file holds length-prefixed batches of :data:`BATCH`
+rows, each read back with one ``marshal.loads``: ``marshal.load`` from a file makes many small
+reads a row, which cost more than sending the row. :meth:`Spool.items` streams the results in row order: a
 :class:`~batchcfg.runner.Job` for each valid row, an ``invalid`` :class:`Outcome` for the rest.
 
 >>> with check(open_manifest("samples/training_job_configs.csv"), "") as spool:   # doctest: +SKIP
@@ -15,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import marshal
+import struct
 import tempfile
 from array import array
 from collections.abc import Iterator
@@ -30,7 +33,10 @@ from .schema import Problem, check_row
 
 
 Key = tuple[str, str]  # project id, config name
-_Record = tuple[int, str, str, bytes | None, tuple[tuple[str, str, str], ...]]
+# row, config name, project id, body (None when invalid), its SHA-256, problems
+_Record = tuple[int, str, str, bytes | None, str, tuple[tuple[str, str, str], ...]]
+BATCH = 1024  # records per marshal call
+_SIZE = struct.Struct("<Q")  # a batch's length in bytes, before it
 
 
 class Spool:
@@ -54,7 +60,7 @@ class Spool:
 
     def items(self) -> Iterator[Job | Outcome]:
         """In row order: a Job for each valid row, an ``invalid`` Outcome for each other row."""
-        for number, name, project_id, body, problems in _records(self._handle):
+        for number, name, project_id, body, body_sha256, problems in _records(self._handle):
             others = self.duplicates.get((project_id, name))
             if others:
                 rows = ", ".join(str(n) for n in others if n != number)
@@ -65,7 +71,7 @@ class Spool:
                               error_message=describe([Problem(*p) for p in problems]))
             else:
                 assert body is not None
-                yield Job(number, project_id, name, body, hashlib.sha256(body).hexdigest())
+                yield Job(number, project_id, name, body, body_sha256)
 
 
 def check(manifest: Manifest, default_project: str, *, project_required: bool = False,
@@ -77,6 +83,7 @@ def check(manifest: Manifest, default_project: str, *, project_required: bool = 
         hashes = array("q")
         rows = 0
         projects: set[str] = set()
+        batch: list[_Record] = []
         for row in manifest.rows():
             rows += 1
             if rows > max_rows:
@@ -84,14 +91,19 @@ def check(manifest: Manifest, default_project: str, *, project_required: bool = 
                                     "nothing was sent")
             result = check_row(row.cells, default_project_id=default_project,
                                project_required=project_required)
-            body = None
+            body, body_sha256 = None, ""
             if result.ok:
                 projects.add(result.project_id)
                 body = json.dumps(result.body, ensure_ascii=False, separators=(",", ":")).encode()
+                body_sha256 = hashlib.sha256(body).hexdigest()
             if result.config_name:
                 hashes.append(hash((result.project_id, result.config_name)))
             problems = tuple((p.column, p.code, p.message) for p in result.problems)
-            marshal.dump((row.number, result.config_name, result.project_id, body, problems), handle)
+            batch.append((row.number, result.config_name, result.project_id, body, body_sha256, problems))
+            if len(batch) == BATCH:
+                _write_batch(handle, batch)
+        if batch:
+            _write_batch(handle, batch)
         duplicates = _duplicates(handle, _repeated(hashes)) if rows else {}
         return Spool(handle, rows, duplicates, projects)
     except BaseException:
@@ -112,20 +124,23 @@ def _duplicates(handle: IO[bytes], candidates: set[int]) -> dict[Key, list[int]]
     if not candidates:
         return {}
     rows: dict[Key, list[int]] = {}
-    for number, name, project_id, _, _ in _records(handle):
+    for number, name, project_id, *_ in _records(handle):
         if name and hash((project_id, name)) in candidates:
             rows.setdefault((project_id, name), []).append(number)
     return {key: numbers for key, numbers in rows.items() if len(numbers) > 1}
 
 
+def _write_batch(handle: IO[bytes], batch: list[_Record]) -> None:
+    data = marshal.dumps(batch)
+    handle.write(_SIZE.pack(len(data)) + data)
+    batch.clear()
+
+
 def _records(handle: IO[bytes]) -> Iterator[_Record]:
     handle.seek(0)
-    while True:
-        try:
-            record: Any = marshal.load(handle)
-        except EOFError:
-            return
-        yield record
+    while header := handle.read(_SIZE.size):
+        batch: Any = marshal.loads(handle.read(_SIZE.unpack(header)[0]))
+        yield from batch
 
 
 def describe(problems: list[Problem]) -> str:

@@ -3,21 +3,27 @@
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 from batchcfg import Options, apply
 from batchcfg.batch import plan, rollback
 from batchcfg.cli import main
-from batchcfg.migrate import read_backup
+from batchcfg.auth import TokenAuth
+from batchcfg.client import Client
+from batchcfg.migrate import Backup, Modify, read_backup
+from batchcfg.runner import Runner
 from batchcfg.sandbox import RunningSandbox, SandboxConfig, earlier_state, serve
 from batchcfg.schema import changes, check_row, writable_body
 
-from .conftest import PROJECT, read_report
+from .conftest import PROJECT, EARLIER_BODY, ScriptedServer, read_report, valid_manifest
 
 SAMPLES = Path(__file__).parent.parent / "samples" / "training_job_configs.csv"
 ENV = {"HUAWEICLOUD_SDK_AK": SandboxConfig.ak, "HUAWEICLOUD_SDK_SK": SandboxConfig.sk}
@@ -165,6 +171,61 @@ def test_a_resumed_run_keeps_one_backup_and_never_backs_up_a_changed_config(tmp_
             assert all(body == earlier for body in stored(sandbox).values())
 
     anyio.run(scenario)
+
+
+async def test_every_put_finds_its_backup_on_disk_and_backups_share_fsyncs(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """At the moment each PUT arrives, the backup file already holds that config (as a kill -9
+    would leave it), though rows in flight together share one fsync (a group commit)."""
+    names = [f"cfg-{i:03d}" for i in range(300)]
+    backup = tmp_path / "backup.jsonl"
+    not_yet_on_disk: list[str] = []
+    syncs: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr("batchcfg.migrate.os.fsync", lambda fd: (syncs.append(fd), real_fsync(fd)))
+
+    async def handle(request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        if request.method == "PUT":
+            if name not in {r["config_name"] for r in read_backup(backup)}:
+                not_yet_on_disk.append(name)
+            return web.json_response({"is_success": True})
+        return web.json_response({"is_success": True, "config_name": name, **EARLIER_BODY})
+
+    app = web.Application()
+    app.router.add_route("*", "/v1/{project}/training-job-configs/{name}", handle)
+    async with TestServer(app, host="127.0.0.1") as server:
+        summary = await apply(valid_manifest(tmp_path / "m.csv", names),
+                              Options(endpoint=str(server.make_url("")), project_id=PROJECT,
+                                      env={"BATCHCFG_IAM_TOKEN": "t"}, rate=0, concurrency=32,
+                                      report=tmp_path / "r.csv", backup=backup))
+    assert summary.counts == {"succeeded": len(names)}
+    assert not_yet_on_disk == []
+    assert sorted(r["config_name"] for r in read_backup(backup)) == names
+    assert 0 < len(syncs) < len(names), "rows in flight together share an fsync"
+
+
+async def test_a_backup_that_cannot_be_written_changes_nothing_and_stops_the_run(
+        tmp_path: Path, scripted: ScriptedServer) -> None:
+    """The disk is full (the backup's file is /dev/full): no row is changed, each row ends once."""
+    from .test_runner import jobs
+
+    outcomes: list[Any] = []
+    names = [f"cfg-{i:02d}" for i in range(40)]
+    with Backup(tmp_path / "backup.jsonl") as backup:
+        backup._handle.close()
+        backup._handle = open("/dev/full", "ab", buffering=0)  # fault injection: writes fail, ENOSPC
+        async with Client(scripted.url, TokenAuth("t"), timeout=5) as client:
+            runner = Runner(client, rate=0, concurrency=8, on_outcome=outcomes.append,
+                            action=Modify(backup, skip_unchanged=False))
+            await runner.run(jobs(*names))
+    assert sorted(o.config_name for o in outcomes) == names, "each row ends exactly once"
+    assert not [s for s in scripted.seen if s.method == "PUT"], "nothing changed without its backup"
+    failed = [o for o in outcomes if o.status == "failed"]
+    assert failed and all(o.error_code == "BATCHCFG.BACKUP" for o in failed)
+    assert "could not back the config up, so nothing was changed: No space left" in failed[0].error_message
+    assert {o.status for o in outcomes} == {"failed", "cancelled"}
+    assert runner.stop_reason.startswith("not sent: the backup")
 
 
 def test_a_failed_read_changes_nothing(tmp_path: Path) -> None:

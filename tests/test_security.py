@@ -25,7 +25,7 @@ from batchcfg.errors import UsageError
 from batchcfg.report import spreadsheet_safe
 from batchcfg.sandbox import SandboxConfig, serve
 
-from .conftest import PROJECT, VALID_CELLS, cli, read_report, seed, valid_manifest, write_csv
+from .conftest import PROJECT, VALID_CELLS, ScriptedServer, cli, read_report, seed, valid_manifest, write_csv
 from .perf.measure import measured
 
 SECRETS = {"ak": "AKSECRETQ7Q2M4X9T0B1", "sk": "sk-9f8e7d6c5b4a-very-secret", "token": "iam-token-0123-secret",
@@ -217,6 +217,37 @@ def test_shared_credentials_and_token_files_get_a_warning(tmp_path: Path, monkey
 
 
 # -- spreadsheet-safe output -------------------------------------------------------------------
+
+async def test_hostile_answers_fail_their_row_and_never_break_the_journal(
+        tmp_path: Path, scripted: ScriptedServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Answers that are not the API's JSON, or JSON escaping a lone surrogate (text that no
+    UTF-8 file can hold), fail their own row; the other rows and every file are unharmed."""
+    names = ["surrogate-4xx", "ok-1", "surrogate-2xx", "not-json", "ok-2"]
+    monkeypatch.setenv("BATCHCFG_IAM_TOKEN", "t")
+    for suffix in (".csv", ".jsonl", ".xlsx"):
+        scripted.scripts = {
+            "surrogate-4xx": [("raw", 400, '{"error_code":"ModelArts.9999","error_msg":"bad \\ud800 name"}')],
+            "surrogate-2xx": [("raw", 200, '{"is_success":true,"request_id":"\\udfff"}')],
+            "not-json": [("raw", 400, "<html>\x00\x1b[31m gateway </html>")],
+        }
+        report = tmp_path / f"report{suffix}"
+        argv = ("apply", valid_manifest(tmp_path / "m.csv", names), "--endpoint", scripted.url, "--project-id",
+                PROJECT, "--no-backup", "--rate", "0", "--timeout", "5", "--report", report)
+        assert await anyio.to_thread.run_sync(cli, *argv) == 1  # the server runs in this test's loop
+        rows = {r["config_name"]: r for r in (read_report(report) if suffix != ".xlsx" else _xlsx_rows(report))}
+        assert {name: rows[name]["status"] for name in names} == {
+            "surrogate-4xx": "failed", "ok-1": "succeeded", "surrogate-2xx": "failed", "not-json": "failed",
+            "ok-2": "succeeded"}
+        assert rows["surrogate-4xx"]["error_code"] == "HTTP.400"
+        assert "bad \\ud800 name" in rows["surrogate-4xx"]["error_message"]
+        assert rows["surrogate-2xx"]["error_code"] == "BATCHCFG.BAD_RESPONSE"
+        assert rows["not-json"]["error_code"] == "HTTP.400"
+
+
+def _xlsx_rows(path: Path) -> list[dict[str, str]]:
+    rows = list(openpyxl.load_workbook(path, read_only=True).active.iter_rows(values_only=True))
+    return [{str(k): "" if v is None else str(v) for k, v in zip(rows[0], row)} for row in rows[1:]]
+
 
 @pytest.mark.parametrize("value", ["=cmd|' /C calc'!A0", "+1+1", "-2+3", "@SUM(A1)"])
 def test_formula_cells_are_defused_in_csv_and_xlsx_but_raw_in_jsonl(value: str, tmp_path: Path) -> None:
