@@ -84,6 +84,8 @@ class Backup:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        # The configs an earlier run (that this one resumes) backed up. This run's own need no
+        # entry: a run sends each config once (a repeated name is an invalid row).
         self._saved = {(r["project_id"], r["config_name"]) for r in read_backup(path)} if path.exists() else set()
         self._handle = path.open("ab", buffering=0)
         self._lock = anyio.Lock()  # held by the task writing and syncing a group
@@ -93,7 +95,7 @@ class Backup:
         self._broken: OSError | None = None  # why the file could not be written: no save succeeds after
 
     def __repr__(self) -> str:
-        return f"Backup({str(self.path)!r}, configs={len(self._saved)})"
+        return f"Backup({str(self.path)!r}, earlier={len(self._saved)}, this_run={self._synced})"
 
     async def save(self, job: Job, before: dict[str, Any], sent: dict[str, Any]) -> None:
         """Returns once the config's record is on disk (at once if it is there already); raises
@@ -101,7 +103,6 @@ class Backup:
         key = (job.project_id, job.config_name)
         if key in self._saved:
             return
-        self._saved.add(key)
         record = {"project_id": job.project_id, "config_name": job.config_name, "before": before,
                   "sent": sent, "sent_sha256": job.body_sha256, "row": job.row,
                   "time": datetime.now(timezone.utc).isoformat(timespec="seconds")}
@@ -124,7 +125,7 @@ class Backup:
 
     def close(self) -> None:
         self._handle.close()
-        if not self._saved and self.path.exists() and not self.path.stat().st_size:
+        if self.path.exists() and not self.path.stat().st_size:
             self.path.unlink()  # nothing was changed, so nothing to keep
 
     def __enter__(self) -> Backup:

@@ -450,5 +450,10 @@ def changes(current: Mapping[str, Any], wanted: Mapping[str, Any], *, every_fiel
 def _shown(value: Any) -> str:
     if value is None:
         return UNSET
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    if isinstance(value, str):
+        text = value
+    elif type(value) is int:  # most values: the JSON text, without json.dumps' cost
+        text = str(value)
+    else:
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
     return text if len(text) <= 80 else text[:77] + "..."

@@ -155,7 +155,12 @@ async def sandbox() -> AsyncIterator[RunningSandbox]:
         yield seed(running, ["cfg-1"])
 
 
-def read_report(path: Path) -> list[dict[str, str]]:
+def read_report(path: Path) -> list[dict[str, Any]]:
+    if path.suffix == ".xlsx":
+        import openpyxl
+
+        rows = list(openpyxl.load_workbook(path).active.iter_rows(values_only=True))
+        return [{str(k): "" if v is None else str(v) for k, v in zip(rows[0], row)} for row in rows[1:]]
     if path.suffix == ".jsonl":
         return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
     with path.open(encoding="utf-8", newline="") as handle:
