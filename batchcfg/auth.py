@@ -74,27 +74,35 @@ def signature(secret_key: bytes, method: str, path: str, query: Sequence[tuple[s
     """The hex signature of a request. ``signed`` holds (lowercase name, value) of the signed
     headers, sorted by name; ``date`` is the ``X-Sdk-Date`` value; ``body_sha256``, when known,
     saves hashing the body again."""
-    canonical_request = "\n".join((
-        method.upper(),
-        canonical_uri(path),
-        canonical_query(query),
-        "".join(f"{name}:{value.strip()}\n" for name, value in signed),
-        ";".join(name for name, _ in signed),
-        body_sha256 or hashlib.sha256(body).hexdigest(),
-    ))
+    return _signature(secret_key, method, path, canonical_query(query), canonical_headers(signed),
+                      ";".join(name for name, _ in signed), body_sha256 or hashlib.sha256(body).hexdigest(), date)
+
+
+def canonical_headers(signed: Sequence[tuple[str, str]]) -> str:
+    return "".join(f"{name}:{value.strip()}\n" for name, value in signed)
+
+
+def _signature(secret_key: bytes, method: str, path: str, query: str, headers: str, names: str,
+               body_sha256: str, date: str) -> str:
+    canonical_request = "\n".join((method.upper(), canonical_uri(path), query, headers, names, body_sha256))
     string_to_sign = f"{ALGORITHM}\n{date}\n{hashlib.sha256(canonical_request.encode()).hexdigest()}"
     return hmac.digest(secret_key, string_to_sign.encode(), "sha256").hex()
 
 
 class Signer:
     """AK/SK request signing, ``SDK-HMAC-SHA256``. Signs host, content-type and x-sdk-date, plus
-    x-security-token for temporary credentials. ``repr`` shows the AK's first characters only."""
+    x-security-token for temporary credentials. ``repr`` shows the AK's first characters only.
+
+    What is the same for every request of a second (the date, and the canonical form of the
+    signed headers) is made once a second, not once a request."""
 
     def __init__(self, ak: str, sk: str, security_token: str = "") -> None:
         self._ak = ak
         self._sk = sk.encode()
         self._security_token = security_token
-        self._date: tuple[int, str] = (-1, "")  # the X-Sdk-Date of the current second
+        self._names = "content-type;host;x-sdk-date" + (";x-security-token" if security_token else "")
+        self._authorization = f"{ALGORITHM} Access={ak}, SignedHeaders={self._names}, Signature="
+        self._second: tuple[int, str, str, str] = (-1, "", "", "")  # second, host, date, signed headers
 
     def __repr__(self) -> str:
         return f"Signer(ak={_mask(self._ak)}, temporary={bool(self._security_token)})"
@@ -104,20 +112,26 @@ class Signer:
                 now: datetime | None = None) -> dict[str, str]:
         if now is not None:
             date = now.astimezone(timezone.utc).strftime(DATE_FORMAT)
+            signed = self._signed_headers(host, date)
         else:
             second = int(time.time())
-            if self._date[0] != second:
-                self._date = (second, time.strftime(DATE_FORMAT, time.gmtime(second)))
-            date = self._date[1]
+            if self._second[:2] != (second, host):
+                date = time.strftime(DATE_FORMAT, time.gmtime(second))
+                self._second = (second, host, date, self._signed_headers(host, date))
+            date, signed = self._second[2:]
+        hex_signature = _signature(self._sk, method, path, canonical_query(query), signed, self._names,
+                                   body_sha256 or hashlib.sha256(body).hexdigest(), date)
         headers = {"Content-Type": CONTENT_TYPE, "Host": host, "X-Sdk-Date": date}
         if self._security_token:
             headers["X-Security-Token"] = self._security_token
-        signed = sorted((name.lower(), value) for name, value in headers.items())
-        hex_signature = signature(self._sk, method, path, query, signed, body, date, body_sha256)
-        headers["Authorization"] = (f"{ALGORITHM} Access={self._ak}, "
-                                    f"SignedHeaders={';'.join(name for name, _ in signed)}, "
-                                    f"Signature={hex_signature}")
+        headers["Authorization"] = self._authorization + hex_signature
         return headers
+
+    def _signed_headers(self, host: str, date: str) -> str:
+        signed = [("content-type", CONTENT_TYPE), ("host", host), ("x-sdk-date", date)]
+        if self._security_token:
+            signed.append(("x-security-token", self._security_token))
+        return canonical_headers(signed)
 
 
 class TokenAuth:
