@@ -12,7 +12,7 @@ import json
 import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,7 +25,7 @@ from .catalog import fetch as fetch_catalogs
 from .client import Client, is_loopback, parse_endpoint
 from .defaults import (AUTO_MAX_CONCURRENCY, DEFAULT_CONCURRENCY, DEFAULT_MAX_RETRIES, DEFAULT_MAX_ROWS,
                        DEFAULT_RATE, DEFAULT_TIMEOUT)
-from .errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_ROWS_FAILED, UsageError
+from .errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_ROWS_FAILED, OutputError, UsageError
 from .manifest import open_manifest
 from .recovery import TO_FIX_STATUSES
 from .migrate import Backup, Modify, Rollback
@@ -312,6 +312,7 @@ async def _send(stack: AsyncExitStack, run: _Run, jobs: Iterator[Job], action: A
     runner = Runner(client, rate=options.rate, concurrency=options.concurrency,
                     max_retries=options.max_retries, max_failures=options.max_failures,
                     on_outcome=run.record, action=action)
+    run.stop_sending = runner.stop
     try:
         async with anyio.create_task_group() as group:
             if events.stop is not None:
@@ -364,6 +365,7 @@ class _Run:
         self.pending: dict[int, Job] = {}  # sent or about to be, not yet ended
         self.to_fix: dict[int, tuple[str, str]] = {}  # row -> (status, "code: message")
         self.on_outcome: Callable[[Outcome], None] | None = None
+        self.stop_sending: Callable[[str], None] | None = None  # the runner's stop(), while sending
 
     def __enter__(self) -> _Run:
         return self
@@ -394,6 +396,8 @@ class _Run:
         self.pending.pop(outcome.row, None)
         if self.journal is not None:
             self.journal.write(outcome)
+            if self.journal.error is not None and self.stop_sending is not None:
+                self.stop_sending(f"not sent: the journal cannot be written ({_reason(self.journal.error)})")
         self.summary.counts[outcome.status] += 1
         if outcome.error_code:
             self.summary.error_codes[outcome.error_code] += 1
@@ -406,21 +410,42 @@ class _Run:
     def finish(self, in_row_order: Iterable[Outcome] = ()) -> Summary:
         """Write the report, atomically: the outcomes given (already in row order), or else the
         journal's, sorted. Then the failed-row manifest; then the journal is no longer needed."""
-        if self.journal is None:
-            write_report(self.report, self._recorded(in_row_order))
-        else:
-            write_report(self.report, self.journal.outcomes())
+        journal = self.journal
+        kept = ""
+        if journal is not None:
+            journal.flush()
+            if journal.error is not None:
+                raise OutputError(f"cannot write the journal {journal.path} ({_reason(journal.error)}), so "
+                                  "the run stopped; the rows that ended before that are in it: once there "
+                                  f"is room, resume with --resume {journal.path}")
+            kept = f"; every row's result is in the journal {journal.path}"
+        with _writing(self.report, kept):
+            write_report(self.report, self._recorded(in_row_order) if journal is None else journal.outcomes())
         if self.failed_manifest is not None and self.manifest is not None:
-            recovery.write_failed_manifest(self.manifest, self.to_fix, self.failed_manifest)
-        if self.journal is not None:
-            self.journal.close()
-            self.journal.path.unlink(missing_ok=True)
+            with _writing(self.failed_manifest, kept):
+                recovery.write_failed_manifest(self.manifest, self.to_fix, self.failed_manifest)
+        if journal is not None:
+            journal.close()
+            journal.path.unlink(missing_ok=True)
         return self.summary
 
     def _recorded(self, outcomes: Iterable[Outcome]) -> Iterator[Outcome]:
         for outcome in outcomes:
             self.record(outcome)
             yield outcome
+
+
+def _reason(error: OSError) -> str:
+    return error.strerror or str(error)
+
+
+@contextmanager
+def _writing(path: Path, kept: str) -> Iterator[None]:
+    """An OSError while writing ``path`` (a full disk) becomes one line: an :class:`OutputError`."""
+    try:
+        yield
+    except OSError as exc:
+        raise OutputError(f"cannot write {path} ({_reason(exc)}){kept}") from None
 
 
 def _cancelled(job: Job, message: str) -> Outcome:

@@ -230,7 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return anyio.run(_sandbox, args)
             return anyio.run(_send, args)
     except BatchcfgError as exc:
-        _fail(str(exc))
+        _fail(str(exc), exc.exit_code)
     except KeyboardInterrupt:  # before the signal handlers are in place
         return EXIT_INTERRUPTED
 

@@ -3,9 +3,10 @@
 Exceptions are for "cannot start" (the CLI maps them to exit code 2). A row that fails is a
 result with an error code, never an exception::
 
-    BatchcfgError              anything that stops a run before a request is sent
+    BatchcfgError              anything that stops a run before a request is sent (exit 2)
      +-- UsageError            bad option value, missing endpoint, project id or credentials
      +-- ManifestError         unreadable or malformed manifest (file, extension, header)
+     +-- OutputError           the journal or the report cannot be written (a full disk): exit 74
     TransportError             one attempt got no usable HTTP answer (raised by client.py only)
      +-- AttemptTimeout        the attempt timed out             -> BATCHCFG.TIMEOUT
      +-- ConnectionFailed      could not connect, or was cut off -> BATCHCFG.CONNECTION
@@ -13,10 +14,12 @@ result with an error code, never an exception::
 
 from __future__ import annotations
 
-# Exit codes (CONTRACT.md, and the two batchcfg adds: 143 after SIGTERM, 75 for a held --lock).
+# Exit codes (CONTRACT.md, and those batchcfg adds: 143 after SIGTERM, 75 for a held --lock,
+# 74 when the run's own files cannot be written).
 EXIT_OK = 0
 EXIT_ROWS_FAILED = 1
 EXIT_CANNOT_START = 2
+EXIT_IO_ERROR = 74  # EX_IOERR: the journal or the report cannot be written
 EXIT_LOCKED = 75  # EX_TEMPFAIL: another run holds the lock; try again later
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
@@ -37,6 +40,8 @@ CANCELLED = "BATCHCFG.CANCELLED"
 class BatchcfgError(Exception):
     """A run cannot start. The message is one line, fit to print after ``batchcfg: error:``."""
 
+    exit_code = EXIT_CANNOT_START
+
 
 class UsageError(BatchcfgError):
     """An option, the endpoint, the project id or the credentials are missing or wrong."""
@@ -44,6 +49,12 @@ class UsageError(BatchcfgError):
 
 class ManifestError(BatchcfgError):
     """The manifest cannot be read: missing, empty, undecodable, unsupported, bad header."""
+
+
+class OutputError(BatchcfgError):
+    """The run's journal or report cannot be written; the run stopped sending."""
+
+    exit_code = EXIT_IO_ERROR
 
 
 class TransportError(Exception):

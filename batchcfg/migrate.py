@@ -15,6 +15,7 @@ not compared, because the API page does not say whether the Modify PUT clears th
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -27,7 +28,7 @@ import anyio
 import orjson
 
 from .errors import UsageError
-from .report import CHANGED, FAILED, MISSING, SKIPPED, UNCHANGED, Outcome, json_lines
+from .report import CHANGED, FAILED, MISSING, SKIPPED, UNCHANGED, Outcome, json_lines, open_lines, write_all
 from .runner import Job, Runner, settle
 from .schema import changes, check_config_name, check_project_id, writable_body
 
@@ -87,12 +88,12 @@ class Backup:
         # The configs an earlier run (that this one resumes) backed up. This run's own need no
         # entry: a run sends each config once (a repeated name is an invalid row).
         self._saved = {(r["project_id"], r["config_name"]) for r in read_backup(path)} if path.exists() else set()
-        self._handle = path.open("ab", buffering=0)
+        self._handle = open_lines(path)
         self._lock = anyio.Lock()  # held by the task writing and syncing a group
         self._pending: list[bytes] = []
         self._queued = 0  # records given to save()
         self._synced = 0  # records of those on disk
-        self._broken: OSError | None = None  # why the file could not be written: no save succeeds after
+        self._broken: Exception | None = None  # why the file could not be written: no save succeeds after
 
     def __repr__(self) -> str:
         return f"Backup({str(self.path)!r}, earlier={len(self._saved)}, this_run={self._synced})"
@@ -104,8 +105,8 @@ class Backup:
         if key in self._saved:
             return
         record = {"project_id": job.project_id, "config_name": job.config_name, "before": before,
-                  "sent": sent, "sent_sha256": job.body_sha256, "row": job.row,
-                  "time": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+                  "sent": sent, "sent_sha256": job.body_sha256 or hashlib.sha256(job.body).hexdigest(),
+                  "row": job.row, "time": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         self._pending.append(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
         number = self._queued
         self._queued += 1
@@ -115,11 +116,14 @@ class Backup:
             if self._synced > number:
                 return  # an earlier holder's group took this record
             lines, self._pending = self._pending, []
+            start = self._handle.tell()
             try:
-                self._handle.write(b"".join(lines))
+                write_all(self._handle, b"".join(lines))
                 await anyio.to_thread.run_sync(os.fsync, self._handle.fileno())
-            except OSError as exc:
+            except Exception as exc:  # these lines are lost: so is every later save
                 self._broken = exc
+                with contextlib.suppress(OSError):
+                    os.ftruncate(self._handle.fileno(), start)  # no half line for a resume to meet
                 raise
             self._synced += len(lines)
 

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import errno
+import io
 import json
 import operator
 import os
@@ -95,6 +97,33 @@ def check_output_path(path: Path, option: str, suffixes: Sequence[str] = REPORT_
     return path
 
 
+def open_lines(path: Path) -> io.FileIO:
+    """``path`` opened to append JSON lines, unbuffered. A last line cut off by a kill is ended
+    first, so that it cannot swallow the next record."""
+    handle = path.open("ab", buffering=0)
+    try:
+        if handle.tell():
+            with path.open("rb") as reader:
+                reader.seek(-1, os.SEEK_END)
+                if reader.read(1) != b"\n":
+                    write_all(handle, b"\n")
+    except BaseException:
+        handle.close()
+        raise
+    return handle
+
+
+def write_all(handle: io.FileIO, data: bytes) -> None:
+    """Write every byte: one write() call may write only some (a full disk, a quota), and then
+    the next one raises OSError."""
+    view = memoryview(data)
+    while view:
+        written = handle.write(view)
+        if not written:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        view = view[written:]
+
+
 def journal_path(report: Path) -> Path:
     """Where the journal of a run with this report goes."""
     return report.with_name(report.stem + ".journal.jsonl")
@@ -112,13 +141,14 @@ class Journal:
     def __init__(self, path: Path, resume: Path | None = None) -> None:
         self.path = path
         self.created = not path.exists()
-        self._handle = path.open("ab", buffering=0)  # unbuffered: each line is one write() call
+        self._handle = open_lines(path)
         if resume is not None:
-            self._handle.write(orjson.dumps({"resume": str(resume.resolve())}, option=orjson.OPT_APPEND_NEWLINE))
+            write_all(self._handle, orjson.dumps({"resume": str(resume.resolve())}, option=orjson.OPT_APPEND_NEWLINE))
         self._size = path.stat().st_size
         self._rows = array("q")
         self._offsets = array("q")
         self._pending: list[bytes] = []
+        self.error: OSError | None = None  # why a write failed (a full disk): nothing is written after
 
     def __repr__(self) -> str:
         return f"Journal({str(self.path)!r}, records={len(self._rows)})"
@@ -144,9 +174,14 @@ class Journal:
                 self.flush()
 
     def flush(self) -> None:
-        if self._pending:
-            self._handle.write(b"".join(self._pending))
-            self._pending.clear()
+        """Write the pending lines. A failure is kept in ``error`` rather than raised: this runs
+        as an event-loop callback, where an exception would only be logged."""
+        if self._pending and self.error is None:
+            try:
+                write_all(self._handle, b"".join(self._pending))
+            except OSError as exc:
+                self.error = exc
+        self._pending.clear()
 
     def outcomes(self) -> Iterator[Outcome]:
         """This run's records, sorted by row."""

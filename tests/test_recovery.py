@@ -25,7 +25,7 @@ from batchcfg.cli import main
 from batchcfg.report import read_records
 from batchcfg.sandbox import SandboxConfig, serve
 
-from .conftest import PROJECT, VALID_CELLS, read_report, seed, seed_file, valid_manifest, write_csv
+from .conftest import PROJECT, VALID_CELLS, cli, read_report, seed, seed_file, valid_manifest, write_csv
 
 SANDBOX_ENV = {"PATH": os.environ.get("PATH", ""), "HOME": "/nonexistent", "PYTHONPATH": os.getcwd(),
                "HUAWEICLOUD_SDK_AK": SandboxConfig.ak, "HUAWEICLOUD_SDK_SK": SandboxConfig.sk,
@@ -359,3 +359,90 @@ def test_a_hard_stop_still_gives_each_row_one_record(tmp_path: Path, command: st
     assert sorted(r["config_name"] for r in records) == sorted(names), "each row exactly once"
     assert summary.interrupted and summary.counts["cancelled"] >= 30
     assert any(r["error_message"] == "stopped at once: may or may not have been applied" for r in records)
+
+
+def test_a_line_cut_off_by_a_kill_swallows_no_later_record(tmp_path: Path) -> None:
+    """A journal or backup whose last line a kill cut off: the next record starts on a line of its own."""
+    from batchcfg.migrate import Backup, read_backup
+    from batchcfg.report import Journal, Outcome, json_lines
+    from batchcfg.runner import Job
+
+    journal, backup = tmp_path / "r.journal.jsonl", tmp_path / "backup.jsonl"
+    journal.write_text('{"row": 2, "config_name": "a", "status": "succeeded"}\n{"row": 3, "config_na')
+    backup.write_text('{"project_id": "p", "config_name": "a", "before": {}, "sent": {}}\n{"project_id": "p", "co')
+    with Journal(journal) as writer:
+        writer.write(Outcome(4, "c", PROJECT, "succeeded"))
+    assert [r["row"] for r in json_lines(journal)] == [2, 4]
+
+    async def save() -> None:
+        with Backup(backup) as saver:
+            await saver.save(Job(5, PROJECT, "c", b"{}"), {"spec_id": 1}, {})
+
+    anyio.run(save)
+    assert [r["config_name"] for r in read_backup(backup)] == ["a", "c"]
+
+
+def test_a_short_write_is_finished_or_raises(tmp_path: Path) -> None:
+    """Near a full disk one write() may write only part of a group of lines: the rest is written,
+    or OSError is raised, never a silent half (here a file size limit plays the full disk)."""
+    script = f"""
+import resource, signal, sys
+from pathlib import Path
+from batchcfg.report import open_lines, write_all
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (1000, 1000))
+handle = open_lines(Path({str(tmp_path / "lines.jsonl")!r}))
+write_all(handle, b"x" * 900 + b"\\n")
+try:
+    write_all(handle, b"y" * 300 + b"\\n")
+except OSError as exc:
+    print("OSError", exc.errno)
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "PYTHONPATH": os.getcwd()})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["OSError", "27"]  # EFBIG, after the first 99 bytes went in
+    assert (tmp_path / "lines.jsonl").stat().st_size == 1000
+
+
+def test_a_full_disk_under_the_journal_stops_the_run_with_one_line(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """The disk fills after the journal's third write: sending stops, the error is one line
+    (exit 74, no traceback), and the journal keeps the rows written before, for --resume."""
+    import errno
+
+    import batchcfg.report
+
+    names = [f"c{i:03d}" for i in range(400)]
+    manifest = valid_manifest(tmp_path / "m.csv", names)
+    real_write_all, writes = batchcfg.report.write_all, []
+
+    def filling_disk(handle: Any, data: bytes) -> None:  # fault injection at the write() call
+        writes.append(len(data))
+        if len(writes) > 3:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_write_all(handle, data)
+
+    monkeypatch.setattr(batchcfg.report, "write_all", filling_disk)
+
+    async def scenario() -> tuple[int, int]:
+        async with serve(SandboxConfig(latency_ms=5)) as sandbox:
+            seed(sandbox, names)
+            monkeypatch.setenv("HUAWEICLOUD_SDK_AK", SandboxConfig.ak)
+            monkeypatch.setenv("HUAWEICLOUD_SDK_SK", SandboxConfig.sk)
+            code = await anyio.to_thread.run_sync(cli, "apply", manifest, "--endpoint", sandbox.endpoint,
+                                                  "--project-id", PROJECT, "--rate", "0", "--concurrency", "4",
+                                                  "--no-backup", "--report", tmp_path / "r.csv")
+            return code, len(sandbox.state.puts)
+
+    code, puts = anyio.run(scenario)
+    err = capsys.readouterr().err
+    assert code == 74 and "Traceback" not in err and "Exception" not in err
+    assert [line for line in err.splitlines() if "error" in line] == [
+        f"batchcfg: error: cannot write the journal {tmp_path / 'r.journal.jsonl'} (No space left on device), so "
+        "the run stopped; the rows that ended before that are in it: once there is room, resume with "
+        f"--resume {tmp_path / 'r.journal.jsonl'}"]
+    assert puts < len(names) / 2, "sending stopped soon after the journal failed"
+    journaled = list(read_records(tmp_path / "r.journal.jsonl"))
+    assert journaled and all(r["status"] == "succeeded" for r in journaled)
+    assert not (tmp_path / "r.csv").exists()
