@@ -19,23 +19,22 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from . import auth, errors, migrate, recovery, regions
-from .catalog import Catalog
-from .catalog import fetch as fetch_catalogs
-from .client import Client, is_loopback, parse_endpoint
+from . import auth, errors, recovery, regions
 from .defaults import (AUTO_MAX_CONCURRENCY, DEFAULT_CONCURRENCY, DEFAULT_MAX_RETRIES, DEFAULT_MAX_ROWS,
                        DEFAULT_RATE, DEFAULT_TIMEOUT)
 from .errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_ROWS_FAILED, OutputError, UsageError
 from .manifest import open_manifest
 from .recovery import TO_FIX_STATUSES
-from .migrate import Backup, Modify, Rollback
 from .report import (CANCELLED, INVALID, SKIPPED, VALID, Journal, Outcome, check_output_path,
                      default_backup_path, default_report_path, journal_path, write_report)
-from .runner import Action, Job, Runner, put
 from .schema import check_project_id
-from .spool import Spool, check, describe
+from .spool import Job, Spool, check, describe
 
+# What only sending needs (client, runner, migrate, catalog, and aiohttp under them) is imported
+# where a run sends: an offline validate starts without it.
 if TYPE_CHECKING:
+    from .catalog import Catalog
+    from .runner import Action, Runner
     from .sandbox import RunningSandbox
 
 
@@ -107,6 +106,8 @@ class Summary:
 def endpoint_for(endpoint: str | None, region: str | None, *, allow_http: bool = False) -> str:
     """``--endpoint``, else ``https://modelarts.{region}.myhuaweicloud.com`` from ``--region``.
     A plain ``http://`` endpoint is refused unless its host is loopback or ``allow_http``."""
+    from .client import is_loopback, parse_endpoint
+
     if endpoint:
         url = parse_endpoint(endpoint)
         if url.scheme == "http" and not allow_http and not is_loopback(url.host or ""):
@@ -143,6 +144,9 @@ async def _validate_online(manifest: str | Path, options: Options) -> Summary:
 async def _preflight(stack: AsyncExitStack, checked: Spool, endpoint: str, credentials: auth.Auth,
                      options: Options) -> dict[str, Catalog]:
     """The specs and engines of every project the valid rows name (exit 2 if unreadable)."""
+    from .catalog import fetch as fetch_catalogs
+    from .client import Client
+
     async with Client(endpoint, credentials, timeout=options.timeout, ca_bundle=options.ca_bundle) as client:
         return await fetch_catalogs(client, checked.projects, max_retries=options.max_retries)
 
@@ -186,6 +190,9 @@ async def apply(manifest: str | Path, options: Options = Options(), *,
         if options.dry_run:
             events.ready(checked.rows)
             return run.finish(_valid_or_invalid(_against(item, catalogs)) for item in checked.items())
+        from .migrate import Backup, Modify
+        from .runner import put
+
         action: Action = put
         if options.skip_unchanged or not options.no_backup:
             backup = None
@@ -235,7 +242,9 @@ async def plan(manifest: str | Path, options: Options = Options(), *,
                     yield item
 
         events.ready(checked.rows)
-        return await _send(stack, run, jobs(), migrate.plan, endpoint, credentials, events)
+        from .migrate import plan as compare
+
+        return await _send(stack, run, jobs(), compare, endpoint, credentials, events)
 
 
 async def rollback(backup: str | Path, options: Options = Options(), *,
@@ -247,7 +256,9 @@ async def rollback(backup: str | Path, options: Options = Options(), *,
     as backed up is ``skipped`` (``unchanged``): rolling back twice is harmless. The report's
     ``row`` is the backup record's number."""
     events = _Events(on_ready, on_outcome, stop, stop_now)
-    restore, sent = migrate.restore_jobs(Path(backup))
+    from .migrate import Rollback, restore_jobs
+
+    restore, sent = restore_jobs(Path(backup))
     async with AsyncExitStack() as stack:
         run = stack.enter_context(_Run(options, None, sending=True))
         endpoint, credentials, _, _ = await _connect(stack, options)
@@ -304,6 +315,9 @@ async def _send(stack: AsyncExitStack, run: _Run, jobs: Iterator[Job], action: A
                 credentials: auth.Auth, events: _Events) -> Summary:
     """Run ``action`` on every job through one client and runner; the report is written even when
     the run is stopped."""
+    from .client import Client
+    from .runner import Runner
+
     options = run.options
     run.on_outcome = events.on_outcome
     client = await stack.enter_async_context(

@@ -29,8 +29,9 @@ import orjson
 
 from .errors import UsageError
 from .report import CHANGED, FAILED, MISSING, SKIPPED, UNCHANGED, Outcome, json_lines, open_lines, write_all
-from .runner import Job, Runner, settle
+from .runner import Runner, settle
 from .schema import changes, check_config_name, check_project_id, writable_body
+from .spool import Job
 
 BACKUP = "BATCHCFG.BACKUP"  # a local code of batchcfg's own: the config could not be backed up
 

@@ -30,7 +30,6 @@ import time
 from array import array
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Iterator
-from typing import NamedTuple
 
 import anyio
 
@@ -42,6 +41,7 @@ from .errors import TransportError
 from .ratelimit import RateLimiter
 from .report import CANCELLED, FAILED, SUCCEEDED, Outcome
 from .retry import THROTTLE_CODES, Backoff, is_retryable
+from .spool import Job
 
 log = logging.getLogger(__name__)
 
@@ -55,18 +55,7 @@ def is_auth_failure(status: int | None, error_code: str) -> bool:
     return status == 401 or (status == 403 and error_code in AUTH_FAILURE_CODES)
 
 
-Action = Callable[["Runner", "Job"], Awaitable[Outcome]]  # what to do with one row: put, plan, ...
-
-
-class Job(NamedTuple):
-    """One valid row, ready to send: where it goes, its serialised JSON body and that body's hash.
-    (A named tuple, made a microsecond faster than a frozen dataclass, once per row.)"""
-
-    row: int
-    project_id: str
-    config_name: str
-    body: bytes
-    body_sha256: str = ""
+Action = Callable[["Runner", Job], Awaitable[Outcome]]  # what to do with one row: put, plan, ...
 
 
 class Runner:

@@ -269,3 +269,24 @@ def test_summary_counts_json_serialisable(tmp_path: Path) -> None:
 
     summary = validate(valid_manifest(tmp_path / "m.csv", ["a"]), Options(report=tmp_path / "r.csv"))
     assert json.loads(json.dumps(summary.counts)) == {"valid": 1}
+
+
+def test_help_and_an_offline_validate_do_not_import_what_only_sending_needs(tmp_path: Path) -> None:
+    """Fast start: ``--help`` imports neither pandas nor aiohttp; ``validate`` needs pandas only."""
+    manifest = valid_manifest(tmp_path / "m.csv", ["a", "b"])
+    script = f"""
+import sys
+from batchcfg.cli import main
+argv = sys.argv[1:]
+try:
+    main(argv)
+except SystemExit:
+    pass
+print(sorted(name for name in ("aiohttp", "pandas", "yarl") if name in sys.modules), file=sys.stderr)
+"""
+    seen = {}
+    for argv in (["--help"], ["validate", str(manifest), "--report", str(tmp_path / "r.csv")]):
+        result = subprocess.run([sys.executable, "-c", script, *argv], capture_output=True, text=True, timeout=60,
+                                env={**CLEAN_ENV, "PYTHONPATH": os.getcwd()})
+        seen[argv[0]] = result.stderr.strip().splitlines()[-1]
+    assert seen == {"--help": "[]", "validate": "['pandas']"}

@@ -365,7 +365,7 @@ def test_a_line_cut_off_by_a_kill_swallows_no_later_record(tmp_path: Path) -> No
     """A journal or backup whose last line a kill cut off: the next record starts on a line of its own."""
     from batchcfg.migrate import Backup, read_backup
     from batchcfg.report import Journal, Outcome, json_lines
-    from batchcfg.runner import Job
+    from batchcfg.spool import Job
 
     journal, backup = tmp_path / "r.journal.jsonl", tmp_path / "backup.jsonl"
     journal.write_text('{"row": 2, "config_name": "a", "status": "succeeded"}\n{"row": 3, "config_na')

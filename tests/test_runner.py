@@ -11,8 +11,9 @@ from batchcfg.client import Client
 from batchcfg.defaults import AUTO
 from batchcfg.report import CANCELLED, FAILED, SUCCEEDED, Outcome
 from batchcfg.retry import Backoff
-from batchcfg.runner import Job, Runner
+from batchcfg.runner import Runner
 from batchcfg.sandbox import max_starts_in_window
+from batchcfg.spool import Job
 
 from .conftest import PROJECT, ScriptedServer
 
