@@ -22,7 +22,7 @@ import anyio
 from . import auth, errors, recovery, regions
 from .defaults import (AUTO_MAX_CONCURRENCY, DEFAULT_CONCURRENCY, DEFAULT_MAX_RETRIES, DEFAULT_MAX_ROWS,
                        DEFAULT_RATE, DEFAULT_TIMEOUT)
-from .errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_ROWS_FAILED, OutputError, UsageError
+from .errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_ROWS_FAILED, BatchcfgError, OutputError, UsageError
 from .manifest import open_manifest
 from .recovery import TO_FIX_STATUSES
 from .report import (CANCELLED, INVALID, SKIPPED, VALID, Journal, Outcome, check_output_path,
@@ -198,7 +198,8 @@ async def apply(manifest: str | Path, options: Options = Options(), *,
             backup = None
             if not options.no_backup:
                 path = options.backup or recovery.backup_of(options.resume) or default_backup_path(run.report)
-                backup = stack.enter_context(Backup(path))
+                with _writing(path, error=UsageError):
+                    backup = stack.enter_context(Backup(path))
                 run.summary.backup = path
             action = Modify(backup, options.skip_unchanged)
 
@@ -398,7 +399,12 @@ class _Run:
                               or path.resolve() != self.options.resume.resolve()):
             raise UsageError(f"{path} is the journal of an interrupted run: resume from it with "
                              f"--resume {path}, or move it away")
-        return Journal(path, self.options.resume)
+        with _writing(path, error=UsageError):
+            return Journal(path, self.options.resume, on_error=self._journal_failed)
+
+    def _journal_failed(self, error: OSError) -> None:
+        if self.stop_sending is not None:
+            self.stop_sending(f"not sent: the journal cannot be written ({_reason(error)})")
 
     def check(self, default_project: str, *, project_required: bool) -> Spool:
         assert self.manifest is not None
@@ -410,8 +416,6 @@ class _Run:
         self.pending.pop(outcome.row, None)
         if self.journal is not None:
             self.journal.write(outcome)
-            if self.journal.error is not None and self.stop_sending is not None:
-                self.stop_sending(f"not sent: the journal cannot be written ({_reason(self.journal.error)})")
         self.summary.counts[outcome.status] += 1
         if outcome.error_code:
             self.summary.error_codes[outcome.error_code] += 1
@@ -430,8 +434,8 @@ class _Run:
             journal.flush()
             if journal.error is not None:
                 raise OutputError(f"cannot write the journal {journal.path} ({_reason(journal.error)}), so "
-                                  "the run stopped; the rows that ended before that are in it: once there "
-                                  f"is room, resume with --resume {journal.path}")
+                                  "the run stopped. It holds the rows that ended before; once there is room, "
+                                  f"--resume {journal.path} sends the others (again)")
             kept = f"; every row's result is in the journal {journal.path}"
         with _writing(self.report, kept):
             write_report(self.report, self._recorded(in_row_order) if journal is None else journal.outcomes())
@@ -454,12 +458,13 @@ def _reason(error: OSError) -> str:
 
 
 @contextmanager
-def _writing(path: Path, kept: str) -> Iterator[None]:
-    """An OSError while writing ``path`` (a full disk) becomes one line: an :class:`OutputError`."""
+def _writing(path: Path, kept: str = "", error: type[BatchcfgError] = OutputError) -> Iterator[None]:
+    """An OSError while writing ``path`` (a full disk) becomes one line: an :class:`OutputError`,
+    or a :class:`UsageError` when nothing has been sent yet."""
     try:
         yield
     except OSError as exc:
-        raise OutputError(f"cannot write {path} ({_reason(exc)}){kept}") from None
+        raise error(f"cannot write {path} ({_reason(exc)}){kept}") from None
 
 
 def _cancelled(job: Job, message: str) -> Outcome:

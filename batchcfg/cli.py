@@ -387,7 +387,10 @@ def _summarise(args: argparse.Namespace, summary: Summary) -> int:
     if getattr(args, "metrics_file", None) is not None:
         from .metrics import write_metrics
 
-        write_metrics(args.metrics_file, args.command, summary)
+        try:
+            write_metrics(args.metrics_file, args.command, summary)
+        except OSError as exc:  # the run is done: say so, and keep its exit code
+            say(f"cannot write --metrics-file {args.metrics_file} ({exc.strerror or exc})")
     return summary.exit_code
 
 

@@ -94,7 +94,7 @@ class Backup:
         self._pending: list[bytes] = []
         self._queued = 0  # records given to save()
         self._synced = 0  # records of those on disk
-        self._broken: Exception | None = None  # why the file could not be written: no save succeeds after
+        self._broken: OSError | None = None  # why the file could not be written: no save succeeds after
 
     def __repr__(self) -> str:
         return f"Backup({str(self.path)!r}, earlier={len(self._saved)}, this_run={self._synced})"
@@ -121,7 +121,7 @@ class Backup:
             try:
                 write_all(self._handle, b"".join(lines))
                 await anyio.to_thread.run_sync(os.fsync, self._handle.fileno())
-            except Exception as exc:  # these lines are lost: so is every later save
+            except OSError as exc:  # these lines are lost: so is every later save
                 self._broken = exc
                 with contextlib.suppress(OSError):
                     os.ftruncate(self._handle.fileno(), start)  # no half line for a resume to meet

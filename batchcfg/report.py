@@ -25,7 +25,7 @@ import operator
 import os
 import re
 from array import array
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime, timezone
 from pathlib import Path
@@ -138,17 +138,24 @@ class Journal:
     from this journal follows it, even when this run died before any row ended.
     """
 
-    def __init__(self, path: Path, resume: Path | None = None) -> None:
+    def __init__(self, path: Path, resume: Path | None = None,
+                 on_error: Callable[[OSError], None] | None = None) -> None:
         self.path = path
         self.created = not path.exists()
         self._handle = open_lines(path)
         if resume is not None:
-            write_all(self._handle, orjson.dumps({"resume": str(resume.resolve())}, option=orjson.OPT_APPEND_NEWLINE))
+            try:
+                write_all(self._handle, orjson.dumps({"resume": str(resume.resolve())},
+                                                     option=orjson.OPT_APPEND_NEWLINE))
+            except BaseException:
+                self._handle.close()
+                raise
         self._size = path.stat().st_size
         self._rows = array("q")
         self._offsets = array("q")
         self._pending: list[bytes] = []
         self.error: OSError | None = None  # why a write failed (a full disk): nothing is written after
+        self._on_error = on_error
 
     def __repr__(self) -> str:
         return f"Journal({str(self.path)!r}, records={len(self._rows)})"
@@ -174,13 +181,16 @@ class Journal:
                 self.flush()
 
     def flush(self) -> None:
-        """Write the pending lines. A failure is kept in ``error`` rather than raised: this runs
-        as an event-loop callback, where an exception would only be logged."""
+        """Write the pending lines. A failure is kept in ``error`` and given to ``on_error``
+        rather than raised: this runs as an event-loop callback, where an exception would only
+        be logged."""
         if self._pending and self.error is None:
             try:
                 write_all(self._handle, b"".join(self._pending))
             except OSError as exc:
                 self.error = exc
+                if self._on_error is not None:
+                    self._on_error(exc)
         self._pending.clear()
 
     def outcomes(self) -> Iterator[Outcome]:
@@ -244,18 +254,23 @@ def write_table(path: Path, columns: Sequence[str], rows: Iterable[Sequence[Any]
 
 def _write_xlsx(path: Path, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
     import xlsxwriter
+    import xlsxwriter.exceptions
 
-    workbook = xlsxwriter.Workbook(str(path), {"constant_memory": True,
-                                               "strings_to_formulas": False,
-                                               "strings_to_urls": False,
-                                               "strings_to_numbers": False})
-    try:
-        sheet = workbook.add_worksheet("report")
-        sheet.write_row(0, 0, columns)
-        for number, row in enumerate(rows, start=1):
-            sheet.write_row(number, 0, [spreadsheet_safe(value) for value in row])
-    finally:
-        workbook.close()
+    with path.open("wb") as handle:  # opened here: a path that cannot be written fails before any work
+        workbook = xlsxwriter.Workbook(handle, {"constant_memory": True, "strings_to_formulas": False,
+                                                "strings_to_urls": False, "strings_to_numbers": False})
+        try:
+            sheet = workbook.add_worksheet("report")
+            sheet.write_row(0, 0, columns)
+            for number, row in enumerate(rows, start=1):
+                sheet.write_row(number, 0, [spreadsheet_safe(value) for value in row])
+        finally:
+            try:
+                workbook.close()
+            except xlsxwriter.exceptions.XlsxFileError as exc:  # it wraps the OSError of a full disk
+                raise exc.args[0] if exc.args and isinstance(exc.args[0], OSError) else OSError(str(exc)) from None
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def json_lines(path: Path) -> Iterator[dict[str, Any]]:

@@ -17,7 +17,7 @@ from batchcfg.cli import main
 from batchcfg.report import COLUMNS
 from batchcfg.sandbox import SandboxConfig
 
-from .conftest import PROJECT, VALID_CELLS, read_report, seed, valid_manifest, write_csv
+from .conftest import PROJECT, VALID_CELLS, cli, read_report, seed, valid_manifest, write_csv
 
 SAMPLES = Path(__file__).parent.parent / "samples"
 CLEAN_ENV = {"PATH": os.environ.get("PATH", ""), "HOME": "/nonexistent"}
@@ -274,7 +274,7 @@ def test_summary_counts_json_serialisable(tmp_path: Path) -> None:
 def test_help_and_an_offline_validate_do_not_import_what_only_sending_needs(tmp_path: Path) -> None:
     """Fast start: ``--help`` imports neither pandas nor aiohttp; ``validate`` needs pandas only."""
     manifest = valid_manifest(tmp_path / "m.csv", ["a", "b"])
-    script = f"""
+    script = """
 import sys
 from batchcfg.cli import main
 argv = sys.argv[1:]
@@ -290,3 +290,26 @@ print(sorted(name for name in ("aiohttp", "pandas", "yarl") if name in sys.modul
                                 env={**CLEAN_ENV, "PYTHONPATH": os.getcwd()})
         seen[argv[0]] = result.stderr.strip().splitlines()[-1]
     assert seen == {"--help": "[]", "validate": "['pandas']"}
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".xlsx", ".jsonl"])
+def test_a_report_that_cannot_be_written_is_one_line_and_exit_74(
+        suffix: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    report = tmp_path / f"r{suffix}"
+    (tmp_path / f".{report.name}.{os.getpid()}.tmp").mkdir()  # where the report is written first
+    assert cli("validate", valid_manifest(tmp_path / "m.csv", ["a"]), "--report", report) == 74
+    err = capsys.readouterr().err
+    assert err.splitlines() == [f"batchcfg: error: cannot write {report} (Is a directory)"]
+
+
+def test_a_backup_or_journal_that_cannot_be_opened_stops_before_sending(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    manifest = valid_manifest(tmp_path / "m.csv", ["a"])
+    backup = tmp_path / "missing" / "b.jsonl"
+    assert cli("apply", manifest, "--sandbox", "--backup", backup, "--report", tmp_path / "r.csv") == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"batchcfg: error: cannot write {backup} (No such file or directory)"]
+    journal = tmp_path / "r2.journal.jsonl"
+    journal.mkdir()  # resumed from, so it is continued; but it is no file
+    assert cli("apply", manifest, "--sandbox", "--resume", journal, "--report", tmp_path / "r2.csv") == 2
+    assert capsys.readouterr().err.splitlines()[-1].startswith("batchcfg: error: ")

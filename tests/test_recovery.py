@@ -440,8 +440,8 @@ def test_a_full_disk_under_the_journal_stops_the_run_with_one_line(
     assert code == 74 and "Traceback" not in err and "Exception" not in err
     assert [line for line in err.splitlines() if "error" in line] == [
         f"batchcfg: error: cannot write the journal {tmp_path / 'r.journal.jsonl'} (No space left on device), so "
-        "the run stopped; the rows that ended before that are in it: once there is room, resume with "
-        f"--resume {tmp_path / 'r.journal.jsonl'}"]
+        "the run stopped. It holds the rows that ended before; once there is room, "
+        f"--resume {tmp_path / 'r.journal.jsonl'} sends the others (again)"]
     assert puts < len(names) / 2, "sending stopped soon after the journal failed"
     journaled = list(read_records(tmp_path / "r.journal.jsonl"))
     assert journaled and all(r["status"] == "succeeded" for r in journaled)
