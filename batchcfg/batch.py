@@ -205,7 +205,7 @@ async def apply(manifest: str | Path, options: Options = Options(), *,
 
         def jobs() -> Iterator[Job]:
             """The rows to send, recording the others (invalid, done earlier) on the way."""
-            for item in (_against(item, catalogs) for item in checked.items()):
+            for item in (_against(item, catalogs) for item in checked.items()) if catalogs else checked.items():
                 if isinstance(item, Outcome):
                     run.record(item)
                 elif (item.project_id, item.config_name, item.body_sha256) in done:

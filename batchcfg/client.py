@@ -164,7 +164,7 @@ async def _read_limited(response: aiohttp.ClientResponse) -> bytes | None:
 
 def _interpret(status: int, reason: str, headers: Any, raw: bytes | None) -> Answer:
     request_id = headers.get("X-Request-Id", "")
-    retry_after = parse_retry_after(headers.get("Retry-After"))
+    retry_after = parse_retry_after(headers.get("Retry-After")) if status >= 300 else None
     payload: Any = None
     if raw:
         try:

@@ -90,6 +90,7 @@ class Runner:
         self._on_outcome = on_outcome
         self._backoff = backoff or Backoff()
         self._clock = clock
+        self._debug = log.isEnabledFor(logging.DEBUG)  # checked once: a log call per attempt adds up
         self._stopping: anyio.Event | None = None  # made in run(), inside the event loop
         self.stop_reason = ""
         self.requests = 0
@@ -236,8 +237,9 @@ class Runner:
             self.statuses[answer.status] += 1
             if self._auto:
                 self._follow_rate(latency)
-            log.debug("row %d %s: %s attempt %d: %s %s %s", job.row, job.config_name, method, attempts,
-                      answer.status or "-", answer.error_code or "ok", answer.request_id)
+            if self._debug:
+                log.debug("row %d %s: %s attempt %d: %s %s %s", job.row, job.config_name, method, attempts,
+                          answer.status or "-", answer.error_code or "ok", answer.request_id)
             throttled = answer.status == 429 or answer.error_code in THROTTLE_CODES
             if throttled or answer.ok:
                 self._adapt_rate(throttled)

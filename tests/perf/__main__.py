@@ -88,7 +88,7 @@ def main() -> None:
     # 1. Throughput at --rate 0: batchcfg against a bare aiohttp loop and requests + threads, the
     # same PUTs each (so batchcfg runs with --no-backup: by default it reads each config first).
     # Interleaved rounds, the median of each: this machine is shared and noisy.
-    count, concurrency, rounds = (3000, 32, 1) if quick else (20000, 32, 3)
+    count, concurrency, rounds = (3000, 32, 1) if quick else (20000, 32, 5)
     manifest = make_manifest(work / "throughput.csv", count)
     token_env = {**{k: v for k, v in ENV.items() if not k.endswith(("_AK", "_SK"))},
                  "BATCHCFG_IAM_TOKEN": "bench-token"}  # the baselines send X-Auth-Token too
