@@ -1,4 +1,4 @@
-"""The benchmark: ``python -m tests.perf`` (about 7 minutes; ``--quick`` for a smaller run).
+"""The benchmark: ``python -m tests.perf`` (about 10 minutes; ``--quick`` for a smaller run).
 
 Measures batchcfg in one run against baselines on the same machine, and prints a Markdown table:
 throughput against a bare aiohttp loop and a requests + thread-pool loop (same fast loopback
