@@ -1,7 +1,8 @@
 """batchcfg's exceptions and error codes.
 
-Exceptions are for "cannot start" (the CLI maps them to exit code 2). A row that fails is a
-result with an error code, never an exception::
+Exceptions are for "cannot start" (the CLI maps them to exit code 2), and for a run whose own
+files cannot be written (exit 74). A row that fails is a result with an error code, never an
+exception::
 
     BatchcfgError              anything that stops a run before a request is sent (exit 2)
      +-- UsageError            bad option value, missing endpoint, project id or credentials
@@ -38,7 +39,8 @@ CANCELLED = "BATCHCFG.CANCELLED"
 
 
 class BatchcfgError(Exception):
-    """A run cannot start. The message is one line, fit to print after ``batchcfg: error:``."""
+    """A run cannot start (or, as :class:`OutputError`, cannot go on). The message is one line, fit
+    to print after ``batchcfg: error:``; ``exit_code`` is the CLI's."""
 
     exit_code = EXIT_CANNOT_START
 
