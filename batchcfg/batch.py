@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from contextlib import AsyncExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -202,22 +202,9 @@ async def apply(manifest: str | Path, options: Options = Options(), *,
                     backup = stack.enter_context(Backup(path))
                 run.summary.backup = path
             action = Modify(backup, options.skip_unchanged)
-
-        def jobs() -> Iterator[Job]:
-            """The rows to send, recording the others (invalid, done earlier) on the way."""
-            for item in (_against(item, catalogs) for item in checked.items()) if catalogs else checked.items():
-                if isinstance(item, Outcome):
-                    run.record(item)
-                elif (item.project_id, item.config_name, item.body_sha256) in done:
-                    run.record(Outcome(item.row, item.config_name, item.project_id, SKIPPED,
-                                       error_message=f"succeeded in an earlier run ({options.resume})",
-                                       body_sha256=item.body_sha256))
-                else:
-                    run.pending[item.row] = item
-                    yield item
-
+        items = (_against(item, catalogs) for item in checked.items()) if catalogs else checked.items()
         events.ready(checked.rows)
-        return await _send(stack, run, jobs(), action, endpoint, credentials, events)
+        return await _send(stack, run, run.to_send(items, done), action, endpoint, credentials, events)
 
 
 async def plan(manifest: str | Path, options: Options = Options(), *,
@@ -233,19 +220,10 @@ async def plan(manifest: str | Path, options: Options = Options(), *,
         checked = stack.enter_context(run.check(default_project, project_required=True))
         if sandbox is not None:
             _seed(sandbox, checked)
-
-        def jobs() -> Iterator[Job]:
-            for item in checked.items():
-                if isinstance(item, Outcome):
-                    run.record(item)
-                else:
-                    run.pending[item.row] = item
-                    yield item
-
         events.ready(checked.rows)
         from .migrate import plan as compare
 
-        return await _send(stack, run, jobs(), compare, endpoint, credentials, events)
+        return await _send(stack, run, run.to_send(checked.items()), compare, endpoint, credentials, events)
 
 
 async def rollback(backup: str | Path, options: Options = Options(), *,
@@ -263,14 +241,9 @@ async def rollback(backup: str | Path, options: Options = Options(), *,
     async with AsyncExitStack() as stack:
         run = stack.enter_context(_Run(options, None, sending=True))
         endpoint, credentials, _, _ = await _connect(stack, options)
-
-        def jobs() -> Iterator[Job]:
-            for job in restore:
-                run.pending[job.row] = job
-                yield job
-
         events.ready(len(restore))
-        return await _send(stack, run, jobs(), Rollback(sent, options.force), endpoint, credentials, events)
+        return await _send(stack, run, run.to_send(restore), Rollback(sent, options.force), endpoint, credentials,
+                           events)
 
 
 @dataclass(frozen=True)
@@ -410,6 +383,21 @@ class _Run:
         assert self.manifest is not None
         return check(self.manifest, default_project, project_required=project_required,
                      max_rows=self.options.max_rows)
+
+    def to_send(self, items: Iterable[Job | Outcome],
+                done: Collection[tuple[str, str, str]] = ()) -> Iterator[Job]:
+        """The jobs among ``items``, each marked pending as it goes out; the other items
+        (invalid rows, and rows ``done`` in the run resumed from) are recorded on the way."""
+        for item in items:
+            if isinstance(item, Outcome):
+                self.record(item)
+            elif (item.project_id, item.config_name, item.body_sha256) in done:
+                self.record(Outcome(item.row, item.config_name, item.project_id, SKIPPED,
+                                    error_message=f"succeeded in an earlier run ({self.options.resume})",
+                                    body_sha256=item.body_sha256))
+            else:
+                self.pending[item.row] = item
+                yield item
 
     def record(self, outcome: Outcome) -> None:
         """One row ended: journal it at once, count it, then tell the caller."""
