@@ -16,6 +16,7 @@ from typing import Any
 
 import anyio
 
+from . import errors
 from .client import Client
 from .errors import TransportError, UsageError
 from .retry import Backoff, is_retryable
@@ -44,7 +45,7 @@ class Catalog:
             found.append(Problem("spec_id", SPEC, f"{spec} is not a training spec of project "
                                                   f"{self.project_id} (specs: {offered})"))
         elif self.specs[spec] and isinstance(workers, int) and workers > self.specs[spec]:
-            found.append(Problem("worker_server_num", "BATCHCFG.RANGE",
+            found.append(Problem("worker_server_num", errors.RANGE,
                                  f"{workers} is more than spec {spec} allows ({self.specs[spec]})"))
         engine = body.get("engine_id")
         if engine is not None and engine not in self.engines:
