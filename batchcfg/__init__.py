@@ -6,7 +6,8 @@ The library under the ``batchcfg`` command::
     from batchcfg import Options, apply, validate
 
     summary = validate("configs.csv")                                  # offline
-    summary = anyio.run(apply, "configs.csv", Options(sandbox=True))   # against the sandbox
+    options = Options.of(region="cn-north-4", project_id="0123456789abcdef0123456789abcdef")
+    summary = anyio.run(apply, "configs.csv", options)                 # credentials from the SDK's places
     print(summary.counts, summary.report, summary.exit_code)
 
 Names are imported on first use, so that ``batchcfg --help`` does not load aiohttp or pandas.
@@ -19,16 +20,19 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 __all__ = ["BatchcfgError", "ManifestError", "Options", "Summary", "UsageError", "__version__",
-           "apply", "load_manifest", "validate"]
+           "apply", "load_manifest", "plan", "rollback", "validate"]
 
-_WHERE = {"Options": "batch", "Summary": "batch", "apply": "batch", "validate": "batch",
+_WHERE = {"Options": "options", "Summary": "model", "apply": "commands", "validate": "commands",
+          "plan": "commands", "rollback": "commands",
           "BatchcfgError": "errors", "ManifestError": "errors", "UsageError": "errors",
           "load_manifest": "manifest"}
 
 if TYPE_CHECKING:
-    from .batch import Options, Summary, apply, validate
+    from .commands import apply, plan, rollback, validate
     from .errors import BatchcfgError, ManifestError, UsageError
     from .manifest import open_manifest as load_manifest
+    from .model import Summary
+    from .options import Options
 
 
 def __getattr__(name: str) -> Any:

@@ -1,3 +1,6 @@
+"""``python -m batchcfg``: the same as the ``batchcfg`` command."""
+
 from batchcfg.cli import main
 
-raise SystemExit(main())
+if __name__ == "__main__":
+    raise SystemExit(main())

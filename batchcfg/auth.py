@@ -149,7 +149,7 @@ class TokenAuth:
 
 
 def discover_auth(env: Mapping[str, str] = os.environ, token_file: Path | None = None) -> Auth:
-    """Credentials in CONTRACT.md's order: ``--token-file``; AK/SK from the environment; AK/SK from
+    """Credentials in docs/contract.md's order: ``--token-file``; AK/SK from the environment; AK/SK from
     the credentials file; ``BATCHCFG_IAM_TOKEN``. Raises :class:`UsageError` when there are none."""
     if token_file is not None:
         return TokenAuth(_read_token(token_file))

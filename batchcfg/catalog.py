@@ -9,21 +9,17 @@ Per project, ``GET /v1/{project_id}/job/resource-specs?job_type=train`` and
 
 from __future__ import annotations
 
-import random
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
-
-import anyio
 
 from . import errors
 from .client import Client
-from .errors import TransportError, UsageError
-from .retry import Backoff, is_retryable
+from .errors import ENGINE, SPEC, UsageError
 from .schema import Problem
+from .sender import Sender
 
-SPEC = "BATCHCFG.SPEC"
-ENGINE = "BATCHCFG.ENGINE"
 SPECS_PATH = "/v1/{project_id}/job/resource-specs"
 ENGINES_PATH = "/v1/{project_id}/job/ai-engines"
 QUERY = (("job_type", "train"),)
@@ -55,13 +51,14 @@ class Catalog:
         return found
 
 
-async def fetch(client: Client, project_ids: Iterable[str], *, max_retries: int) -> dict[str, Catalog]:
-    """The catalog of each project. A project whose catalog cannot be read stops the run before
-    anything is sent (a :class:`UsageError`)."""
+async def fetch(client: Client, sender: Sender, project_ids: Iterable[str]) -> dict[str, Catalog]:
+    """The catalog of each project, read through the run's sender (rate limit, retries, stops).
+    A project whose catalog cannot be read stops the run before anything is sent (a
+    :class:`UsageError`)."""
     catalogs = {}
     for project_id in sorted(set(project_ids)):
-        specs = await _read(client, SPECS_PATH.format(project_id=project_id), "specs", max_retries)
-        engines = await _read(client, ENGINES_PATH.format(project_id=project_id), "engines", max_retries)
+        specs = await _read(client, sender, SPECS_PATH.format(project_id=project_id), "specs")
+        engines = await _read(client, sender, ENGINES_PATH.format(project_id=project_id), "engines")
         catalogs[project_id] = Catalog(
             project_id,
             {int(s["spec_id"]): int(s.get("max_num") or 0) for s in specs if _has_int(s, "spec_id")},
@@ -69,22 +66,15 @@ async def fetch(client: Client, project_ids: Iterable[str], *, max_retries: int)
     return catalogs
 
 
-async def _read(client: Client, path: str, key: str, max_retries: int) -> list[dict[str, Any]]:
-    backoff = Backoff(rng=random.Random())
-    for attempt in range(1, max_retries + 2):
-        try:
-            answer = await client.request("GET", path, b"", query=QUERY)
-        except TransportError as exc:
-            status, code, message, retry_after = None, exc.code, str(exc), None
-        else:
-            if answer.ok and isinstance((answer.body or {}).get(key), list):
-                return [item for item in answer.body[key] if isinstance(item, dict)]  # type: ignore[index]
-            status, code, message, retry_after = answer.status, answer.error_code, answer.error_message, answer.retry_after
-        if not is_retryable(status, code) or attempt > max_retries:
-            raise UsageError(f"preflight: cannot read {path}?job_type=train: "
-                             f"{code or 'no ' + key} {message}".rstrip())
-        await anyio.sleep(backoff.delay(attempt, retry_after))
-    raise AssertionError("unreachable")
+async def _read(client: Client, sender: Sender, path: str, key: str) -> list[dict[str, Any]]:
+    answer = await sender.call(partial(client.request, "GET", path, b"", query=QUERY))
+    if answer is None:
+        raise UsageError(f"preflight: stopped before {path}?job_type=train could be read ({sender.stop_reason})")
+    items = (answer.body or {}).get(key)
+    if not answer.ok or not isinstance(items, list):
+        raise UsageError(f"preflight: cannot read {path}?job_type=train: "
+                         f"{answer.error_code or 'no ' + key} {answer.error_message}".rstrip())
+    return [item for item in items if isinstance(item, dict)]
 
 
 def _has_int(item: dict[str, Any], key: str) -> bool:

@@ -12,7 +12,6 @@ Redirects are never followed (credentials must not travel to another host).
 
 from __future__ import annotations
 
-import ipaddress
 import re
 import ssl
 from collections.abc import Sequence
@@ -26,6 +25,7 @@ from yarl import URL
 
 from . import errors
 from .auth import Auth, canonical_query
+from .endpoints import parse_endpoint
 from .errors import AttemptTimeout, ConnectionFailed, UsageError
 from .retry import parse_retry_after
 
@@ -53,24 +53,6 @@ def config_path(project_id: str, config_name: str) -> str:
     if not (_PLAIN.fullmatch(project_id) and _PLAIN.fullmatch(config_name)):
         project_id, config_name = quote(project_id, safe=""), quote(config_name, safe="")
     return f"/v1/{project_id}/training-job-configs/{config_name}"
-
-
-def parse_endpoint(endpoint: str) -> URL:
-    """An ``https://host[:port]`` endpoint (``http://`` too); a path, query or user part is refused."""
-    url = URL(endpoint.strip().rstrip("/"))
-    if url.scheme not in ("https", "http") or not url.host:
-        raise UsageError(f"endpoint {endpoint!r} is not an https:// URL")
-    if url.raw_path not in ("", "/") or url.query_string or url.fragment or url.user:
-        raise UsageError(f"endpoint {endpoint!r} must be scheme://host[:port] only")
-    return url.with_path("")
-
-
-def is_loopback(host: str) -> bool:
-    """127.0.0.0/8, ::1 or localhost: traffic that never leaves this machine."""
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return host.lower() == "localhost"
 
 
 class Client:

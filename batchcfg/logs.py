@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .report import Outcome
+    from .model import Outcome
 
 LOGGER = "batchcfg"
 log = logging.getLogger(LOGGER)

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ManifestError
-from .report import FORMULA_STARTS
+from .files import FORMULA_STARTS
 from .schema import COLUMNS, PARAM_PREFIX
 
 CSV_SUFFIXES = (".csv",)
@@ -33,7 +33,8 @@ MAX_WORKBOOK_BYTES = 2 * 2**30  # what a workbook may unpack to
 MAX_WORKBOOK_ENTRIES = 10_000
 MAX_PACKING_RATIO = 200  # real sheets pack 5-50 times; zip bombs a thousand and more
 IGNORED_PREFIX = "#"  # columns such as "#status" are notes for people, not fields
-FAILED_MARKER = "#status"  # the column batchcfg adds to a failed-row manifest
+FAILED_MARKER = "#status"  # the columns batchcfg adds to a failed-row manifest
+ERROR_MARKER = "#error"
 _DEFUSED = tuple("'" + start for start in FORMULA_STARTS)
 
 
@@ -239,7 +240,7 @@ def _text(value: Any) -> str:
 
 
 def _unquote(text: str) -> str:
-    """Undo :func:`batchcfg.report.spreadsheet_safe`: ``'=x`` -> ``=x``."""
+    """Undo :func:`batchcfg.files.spreadsheet_safe`: ``'=x`` -> ``=x``."""
     return text[1:] if text.startswith(_DEFUSED) else text
 
 

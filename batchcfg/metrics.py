@@ -1,19 +1,19 @@
 """The end of a run, for monitoring: a Prometheus textfile-collector file (``--metrics-file``).
 
-Written atomically (a temporary file, then a rename), so that node_exporter never reads half a
+Written atomically (a temporary file, ``fsync``, then a rename), so that node_exporter never reads half a
 file. ``batchcfg_last_success_timestamp_seconds`` is carried over from the previous file unless
 this run succeeded entirely, so an alert can fire when no sweep has succeeded for a day.
 """
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from pathlib import Path
 
-from .batch import Summary
 from .errors import EXIT_OK
+from .files import atomic_write
+from .model import Summary
 
 _LAST_SUCCESS = "batchcfg_last_success_timestamp_seconds"
 _LAST_SUCCESS_RE = re.compile(rf"^{_LAST_SUCCESS}\s+([0-9.eE+-]+)\s*$", re.MULTILINE)
@@ -48,12 +48,8 @@ def write_metrics(path: Path, command: str, summary: Summary, now: float | None 
     ]
     if last_success is not None:
         lines.append(f"{_LAST_SUCCESS} {last_success:.3f}")
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        temporary.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    with atomic_write(path, "w", encoding="utf-8") as handle:
+        handle.write("\n".join(lines) + "\n")
 
 
 def _previous_success(path: Path) -> float | None:

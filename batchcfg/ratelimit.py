@@ -1,24 +1,36 @@
-"""A rate limiter that never lets more than ``rate`` requests start in any one-second window.
+"""Request rates: a limiter that never lets more than ``rate`` requests start in any one-second
+window, the adaptive rate that follows throttling, and auto concurrency that follows the rate.
 
-Two rules work together. Pacing spaces starts evenly, so that there is never a burst, not even in
+Two rules work together in the limiter. Pacing spaces starts evenly, so that there is never a burst, not even in
 the first second. A log of the last ``rate`` start times is the hard guarantee: the next start
 waits until the oldest of them is a window old. Both run 2 % slow (a window of 1.02 s), so that
 jitter between here and the server does not push a window over as the server counts it.
 
+Throttling answers (429 and the throttle codes) halve the rate at once, at most once a second;
+successes raise it again by ``rate / 20`` per second, never above the rate asked for
+(:class:`AdaptiveRate`). ``--concurrency auto`` keeps rate x latency x 1.5 requests in flight
+(Little's law, with room for jitter), between 1 and 256 (:class:`AutoConcurrency`).
+
 >>> limiter = RateLimiter(10)          # no event loop needed until the first acquire()
->>> async def send_one():
-...     await limiter.acquire()        # returns when this request may start
+>>> adaptive = AdaptiveRate(limiter, SYSTEM_CLOCK)
+>>> adaptive.throttled(); limiter.rate
+5.0
+>>> AutoConcurrency(RateLimiter(10)).observe(0.3)  # 10/s at 300 ms a request: 4.5 + 1
+6
 """
 
 from __future__ import annotations
 
+import logging
 import math
-import time
 from collections import deque
-from collections.abc import Awaitable, Callable
 
 import anyio
 
+from .clock import SYSTEM_CLOCK, Clock
+from .settings import AUTO_MAX_CONCURRENCY
+
+log = logging.getLogger(__name__)
 PACING_SLACK = 1.02  # a margin for jitter on the way to the server; costs 2 % of throughput
 WINDOW_SECONDS = 1.0
 
@@ -26,19 +38,16 @@ WINDOW_SECONDS = 1.0
 class RateLimiter:
     """At most ``rate`` starts in any window of ``window`` seconds, evenly paced.
 
-    ``clock`` and ``sleep`` are injectable so that tests can move a fake clock instead of waiting.
-    ``rate`` may be fractional: 0.5 means one start every two seconds.
+    ``clock`` is injectable so that tests can move a fake clock instead of waiting. ``rate`` may
+    be fractional: 0.5 means one start every two seconds.
     """
 
-    def __init__(self, rate: float, *, window: float = WINDOW_SECONDS,
-                 clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], Awaitable[object]] = anyio.sleep) -> None:
+    def __init__(self, rate: float, *, window: float = WINDOW_SECONDS, clock: Clock = SYSTEM_CLOCK) -> None:
         self.window = window
         self._starts: deque[float] = deque()
         self.rate = rate
         self._next = -math.inf
         self._clock = clock
-        self._sleep = sleep
         self._lock: anyio.Lock | None = None  # made on first use, inside the event loop
         self.started = 0
 
@@ -61,7 +70,7 @@ class RateLimiter:
                 f"in_last_window={self._in_last_window()})")
 
     def _in_last_window(self) -> int:
-        now = self._clock()
+        now = self._clock.now()
         return sum(1 for start in self._starts if now - start < self.window)
 
     async def acquire(self) -> None:
@@ -70,16 +79,64 @@ class RateLimiter:
             self._lock = anyio.Lock()
         async with self._lock:
             while True:
-                now = self._clock()
+                now = self._clock.now()
                 wait = self._next - now
                 if len(self._starts) == self._starts.maxlen:
                     wait = max(wait, self._starts[0] + self.window * PACING_SLACK - now)
                 if wait <= 0:
                     break
-                await self._sleep(wait)
+                await self._clock.sleep(wait)
             self._starts.append(now)
             # The next slot follows this one's slot, not its (a little late) wake-up, so that
             # oversleeping does not lower the average; after idling, no credit is saved up.
             late = now - self._next
             self._next = (self._next if late < self._interval else now) + self._interval
             self.started += 1
+
+
+class AdaptiveRate:
+    """Follows the server's throttling: :meth:`throttled` halves the limiter's rate at once (at
+    most once a second, down to 1/s, or the rate asked for when that is lower); :meth:`succeeded`
+    raises it by ``rate / 20`` per second of successes, never above the rate asked for."""
+
+    def __init__(self, limiter: RateLimiter, clock: Clock = SYSTEM_CLOCK) -> None:
+        self.limiter = limiter
+        self.ceiling = limiter.rate
+        self.lowest = limiter.rate  # the lowest rate reached, for the summary
+        self._clock = clock
+        self._last_cut = -math.inf
+
+    def __repr__(self) -> str:
+        return f"AdaptiveRate(rate={self.limiter.rate:g}, ceiling={self.ceiling:g}, lowest={self.lowest:g})"
+
+    def throttled(self) -> None:
+        now = self._clock.now()
+        if now - self._last_cut >= 1.0:
+            self._last_cut = now
+            limiter = self.limiter
+            limiter.rate = max(min(1.0, self.ceiling), limiter.rate / 2)
+            self.lowest = min(self.lowest, limiter.rate)
+            log.info("throttled by the server: rate lowered to %.3g/s", limiter.rate)
+
+    def succeeded(self) -> None:
+        limiter = self.limiter
+        if limiter.rate < self.ceiling:
+            limiter.rate = min(self.ceiling, limiter.rate + self.ceiling / 20 / limiter.rate)
+
+
+class AutoConcurrency:
+    """``--concurrency auto``: the requests to keep in flight for the limiter's rate at the latency
+    seen (a moving average), x 1.5 for jitter, plus one; between 1 and 256."""
+
+    def __init__(self, limiter: RateLimiter) -> None:
+        self.limiter = limiter
+        self.latency: float | None = None
+
+    def __repr__(self) -> str:
+        return f"AutoConcurrency(rate={self.limiter.rate:g}, latency={self.latency})"
+
+    def observe(self, seconds: float) -> int:
+        """Take one request's latency into account; returns the slots wanted now."""
+        self.latency = seconds if self.latency is None else 0.8 * self.latency + 0.2 * seconds
+        wanted = math.ceil(self.limiter.rate * self.latency * 1.5) + 1
+        return max(1, min(AUTO_MAX_CONCURRENCY, wanted))

@@ -1,16 +1,19 @@
 """When to try a request again, and how long to wait first.
 
 Retried: no answer (timeouts, connection errors), HTTP 408, 429, 500, 502, 503, 504, and the
-throttling codes of API.md whatever their status. Nothing else: a 400 or 401 fails the same way
+throttling codes of docs/api.md whatever their status. Nothing else: a 400 or 401 fails the same way
 every time, and five bad signatures in a row lock the AK.
 
 Waits are exponential with full jitter (uniform in ``[0, min(cap, base * 2**n)]``), and never
-shorter than what the server's ``Retry-After`` asks.
+shorter than what the server's ``Retry-After`` asks. The waiting itself is the caller's, on its
+injected clock (:mod:`batchcfg.sender`), so that a stop can cut it short and tests need not wait.
 
->>> backoff = Backoff(base=0.5, cap=30.0)
->>> 0 <= backoff.delay(retry=3, retry_after=None) <= 4.0
+>>> policy = RetryPolicy(max_retries=5)
+>>> policy.retries(attempts=1, status=503, error_code="ModelArts.0010"), policy.retries(1, 400, "X")
+(True, False)
+>>> 0 <= policy.backoff.delay(retry=3, retry_after=None) <= 2.0
 True
->>> backoff.delay(retry=1, retry_after=10.0) >= 10.0
+>>> policy.backoff.delay(retry=1, retry_after=10.0) >= 10.0
 True
 """
 
@@ -21,6 +24,8 @@ import random
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
+
+from .settings import DEFAULT_MAX_RETRIES
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 THROTTLE_CODES = frozenset({"APIGW.0308", "APIG.0308", "ModelArts.2799", "ModelArts.4206",
@@ -49,6 +54,20 @@ class Backoff:
         """Seconds to wait before retry number ``retry`` (1 for the first retry)."""
         ceiling = min(self.cap, self.base * 2 ** (retry - 1))
         return max(self.rng.uniform(0, ceiling), retry_after or 0.0)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and after how long a failed attempt is tried again: at most ``max_retries``
+    more attempts, for what :func:`is_retryable` allows, after :class:`Backoff` delays."""
+
+    max_retries: int = DEFAULT_MAX_RETRIES
+    backoff: Backoff = field(default_factory=Backoff)
+
+    def retries(self, attempts: int, status: int | None, error_code: str | None) -> bool:
+        """Whether to try again after ``attempts`` attempts, the last of which ended this way
+        (``status`` None or 0: no HTTP answer)."""
+        return attempts <= self.max_retries and is_retryable(status or None, error_code)
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:

@@ -1,4 +1,9 @@
-"""Profiles: connection and sending settings from a config file, for cron lines that stay short.
+"""Every setting once: its default, how its text is read and bounded, its environment variable;
+and profiles, so that cron lines stay short.
+
+The command line takes its flag types from here (:data:`SETTINGS`, :data:`FLAGS`), and the
+environment and profiles are read with the same parsers: a value is refused the same way
+wherever it comes from. Kept free of heavy imports, so ``batchcfg --help`` stays instant.
 
 ``--config PATH`` (default ``./batchcfg.toml``, then ``~/.config/batchcfg/config.toml``) holds
 named profiles; ``--profile NAME`` (or ``BATCHCFG_PROFILE``) picks one, else ``default`` if
@@ -16,6 +21,13 @@ there is one::
 Each setting is taken from, in order: the command line, the environment (``BATCHCFG_RATE``, ...;
 the project id from ``HUAWEICLOUD_SDK_PROJECT_ID``), the profile, the default. Credentials are
 never read from this file: they stay where the Huawei SDK conventions put them.
+
+>>> SETTINGS["rate"].parse("2.5"), SETTINGS["concurrency"].parse("auto") == AUTO
+(2.5, True)
+>>> SETTINGS["timeout"].parse("0")
+Traceback (most recent call last):
+...
+ValueError: must be above 0
 """
 
 from __future__ import annotations
@@ -29,62 +41,101 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .defaults import AUTO, DEFAULT_CONCURRENCY, DEFAULT_MAX_RETRIES, DEFAULT_RATE, DEFAULT_TIMEOUT
 from .errors import UsageError
 
+DEFAULT_RATE = 10.0          # request starts per second; 0 = no limit
+AUTO = 0                     # --concurrency auto: enough in flight to sustain --rate
+DEFAULT_CONCURRENCY = AUTO   # requests in flight (docs/contract.md's 8 is what auto starts from)
+AUTO_START_CONCURRENCY = 8
+AUTO_MAX_CONCURRENCY = 256
+AUTO_UNLIMITED_CONCURRENCY = 32  # auto with --rate 0: no rate to follow
+DEFAULT_MAX_RETRIES = 5      # so at most 6 attempts
+DEFAULT_TIMEOUT = 30.0       # seconds per attempt
+DEFAULT_MAX_ROWS = 1_000_000
+DEFAULT_PROGRESS_INTERVAL = 30.0  # seconds between progress lines without a terminal
+SANDBOX_HOST = "127.0.0.1"
+SANDBOX_PORT = 8765
 CONFIG_FILES = (Path("batchcfg.toml"), Path("~/.config/batchcfg/config.toml"))
 ENV_PROFILE = "BATCHCFG_PROFILE"
 
 
-def _positive_number(value: Any) -> float:
-    try:
-        number = float(value) if not isinstance(value, bool) else math.nan
-    except (TypeError, ValueError):
-        number = math.nan
-    if not math.isfinite(number):
-        raise ValueError("must be a number")
-    if number < 0:
-        raise ValueError("must be 0 or more")
-    return number
+@dataclass(frozen=True)
+class Number:
+    """A number at least ``minimum`` (above it, when ``above``); whole when ``integer``."""
+
+    minimum: float
+    integer: bool = False
+    above: bool = False
+
+    def __call__(self, value: Any) -> Any:
+        text = str(value).strip()
+        if isinstance(value, bool):
+            raise ValueError("must be a number")
+        if self.integer:
+            if not re.fullmatch(r"[+-]?[0-9]+", text):
+                raise ValueError("must be a whole number")
+            number: float = int(text)
+        else:
+            try:
+                number = float(text)
+            except ValueError:
+                raise ValueError("must be a number") from None
+            if not math.isfinite(number):
+                raise ValueError("must be a number")
+        if number < self.minimum or (self.above and number == self.minimum):
+            raise ValueError(f"must be {'above' if self.above else 'at least'} {self.minimum:g}")
+        return number
 
 
-def _count(value: Any) -> int:
-    if isinstance(value, bool) or not re.fullmatch(r"[0-9]+", str(value).strip()):
-        raise ValueError("must be a whole number")
-    return int(str(value).strip())
-
-
-def _concurrency(value: Any) -> int:
+def concurrency(value: Any) -> int:
+    """``auto`` or a whole number of requests in flight (at least 1)."""
     if str(value).strip().lower() == "auto":
         return AUTO
-    number = _count(value)
-    if number < 1:
-        raise ValueError('must be "auto" or at least 1')
-    return number
+    try:
+        return int(Number(1, integer=True)(value))
+    except ValueError:
+        raise ValueError('must be "auto" or a whole number of at least 1') from None
 
 
-def _text(value: Any) -> str:
+def text(value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValueError("must be a non-empty string")
     return value.strip()
 
 
+def directory(value: Any) -> Path:
+    return Path(text(value)).expanduser()
+
+
 @dataclass(frozen=True)
 class Setting:
+    """A setting a profile or the environment may give: its parser, variable and default."""
+
     parse: Callable[[Any], Any]
     env: str
     default: Any
 
 
 SETTINGS: dict[str, Setting] = {
-    "endpoint": Setting(_text, "BATCHCFG_ENDPOINT", None),
-    "region": Setting(_text, "BATCHCFG_REGION", None),
-    "project_id": Setting(_text, "HUAWEICLOUD_SDK_PROJECT_ID", None),
-    "rate": Setting(_positive_number, "BATCHCFG_RATE", DEFAULT_RATE),
-    "concurrency": Setting(_concurrency, "BATCHCFG_CONCURRENCY", DEFAULT_CONCURRENCY),
-    "max_retries": Setting(_count, "BATCHCFG_MAX_RETRIES", DEFAULT_MAX_RETRIES),
-    "timeout": Setting(_positive_number, "BATCHCFG_TIMEOUT", DEFAULT_TIMEOUT),
-    "report_dir": Setting(lambda v: Path(_text(v)).expanduser(), "BATCHCFG_REPORT_DIR", None),
+    "endpoint": Setting(text, "BATCHCFG_ENDPOINT", None),
+    "region": Setting(text, "BATCHCFG_REGION", None),
+    "project_id": Setting(text, "HUAWEICLOUD_SDK_PROJECT_ID", None),
+    "rate": Setting(Number(0), "BATCHCFG_RATE", DEFAULT_RATE),
+    "concurrency": Setting(concurrency, "BATCHCFG_CONCURRENCY", DEFAULT_CONCURRENCY),
+    "max_retries": Setting(Number(0, integer=True), "BATCHCFG_MAX_RETRIES", DEFAULT_MAX_RETRIES),
+    "timeout": Setting(Number(0, above=True), "BATCHCFG_TIMEOUT", DEFAULT_TIMEOUT),
+    "report_dir": Setting(directory, "BATCHCFG_REPORT_DIR", None),
+}
+
+# The numbers only the command line gives.
+FLAGS: dict[str, Callable[[Any], Any]] = {
+    "max_rows": Number(1, integer=True),
+    "max_failures": Number(1, integer=True),
+    "progress_interval": Number(0),
+    "port": Number(0, integer=True),
+    "fail_rate": Number(0),
+    "throttle_rps": Number(0),
+    "latency_ms": Number(0),
 }
 
 

@@ -1,13 +1,21 @@
-"""Shared fixtures: a scripted loopback server for the runner, the sandbox, manifests on disk."""
+"""Shared fixtures: a scripted loopback server, the sandbox in process and in its own process,
+a fake clock, manifests on disk."""
 
 from __future__ import annotations
 
 import asyncio
 import csv
+import heapq
+import itertools
 import json
 import os
-import time
-from collections.abc import AsyncIterator, Callable
+import random
+import signal
+import subprocess
+import sys
+import urllib.request
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +24,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from batchcfg.clock import SYSTEM_CLOCK, Clock
 from batchcfg.sandbox import RunningSandbox, SandboxConfig, serve
 
 PROJECT = SandboxConfig.project_id
@@ -46,13 +55,10 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 def cli(*argv: Any) -> int:
-    """The command line as a user meets it: a usage error's SystemExit becomes its exit code."""
+    """The command line as a user meets it; returns the exit code."""
     from batchcfg.cli import main
 
-    try:
-        return main([str(a) for a in argv])
-    except SystemExit as exc:
-        return int(exc.code or 0)
+    return main([str(a) for a in argv])
 
 
 def write_csv(path: Path, header: list[str], rows: list[list[str]]) -> Path:
@@ -67,6 +73,78 @@ def valid_manifest(path: Path, names: list[str]) -> Path:
     """A manifest of valid rows, one per config name."""
     header = ["config_name", *VALID_CELLS]
     return write_csv(path, header, [[name, *VALID_CELLS.values()] for name in names])
+
+
+class FakeClock:
+    """Virtual time for tests (a :class:`batchcfg.clock.Clock`): ``sleep`` returns once virtual
+    time reaches its wake-up, and inside :meth:`running` virtual time jumps to the next wake-up as
+    soon as every task is waiting (the event loop has nothing ready to run). A test of a rate, a
+    backoff or a ``Retry-After`` then takes as long as its work, not its waits. ``jitter`` adds up
+    to that much to every wake-up, as a busy machine would."""
+
+    def __init__(self, start: float = 1000.0, jitter: float = 0.0, seed: int = 1) -> None:
+        self.time = start
+        self.jitter = jitter
+        self._rng = random.Random(seed)
+        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._order = itertools.count()
+        self.jumps = 0
+
+    def __repr__(self) -> str:
+        return f"FakeClock(time={self.time:.3f}, sleepers={len(self._sleepers)}, jumps={self.jumps})"
+
+    def now(self) -> float:
+        return self.time
+
+    def advance(self, seconds: float) -> None:
+        self.time += seconds
+
+    async def sleep(self, seconds: float) -> None:
+        if seconds <= 0:
+            await asyncio.sleep(0)
+            return
+        wake = self.time + seconds + self._rng.uniform(0, self.jitter)
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._sleepers, (wake, next(self._order), future))
+        await future  # a cancelled sleep cancels its future, which the mover then skips
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[FakeClock]:
+        """Move time while the block runs."""
+        mover = asyncio.create_task(self._move())
+        try:
+            yield self
+        finally:
+            mover.cancel()
+            with suppress(asyncio.CancelledError):
+                await mover
+
+    async def _move(self) -> None:
+        loop = asyncio.get_running_loop()
+        quiet = 0
+        while True:
+            await asyncio.sleep(0)
+            quiet = quiet + 1 if not loop._ready else 0  # type: ignore[attr-defined]
+            if quiet < 3:  # a few idle turns: I/O that was under way has been picked up
+                continue
+            while self._sleepers and self._sleepers[0][2].done():
+                heapq.heappop(self._sleepers)
+            if not self._sleepers:
+                await asyncio.sleep(0.0005)  # real time: nothing to wake; wait for real work
+                continue
+            wake, _, future = heapq.heappop(self._sleepers)
+            self.time = max(self.time, wake)
+            future.set_result(None)
+            self.jumps += 1
+            quiet = 0
+
+
+@pytest.fixture
+async def fake_clock() -> AsyncIterator[FakeClock]:
+    """A :class:`FakeClock` that moves for the length of the test."""
+    clock = FakeClock()
+    async with clock.running():
+        yield clock
 
 
 @dataclass
@@ -86,7 +164,8 @@ class ScriptedServer:
 
     A step is ``(status, json_body)``, ``(status, json_body, headers)``, ``"reset"`` (drop the
     connection), ``("sleep", seconds)`` (answer 200 after a delay) or ``("raw", status, text)``.
-    Names without a script get ``200 {"is_success": true}``; ``latency`` delays every answer.
+    Names without a script get ``200 {"is_success": true}``; ``latency`` delays every answer, on
+    ``clock`` (a ``sleep`` step waits in real time: it is for timeouts, which aiohttp measures).
     """
 
     scripts: dict[str, list[Any]] = field(default_factory=dict)
@@ -95,19 +174,20 @@ class ScriptedServer:
     in_flight: int = 0
     max_in_flight: int = 0
     url: str = ""
+    clock: Clock = SYSTEM_CLOCK
 
     def attempts(self, name: str) -> list[Seen]:
         return [s for s in self.seen if s.name == name]
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
-        self.seen.append(Seen(time.monotonic(), request.method, name, await request.read(),
+        self.seen.append(Seen(self.clock.now(), request.method, name, await request.read(),
                               dict(request.headers)))
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
             if self.latency:
-                await asyncio.sleep(self.latency)
+                await self.clock.sleep(self.latency)
             script = self.scripts.get(name) or []
             step = script.pop(0) if script else (200, {"is_success": True})
             headers = {"X-Request-Id": f"req-{len(self.seen)}"}
@@ -165,3 +245,40 @@ def read_report(path: Path) -> list[dict[str, Any]]:
         return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
     with path.open(encoding="utf-8", newline="") as handle:
         return list(csv.DictReader(handle))
+
+
+SANDBOX_ENV = {"PATH": os.environ.get("PATH", ""), "HOME": "/nonexistent", "PYTHONPATH": os.getcwd(),
+               "HUAWEICLOUD_SDK_AK": SandboxConfig.ak, "HUAWEICLOUD_SDK_SK": SandboxConfig.sk,
+               "HUAWEICLOUD_SDK_PROJECT_ID": PROJECT}
+
+
+class SandboxProcess:
+    """``batchcfg sandbox`` in its own process: it outlives the runs the tests kill."""
+
+    def __init__(self, *flags: str) -> None:
+        self.process = subprocess.Popen([sys.executable, "-m", "batchcfg", "sandbox", "--port", "0", *flags],
+                                        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                                        env=SANDBOX_ENV)
+        assert self.process.stdout is not None
+        self.endpoint = self.process.stdout.readline().split()[2]
+
+    def get(self, path: str) -> Any:
+        with urllib.request.urlopen(self.endpoint + path, timeout=10) as response:
+            return json.loads(response.read())
+
+    def close(self) -> None:
+        self.process.send_signal(signal.SIGINT)
+        self.process.wait(timeout=10)
+        if self.process.stdout:
+            self.process.stdout.close()
+
+
+KILL_TEST_NAMES = [f"cfg-{i:04d}" for i in range(3000)]  # more than 22 killed runs can send
+
+
+@pytest.fixture
+def sandbox_process(tmp_path: Path) -> Iterator[SandboxProcess]:
+    """``batchcfg sandbox`` holding the configs of :data:`KILL_TEST_NAMES`."""
+    sandbox = SandboxProcess("--seed", str(seed_file(tmp_path / "seed.jsonl", KILL_TEST_NAMES)))
+    yield sandbox
+    sandbox.close()

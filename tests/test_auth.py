@@ -2,9 +2,9 @@
 
 Sections:
 1. agreement with Huawei's own signer (``huaweicloudsdkcore``) on 500 generated requests;
-2. API.md's published test vector;
+2. docs/api.md's published test vector;
 3. ``canonical_uri`` / ``canonical_query``, and the ``X-Sdk-Date`` header;
-4. credential and project id discovery (CONTRACT.md's order);
+4. credential and project id discovery (docs/contract.md's order);
 5. secrets never show in ``repr`` or error messages.
 """
 
@@ -193,7 +193,7 @@ def test_security_token_is_signed() -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# 2. The published test vector (API.md)
+# 2. The published test vector (docs/api.md)
 # --------------------------------------------------------------------------------------------
 
 VECTOR_HOST = "service.region.example.com"

@@ -70,7 +70,7 @@ def test_the_sandbox_holds_what_was_sent(tmp_path: Path) -> None:
     async def scenario() -> dict[str, object]:
         async with serve(SandboxConfig()) as sandbox:
             seed(sandbox, ["a"])
-            options = Options(endpoint=sandbox.endpoint, project_id=PROJECT, report=tmp_path / "r.csv",
+            options = Options.of(endpoint=sandbox.endpoint, project_id=PROJECT, report=tmp_path / "r.csv",
                               env={"HUAWEICLOUD_SDK_AK": SandboxConfig.ak, "HUAWEICLOUD_SDK_SK": SandboxConfig.sk})
             summary = await apply(manifest, options)
             assert summary.exit_code == 0
@@ -117,8 +117,8 @@ def test_validate_and_dry_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     manifest = valid_manifest(tmp_path / "m.csv", ["a", "b"])
     assert run_cli("validate", manifest, "--report", tmp_path / "v.csv") == 0
     assert [r["status"] for r in read_report(tmp_path / "v.csv")] == ["valid", "valid"]
-    with pytest.raises(SystemExit):  # a dry run checks the credentials too: all but sending
-        run_cli("apply", manifest, "--dry-run", "--region", "cn-north-4", "--project-id", PROJECT)
+    # a dry run checks the credentials too: all but sending
+    assert run_cli("apply", manifest, "--dry-run", "--region", "cn-north-4", "--project-id", PROJECT) == 2
     monkeypatch.setenv("BATCHCFG_IAM_TOKEN", "t")
     assert run_cli("apply", manifest, "--dry-run", "--region", "cn-north-4", "--project-id", PROJECT,
                    "--report", tmp_path / "d.csv") == 0
@@ -223,9 +223,7 @@ def test_bad_input_is_one_line_and_exit_2(case: str, tmp_path: Path, capsys: pyt
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     argv, expected = _bad_files(tmp_path)[case]
-    with pytest.raises(SystemExit) as stopped:
-        run_cli(*argv)
-    assert stopped.value.code == 2
+    assert run_cli(*argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("batchcfg: error: "), err
     assert expected in err
@@ -234,8 +232,7 @@ def test_bad_input_is_one_line_and_exit_2(case: str, tmp_path: Path, capsys: pyt
 
 def test_unknown_column_names_the_nearest_known_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     manifest = write_csv(tmp_path / "m.csv", ["config_name", "spec_idd"], [["a", "1"]])
-    with pytest.raises(SystemExit):
-        run_cli("validate", manifest)
+    assert run_cli("validate", manifest) == 2
     assert "did you mean 'spec_id'" in capsys.readouterr().err
 
 
@@ -265,9 +262,9 @@ def test_sandbox_command_prints_how_to_use_it(tmp_path: Path) -> None:
 
 def test_summary_counts_json_serialisable(tmp_path: Path) -> None:
     from batchcfg import validate
-    from batchcfg.batch import Options
+    from batchcfg.options import Options
 
-    summary = validate(valid_manifest(tmp_path / "m.csv", ["a"]), Options(report=tmp_path / "r.csv"))
+    summary = validate(valid_manifest(tmp_path / "m.csv", ["a"]), Options.of(report=tmp_path / "r.csv"))
     assert json.loads(json.dumps(summary.counts)) == {"valid": 1}
 
 
@@ -313,3 +310,12 @@ def test_a_backup_or_journal_that_cannot_be_opened_stops_before_sending(
     journal.mkdir()  # resumed from, so it is continued; but it is no file
     assert cli("apply", manifest, "--sandbox", "--resume", journal, "--report", tmp_path / "r2.csv") == 2
     assert capsys.readouterr().err.splitlines()[-1].startswith("batchcfg: error: ")
+
+
+@pytest.mark.parametrize("argv, code", [(["--help"], 0), (["--version"], 0), (["apply", "--help"], 0), ([], 2),
+                                        (["nonsense"], 2), (["apply"], 2), (["apply", "m.csv", "--rate", "x"], 2)])
+def test_main_returns_the_exit_code_and_never_raises(argv: list[str], code: int,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == code
+    if code:
+        assert capsys.readouterr().err.startswith("batchcfg: error: ")

@@ -16,13 +16,12 @@ import anyio
 import pytest
 
 from batchcfg import Options, apply
-from batchcfg.batch import validate
+from batchcfg.commands import validate
 from batchcfg.errors import UsageError
 from batchcfg.sandbox import SandboxConfig, serve
 from batchcfg.settings import resolve
 
-from .conftest import PROJECT, cli, read_report, seed, seed_file, valid_manifest, write_csv
-from .test_recovery import SandboxProcess
+from .conftest import PROJECT, SandboxProcess, cli, read_report, seed, seed_file, valid_manifest, write_csv
 
 CRON_ENV = {"PATH": "/usr/bin:/bin", "HOME": "/nonexistent", "PYTHONPATH": os.getcwd(),
             "HUAWEICLOUD_SDK_AK": SandboxConfig.ak, "HUAWEICLOUD_SDK_SK": SandboxConfig.sk,
@@ -41,8 +40,8 @@ def test_a_cron_run_logs_json_lines_and_progress_without_a_bar(tmp_path: Path) -
     try:
         result = subprocess.run(
             ["env", "-i", *(f"{k}={v}" for k, v in CRON_ENV.items()), sys.executable, "-m", "batchcfg",
-             "apply", str(manifest), "--endpoint", sandbox.endpoint, "--rate", "12", "--log-format", "json",
-             "--progress-interval", "1", "--report", str(tmp_path / "r.csv")],
+             "apply", str(manifest), "--endpoint", sandbox.endpoint, "--rate", "40", "--log-format", "json",
+             "--progress-interval", "0.3", "--report", str(tmp_path / "r.csv")],
             capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120)
     finally:
         sandbox.close()
@@ -124,6 +123,7 @@ def test_profile_precedence_flags_then_environment_then_profile_then_defaults(tm
     ('[profiles.prod]\nrate = \n', "Invalid value (at line 2, column 8)"),
     ('[prod]\nrate = 1\n', "line 1: unknown key 'prod'"),
     ('[profiles.prod]\nsk = "secret"\n', "line 2: unknown key 'sk'"),
+    ('[profiles.prod]\ntimeout = 0\n', "line 2: timeout must be above 0"),
 ])
 def test_a_bad_config_file_is_one_line_naming_file_line_and_key(tmp_path: Path, content: str, message: str,
                                                                  capsys: pytest.CaptureFixture[str]) -> None:
@@ -200,11 +200,11 @@ def test_preflight_catches_spec_workers_and_engine_without_any_put(tmp_path: Pat
     async def scenario() -> tuple[Any, Any, list[str], Any]:
         async with serve(SandboxConfig()) as sandbox:
             seed(sandbox, [row[0] for row in PREFLIGHT_ROWS])
-            online = Options(endpoint=sandbox.endpoint, project_id=PROJECT, env=env, online=True,
+            online = Options.of(endpoint=sandbox.endpoint, project_id=PROJECT, env=env, online=True,
                              report=tmp_path / "v.csv")
             checked = await anyio.to_thread.run_sync(validate, manifest, online)
             puts_after_validate = len(sandbox.state.puts)
-            await apply(manifest, Options(endpoint=sandbox.endpoint, project_id=PROJECT, env=env,
+            await apply(manifest, Options.of(endpoint=sandbox.endpoint, project_id=PROJECT, env=env,
                                                     preflight=True, rate=0, report=tmp_path / "a.csv"))
             return checked, puts_after_validate, [name for _, _, name in sandbox.state.puts], sandbox.state.methods
 
@@ -224,7 +224,31 @@ def test_preflight_catches_spec_workers_and_engine_without_any_put(tmp_path: Pat
 
 def test_an_unreadable_catalog_stops_before_sending(tmp_path: Path) -> None:
     manifest = valid_manifest(tmp_path / "m.csv", ["a"])
-    options = Options(endpoint="http://127.0.0.1:9", project_id=PROJECT, online=True, max_retries=0,
+    options = Options.of(endpoint="http://127.0.0.1:9", project_id=PROJECT, online=True, max_retries=0,
                       env={"BATCHCFG_IAM_TOKEN": "t"}, report=tmp_path / "r.csv")
     with pytest.raises(UsageError, match="preflight: cannot read"):
         validate(manifest, options)
+
+
+@pytest.mark.parametrize("where", ["flag", "environment", "profile"])
+def test_a_zero_timeout_is_refused_wherever_it_comes_from(where: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """aiohttp reads a 0 timeout as no timeout at all: every source refuses it alike."""
+    manifest = valid_manifest(tmp_path / "m.csv", ["a"])
+    config = tmp_path / "c.toml"
+    config.write_text("[profiles.default]\ntimeout = 0\n" if where == "profile" else "")
+    if where == "environment":
+        monkeypatch.setenv("BATCHCFG_TIMEOUT", "0")
+    flags = ["--timeout", "0"] if where == "flag" else []
+    assert cli("apply", manifest, "--sandbox", "--config", config, *flags) == 2
+    assert "must be above 0" in capsys.readouterr().err
+
+
+def test_the_region_table_matches_the_sdks() -> None:
+    """Every region of Huawei's own ModelArts SDK, with the same endpoint, and no other."""
+    from huaweicloudsdkmodelarts.v1.region.modelarts_region import ModelArtsRegion
+
+    from batchcfg.endpoints import REGIONS, region_endpoint
+
+    sdk = {region_id: region.endpoints[0] for region_id, region in ModelArtsRegion.static_fields.items()}
+    assert {region: region_endpoint(region) for region in REGIONS} == sdk

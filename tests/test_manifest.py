@@ -1,4 +1,4 @@
-"""Reading manifests (CONTRACT.md "The manifest"): CSV and Excel files -> rows of text cells.
+"""Reading manifests (docs/contract.md "The manifest"): CSV and Excel files -> rows of text cells.
 
 Every file is generated in ``tmp_path``. A malformed manifest must be a :class:`ManifestError`
 (one line for ``batchcfg: error: ...``), whether it shows when the file is opened or while its
@@ -15,7 +15,7 @@ import pytest
 
 from batchcfg.errors import ManifestError
 from batchcfg.manifest import Manifest, Row, open_manifest
-from batchcfg.schema import check_row
+from batchcfg.cells import check_row
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "samples"

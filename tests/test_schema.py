@@ -1,4 +1,4 @@
-"""Validation rules of a manifest row (CONTRACT.md "Validation", API.md "The Modify body").
+"""Validation rules of a manifest row (docs/contract.md "Validation", docs/api.md "The Modify body").
 
 Each rule is checked with valid and invalid cells; an invalid case asserts the problem's code
 *and* the column it names. Where the documents leave the exact column open (e.g. which of two
@@ -14,7 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from batchcfg import errors
-from batchcfg.schema import COLUMNS, MAX_CELL_CHARS, CheckedRow, Problem, check_body, check_row
+from batchcfg.cells import CheckedRow, check_row
+from batchcfg.schema import COLUMNS, MAX_CELL_CHARS, Problem, check_body
 
 PROJECT = "0123456789abcdef0123456789abcdef"
 

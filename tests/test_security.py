@@ -20,9 +20,9 @@ from aiohttp.test_utils import TestServer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from batchcfg.batch import endpoint_for
+from batchcfg.endpoints import endpoint_for
 from batchcfg.errors import UsageError
-from batchcfg.report import spreadsheet_safe
+from batchcfg.files import spreadsheet_safe
 from batchcfg.sandbox import SandboxConfig, serve
 
 from .conftest import PROJECT, VALID_CELLS, ScriptedServer, cli, read_report, seed, valid_manifest, write_csv
@@ -107,7 +107,7 @@ def test_hostile_names_are_invalid_and_never_sent(tmp_path: Path) -> None:
             env = {"HUAWEICLOUD_SDK_AK": SandboxConfig.ak, "HUAWEICLOUD_SDK_SK": SandboxConfig.sk}
             from batchcfg import Options, apply
 
-            await apply(manifest, Options(endpoint=sandbox.endpoint, project_id=PROJECT, env=env,
+            await apply(manifest, Options.of(endpoint=sandbox.endpoint, project_id=PROJECT, env=env,
                                           report=tmp_path / "r.jsonl"))
             return [name for _, _, name in sandbox.state.puts]
 

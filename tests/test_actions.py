@@ -1,4 +1,5 @@
-"""Plan, backups and rollback, end to end on the sandbox; the read-config mapping and the diff."""
+"""The row actions (plan, modify with backups, rollback), end to end on the sandbox; the
+read-config mapping and the diff."""
 
 from __future__ import annotations
 
@@ -14,14 +15,16 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from batchcfg import Options, apply
-from batchcfg.batch import plan, rollback
+from batchcfg.commands import plan, rollback
 from batchcfg.cli import main
 from batchcfg.auth import TokenAuth
 from batchcfg.client import Client
-from batchcfg.migrate import Backup, Modify, read_backup
-from batchcfg.runner import Runner
+from batchcfg.actions import Modify
+from batchcfg.backup import Backup, read_backup
+from batchcfg.merge import changes, writable_body
 from batchcfg.sandbox import RunningSandbox, SandboxConfig, earlier_state, serve
-from batchcfg.schema import changes, check_row, writable_body
+from batchcfg.cells import check_row
+from batchcfg.sender import Sender
 
 from .conftest import PROJECT, EARLIER_BODY, ScriptedServer, read_report, valid_manifest
 
@@ -42,7 +45,7 @@ def sample_bodies() -> dict[str, dict[str, Any]]:
 
 
 def options(sandbox: RunningSandbox, report: Path, **extra: Any) -> Options:
-    return Options(endpoint=sandbox.endpoint, project_id=PROJECT, env=ENV, rate=0, report=report, **extra)
+    return Options.of(endpoint=sandbox.endpoint, project_id=PROJECT, env=ENV, rate=0, report=report, **extra)
 
 
 def puts(sandbox: RunningSandbox) -> int:
@@ -182,7 +185,7 @@ async def test_every_put_finds_its_backup_on_disk_and_backups_share_fsyncs(
     not_yet_on_disk: list[str] = []
     syncs: list[int] = []
     real_fsync = os.fsync
-    monkeypatch.setattr("batchcfg.migrate.os.fsync", lambda fd: (syncs.append(fd), real_fsync(fd)))
+    monkeypatch.setattr("batchcfg.backup.os.fsync", lambda fd: (syncs.append(fd), real_fsync(fd)))
 
     async def handle(request: web.Request) -> web.Response:
         name = request.match_info["name"]
@@ -196,7 +199,7 @@ async def test_every_put_finds_its_backup_on_disk_and_backups_share_fsyncs(
     app.router.add_route("*", "/v1/{project}/training-job-configs/{name}", handle)
     async with TestServer(app, host="127.0.0.1") as server:
         summary = await apply(valid_manifest(tmp_path / "m.csv", names),
-                              Options(endpoint=str(server.make_url("")), project_id=PROJECT,
+                              Options.of(endpoint=str(server.make_url("")), project_id=PROJECT,
                                       env={"BATCHCFG_IAM_TOKEN": "t"}, rate=0, concurrency=32,
                                       report=tmp_path / "r.csv", backup=backup))
     assert summary.counts == {"succeeded": len(names)}
@@ -208,7 +211,7 @@ async def test_every_put_finds_its_backup_on_disk_and_backups_share_fsyncs(
 async def test_a_backup_that_cannot_be_written_changes_nothing_and_stops_the_run(
         tmp_path: Path, scripted: ScriptedServer) -> None:
     """The disk is full (the backup's file is /dev/full): no row is changed, each row ends once."""
-    from .test_runner import jobs
+    from .test_sender import jobs
 
     outcomes: list[Any] = []
     names = [f"cfg-{i:02d}" for i in range(40)]
@@ -216,9 +219,8 @@ async def test_a_backup_that_cannot_be_written_changes_nothing_and_stops_the_run
         backup._handle.close()
         backup._handle = open("/dev/full", "ab", buffering=0)  # fault injection: writes fail, ENOSPC
         async with Client(scripted.url, TokenAuth("t"), timeout=5) as client:
-            runner = Runner(client, rate=0, concurrency=8, on_outcome=outcomes.append,
-                            action=Modify(backup, skip_unchanged=False))
-            await runner.run(jobs(*names))
+            runner = Sender(rate=0, concurrency=8)
+            await runner.run(jobs(*names), Modify(client, backup, skip_unchanged=False), outcomes.append)
     assert sorted(o.config_name for o in outcomes) == names, "each row ends exactly once"
     assert not [s for s in scripted.seen if s.method == "PUT"], "nothing changed without its backup"
     failed = [o for o in outcomes if o.status == "failed"]

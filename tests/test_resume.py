@@ -11,9 +11,7 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,44 +20,11 @@ import pytest
 
 from batchcfg import Options, apply, validate
 from batchcfg.cli import main
-from batchcfg.report import read_records
-from batchcfg.sandbox import SandboxConfig, serve
+from batchcfg.files import read_records
+from batchcfg.sandbox import SandboxConfig, max_starts_in_window, serve
 
-from .conftest import PROJECT, VALID_CELLS, cli, read_report, seed, seed_file, valid_manifest, write_csv
-
-SANDBOX_ENV = {"PATH": os.environ.get("PATH", ""), "HOME": "/nonexistent", "PYTHONPATH": os.getcwd(),
-               "HUAWEICLOUD_SDK_AK": SandboxConfig.ak, "HUAWEICLOUD_SDK_SK": SandboxConfig.sk,
-               "HUAWEICLOUD_SDK_PROJECT_ID": PROJECT}
-
-
-class SandboxProcess:
-    """``batchcfg sandbox`` in its own process: it outlives the runs the tests kill."""
-
-    def __init__(self, *flags: str) -> None:
-        self.process = subprocess.Popen([sys.executable, "-m", "batchcfg", "sandbox", "--port", "0", *flags],
-                                        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                                        env=SANDBOX_ENV)
-        assert self.process.stdout is not None
-        self.endpoint = self.process.stdout.readline().split()[2]
-
-    def get(self, path: str) -> Any:
-        with urllib.request.urlopen(self.endpoint + path, timeout=10) as response:
-            return json.loads(response.read())
-
-    def close(self) -> None:
-        self.process.send_signal(signal.SIGINT)
-        self.process.wait(timeout=10)
-        if self.process.stdout:
-            self.process.stdout.close()
-
-
-@pytest.fixture
-def sandbox_process(tmp_path: Path) -> Iterator[SandboxProcess]:
-    """``batchcfg sandbox`` holding cfg-000 ... cfg-499."""
-    sandbox = SandboxProcess("--seed", str(seed_file(tmp_path / "seed.jsonl", [f"cfg-{i:03d}" for i in range(500)])))
-    yield sandbox
-    sandbox.close()
-
+from .conftest import (KILL_TEST_NAMES, PROJECT, SANDBOX_ENV, VALID_CELLS, FakeClock, SandboxProcess, cli, read_report, seed, seed_file,
+                       valid_manifest, write_csv)
 
 def apply_process(manifest: Path, endpoint: str, report: Path, *flags: str) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, "-m", "batchcfg", "apply", str(manifest), "--endpoint", endpoint,
@@ -73,7 +38,7 @@ def expected_bodies(names: list[str]) -> dict[str, dict[str, Any]]:
 
 
 def test_kill_9_at_random_moments_then_resume(tmp_path: Path, sandbox_process: SandboxProcess) -> None:
-    names = [f"cfg-{i:03d}" for i in range(500)]
+    names = KILL_TEST_NAMES
     manifest = valid_manifest(tmp_path / "m.csv", names)
     rng = random.Random(20261126)
     resume_from: Path | None = None
@@ -81,11 +46,13 @@ def test_kill_9_at_random_moments_then_resume(tmp_path: Path, sandbox_process: S
     succeeded_by_run: list[tuple[float, set[str]]] = []  # (kill time, rows that run recorded succeeded)
     for attempt in range(60):
         report = tmp_path / f"run-{attempt:02d}.csv"
-        flags = ["--rate", "25", "--resume", str(resume_from)] if resume_from else ["--rate", "25"]
-        process = apply_process(manifest, sandbox_process.endpoint, report, *flags)
         final = kills >= 22
+        # Killed runs send at 200 requests/s (a GET and a PUT a row), so that a kill lands in
+        # the middle of sending; the last run, which is not killed, sends the rest at full speed.
+        flags = ["--rate", "0" if final else "200", *(["--resume", str(resume_from)] if resume_from else [])]
+        process = apply_process(manifest, sandbox_process.endpoint, report, *flags)
         try:
-            process.wait(timeout=60 if final else rng.uniform(0.4, 1.6))
+            process.wait(timeout=60 if final else rng.uniform(0.4, 1.2))
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
@@ -176,14 +143,18 @@ def test_a_wrong_sk_costs_one_request(tmp_path: Path, monkeypatch: pytest.Monkey
 
 
 def test_a_429_storm_adapts_the_rate_and_loses_nothing(tmp_path: Path) -> None:
+    """On a fake clock that the sandbox and the sender share: throttling windows, Retry-After
+    waits and the rate's halving and recovery are virtual, and take no real time."""
     names = [f"c{i}" for i in range(50)]
     manifest = valid_manifest(tmp_path / "m.csv", names)
 
     async def scenario() -> Any:
-        async with serve(SandboxConfig(throttle_rps=10)) as sandbox:
+        clock = FakeClock()
+        async with clock.running(), serve(SandboxConfig(throttle_rps=10), clock=clock) as sandbox:
             seed(sandbox, names)
-            options = Options(endpoint=sandbox.endpoint, project_id=PROJECT, rate=80, report=tmp_path / "r.csv",
-                              env={"HUAWEICLOUD_SDK_AK": SandboxConfig.ak, "HUAWEICLOUD_SDK_SK": SandboxConfig.sk})
+            options = Options.of(endpoint=sandbox.endpoint, project_id=PROJECT, rate=80, report=tmp_path / "r.csv",
+                                 clock=clock, env={"HUAWEICLOUD_SDK_AK": SandboxConfig.ak,
+                                                   "HUAWEICLOUD_SDK_SK": SandboxConfig.sk})
             summary = await apply(manifest, options)
             return summary, sandbox.state
 
@@ -192,6 +163,7 @@ def test_a_429_storm_adapts_the_rate_and_loses_nothing(tmp_path: Path) -> None:
     assert summary.retries > 0 and state.statuses[429] > 0
     assert summary.lowest_rate <= 10, "the rate came down to what the server takes"
     assert sorted(name for _, _, name in state.puts) == sorted(names)
+    assert max_starts_in_window([start for start in state.starts]) <= 80
 
 
 def test_max_failures_stops_the_run(tmp_path: Path) -> None:
@@ -199,7 +171,7 @@ def test_max_failures_stops_the_run(tmp_path: Path) -> None:
 
     async def scenario() -> Any:
         async with serve(SandboxConfig(fail_rate=1.0)) as sandbox:
-            options = Options(endpoint=sandbox.endpoint, project_id=PROJECT, rate=0, max_retries=0,
+            options = Options.of(endpoint=sandbox.endpoint, project_id=PROJECT, rate=0, max_retries=0,
                               max_failures=3, concurrency=1, report=tmp_path / "r.csv",
                               env={"HUAWEICLOUD_SDK_AK": SandboxConfig.ak, "HUAWEICLOUD_SDK_SK": SandboxConfig.sk})
             return await apply(manifest, options)
@@ -211,7 +183,7 @@ def test_max_failures_stops_the_run(tmp_path: Path) -> None:
 
 def test_the_server_going_away(tmp_path: Path) -> None:
     manifest = valid_manifest(tmp_path / "m.csv", [f"c{i}" for i in range(5)])
-    options = Options(endpoint="http://127.0.0.1:9", project_id=PROJECT, rate=0, max_retries=1, no_backup=True,
+    options = Options.of(endpoint="http://127.0.0.1:9", project_id=PROJECT, rate=0, max_retries=1, no_backup=True,
                       report=tmp_path / "r.csv", env={"HUAWEICLOUD_SDK_AK": "a", "HUAWEICLOUD_SDK_SK": "b"})
     summary = anyio.run(apply, manifest, options)
     records = read_report(tmp_path / "r.csv")
@@ -234,12 +206,12 @@ def test_resume_matches_on_body_not_row_number(tmp_path: Path) -> None:
     async def scenario() -> Any:
         async with serve(SandboxConfig()) as sandbox:
             seed(sandbox, ["a", "b", "c", "d"])
-            options = Options(endpoint=sandbox.endpoint, project_id=PROJECT, env=env, report=tmp_path / "1.csv")
+            options = Options.of(endpoint=sandbox.endpoint, project_id=PROJECT, env=env, report=tmp_path / "1.csv")
             await apply(first, options)
-            options = Options(endpoint=sandbox.endpoint, project_id=PROJECT, env=env, report=tmp_path / "2.jsonl",
+            options = Options.of(endpoint=sandbox.endpoint, project_id=PROJECT, env=env, report=tmp_path / "2.jsonl",
                               resume=tmp_path / "1.csv")
             await apply(second, options)
-            options = Options(endpoint=sandbox.endpoint, project_id=PROJECT, env=env, report=tmp_path / "3.xlsx",
+            options = Options.of(endpoint=sandbox.endpoint, project_id=PROJECT, env=env, report=tmp_path / "3.xlsx",
                               resume=tmp_path / "2.jsonl")
             summary = await apply(second, options)
             return summary, [name for _, _, name in sandbox.state.puts]
@@ -254,9 +226,8 @@ def test_resume_matches_on_body_not_row_number(tmp_path: Path) -> None:
 def test_an_interrupted_runs_journal_is_never_overwritten(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     manifest = valid_manifest(tmp_path / "m.csv", ["a"])
     (tmp_path / "r.journal.jsonl").write_text('{"row": 2}\n')
-    with pytest.raises(SystemExit) as stopped:
-        main(["apply", str(manifest), "--sandbox", "--report", str(tmp_path / "r.csv")])
-    assert stopped.value.code == 2 and "--resume" in capsys.readouterr().err
+    assert main(["apply", str(manifest), "--sandbox", "--report", str(tmp_path / "r.csv")]) == 2
+    assert "--resume" in capsys.readouterr().err
     assert main(["apply", str(manifest), "--sandbox", "--report", str(tmp_path / "r.csv"),
                  "--resume", str(tmp_path / "r.journal.jsonl")]) == 0
     assert not (tmp_path / "r.journal.jsonl").exists()
@@ -266,7 +237,7 @@ def test_an_interrupted_runs_journal_is_never_overwritten(tmp_path: Path, capsys
 def test_failed_manifest_can_be_fixed_and_fed_back(tmp_path: Path, suffix: str) -> None:
     samples = Path(__file__).parent.parent / "samples" / "training_job_configs.csv"
     failed = tmp_path / f"failed{suffix}"
-    summary = validate(samples, Options(report=tmp_path / "r.csv", failed_manifest=failed))
+    summary = validate(samples, Options.of(report=tmp_path / "r.csv", failed_manifest=failed))
     assert summary.counts["invalid"] == 3
     fixed = tmp_path / "fixed.csv"
     if suffix == ".xlsx":
@@ -286,18 +257,18 @@ def test_failed_manifest_can_be_fixed_and_fed_back(tmp_path: Path, suffix: str) 
         row[column["worker_server_num"]] = "2"
         row[column["dataset_id"]] = row[column["dataset_version_id"]] = ""
     write_csv(fixed, header, body)
-    assert validate(fixed, Options(report=tmp_path / "v.csv")).exit_code == 0
+    assert validate(fixed, Options.of(report=tmp_path / "v.csv")).exit_code == 0
 
 
 def test_failed_manifest_cells_are_defused_and_read_back(tmp_path: Path) -> None:
     manifest = write_csv(tmp_path / "m.csv", ["config_name", "config_desc", "#note", *VALID_CELLS],
                          [["bad name", "=1+2", "-x", *VALID_CELLS.values()]])
     failed = tmp_path / "failed.csv"
-    validate(manifest, Options(report=tmp_path / "r.csv", failed_manifest=failed))
+    validate(manifest, Options.of(report=tmp_path / "r.csv", failed_manifest=failed))
     text = failed.read_text(encoding="utf-8")
     assert "'=1+2" in text and "'-x" in text
     again = tmp_path / "again.csv"
-    summary = validate(failed, Options(report=tmp_path / "r2.csv", failed_manifest=again))
+    summary = validate(failed, Options.of(report=tmp_path / "r2.csv", failed_manifest=again))
     assert summary.counts == {"invalid": 1}
     assert again.read_text(encoding="utf-8") == text, "a failed manifest fed back gives the same file"
 
@@ -310,11 +281,11 @@ def test_resuming_from_a_run_that_died_before_any_row_ended(tmp_path: Path) -> N
     async def scenario() -> list[str]:
         async with serve(SandboxConfig()) as sandbox:
             seed(sandbox, ["a", "b"])
-            await apply(manifest, Options(endpoint=sandbox.endpoint, project_id=PROJECT, env=env,
+            await apply(manifest, Options.of(endpoint=sandbox.endpoint, project_id=PROJECT, env=env,
                                           report=tmp_path / "1.csv"))
             died = tmp_path / "2.journal.jsonl"  # as a killed run leaves it
             died.write_text(json.dumps({"resume": str(tmp_path / "1.csv")}) + "\n")
-            summary = await apply(manifest, Options(endpoint=sandbox.endpoint, project_id=PROJECT, env=env,
+            summary = await apply(manifest, Options.of(endpoint=sandbox.endpoint, project_id=PROJECT, env=env,
                                                     report=tmp_path / "3.csv", resume=died))
             assert summary.counts == {"skipped": 2} and summary.backup == next(tmp_path.glob("batchcfg-backup-*"))
             return [name for _, _, name in sandbox.state.puts]
@@ -325,7 +296,7 @@ def test_resuming_from_a_run_that_died_before_any_row_ended(tmp_path: Path) -> N
 @pytest.mark.parametrize("command", ["apply", "rollback"])
 def test_a_hard_stop_still_gives_each_row_one_record(tmp_path: Path, command: str) -> None:
     """A second Ctrl-C abandons the requests in flight; every row still ends exactly once."""
-    from batchcfg.batch import rollback
+    from batchcfg.commands import rollback
 
     env = {"HUAWEICLOUD_SDK_AK": SandboxConfig.ak, "HUAWEICLOUD_SDK_SK": SandboxConfig.sk}
     names = [f"c{i}" for i in range(40)]
@@ -336,7 +307,7 @@ def test_a_hard_stop_still_gives_each_row_one_record(tmp_path: Path, command: st
             seed(sandbox, names)
             backup = tmp_path / "b.jsonl"
             if command == "rollback":
-                await apply(manifest, Options(endpoint=sandbox.endpoint, project_id=PROJECT, env=env, rate=0,
+                await apply(manifest, Options.of(endpoint=sandbox.endpoint, project_id=PROJECT, env=env, rate=0,
                                               backup=backup, report=tmp_path / "first.csv"))
             stop, stop_now = anyio.Event(), anyio.Event()
 
@@ -348,7 +319,7 @@ def test_a_hard_stop_still_gives_each_row_one_record(tmp_path: Path, command: st
                     stop.set()
                     stop_now.set()
 
-            options = Options(endpoint=sandbox.endpoint, project_id=PROJECT, env=env, rate=0, concurrency=4,
+            options = Options.of(endpoint=sandbox.endpoint, project_id=PROJECT, env=env, rate=0, concurrency=4,
                               report=tmp_path / "r.csv")
             run = apply if command == "apply" else rollback
             return await run(manifest if command == "apply" else backup, options, on_outcome=ended,
@@ -363,9 +334,10 @@ def test_a_hard_stop_still_gives_each_row_one_record(tmp_path: Path, command: st
 
 def test_a_line_cut_off_by_a_kill_swallows_no_later_record(tmp_path: Path) -> None:
     """A journal or backup whose last line a kill cut off: the next record starts on a line of its own."""
-    from batchcfg.migrate import Backup, read_backup
-    from batchcfg.report import Journal, Outcome, json_lines
-    from batchcfg.spool import Job
+    from batchcfg.backup import Backup, read_backup
+    from batchcfg.files import json_lines
+    from batchcfg.journal import Journal
+    from batchcfg.model import Job, Outcome
 
     journal, backup = tmp_path / "r.journal.jsonl", tmp_path / "backup.jsonl"
     journal.write_text('{"row": 2, "config_name": "a", "status": "succeeded"}\n{"row": 3, "config_na')
@@ -388,7 +360,7 @@ def test_a_short_write_is_finished_or_raises(tmp_path: Path) -> None:
     script = f"""
 import resource, signal, sys
 from pathlib import Path
-from batchcfg.report import open_lines, write_all
+from batchcfg.files import open_lines, write_all
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 resource.setrlimit(resource.RLIMIT_FSIZE, (1000, 1000))
 handle = open_lines(Path({str(tmp_path / "lines.jsonl")!r}))
@@ -411,11 +383,11 @@ def test_a_full_disk_under_the_journal_stops_the_run_with_one_line(
     (exit 74, no traceback), and the journal keeps the rows written before, for --resume."""
     import errno
 
-    import batchcfg.report
+    import batchcfg.journal
 
     names = [f"c{i:03d}" for i in range(400)]
     manifest = valid_manifest(tmp_path / "m.csv", names)
-    real_write_all, writes = batchcfg.report.write_all, []
+    real_write_all, writes = batchcfg.journal.write_all, []
 
     def filling_disk(handle: Any, data: bytes) -> None:  # fault injection at the write() call
         writes.append(len(data))
@@ -423,7 +395,7 @@ def test_a_full_disk_under_the_journal_stops_the_run_with_one_line(
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         real_write_all(handle, data)
 
-    monkeypatch.setattr(batchcfg.report, "write_all", filling_disk)
+    monkeypatch.setattr(batchcfg.journal, "write_all", filling_disk)
 
     async def scenario() -> tuple[int, int]:
         async with serve(SandboxConfig(latency_ms=5)) as sandbox:

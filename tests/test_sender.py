@@ -1,4 +1,7 @@
-"""The runner against a real loopback server with scripted faults: retries, limits, outcomes."""
+"""The sender against a real loopback server with scripted faults: retries, limits, outcomes.
+
+Time is a fake clock shared by the sender and the server: rates, backoffs, ``Retry-After`` and
+latencies are virtual; only transport timeouts (which aiohttp measures) are real."""
 
 from __future__ import annotations
 
@@ -6,16 +9,17 @@ import random
 
 import pytest
 
+from batchcfg.actions import Put
 from batchcfg.auth import TokenAuth
 from batchcfg.client import Client
-from batchcfg.defaults import AUTO
-from batchcfg.report import CANCELLED, FAILED, SUCCEEDED, Outcome
-from batchcfg.retry import Backoff
-from batchcfg.runner import Runner
+from batchcfg.settings import AUTO
+from batchcfg.model import CANCELLED, FAILED, SUCCEEDED, Outcome
+from batchcfg.retry import Backoff, RetryPolicy
+from batchcfg.sender import Sender
 from batchcfg.sandbox import max_starts_in_window
-from batchcfg.spool import Job
+from batchcfg.model import Job
 
-from .conftest import PROJECT, ScriptedServer
+from .conftest import PROJECT, FakeClock, ScriptedServer
 
 FAST_BACKOFF = Backoff(base=0.01, cap=0.05, rng=random.Random(7))
 
@@ -26,17 +30,18 @@ def jobs(*names: str) -> list[Job]:
 
 async def run(server: ScriptedServer, job_list: list[Job], *, rate: float = 0, concurrency: int = 4,
               max_retries: int = 5, timeout: float = 5.0,
-              backoff: Backoff = FAST_BACKOFF) -> tuple[dict[str, Outcome], Runner]:
+              backoff: Backoff = FAST_BACKOFF) -> tuple[dict[str, Outcome], Sender]:
+    """Send ``job_list`` to ``server`` as PUTs, on a fake clock the server shares."""
     outcomes: dict[str, Outcome] = {}
+    clock = server.clock = FakeClock()
 
     def record(outcome: Outcome) -> None:
         assert outcome.config_name not in outcomes, "a row got two outcomes"
         outcomes[outcome.config_name] = outcome
 
-    async with Client(server.url, TokenAuth("t"), timeout=timeout) as client:
-        runner = Runner(client, rate=rate, concurrency=concurrency, max_retries=max_retries,
-                        on_outcome=record, backoff=backoff)
-        await runner.run(job_list)
+    async with Client(server.url, TokenAuth("t"), timeout=timeout) as client, clock.running():
+        runner = Sender(rate=rate, concurrency=concurrency, retry=RetryPolicy(max_retries, backoff), clock=clock)
+        await runner.run(job_list, Put(client), record)
     assert len(outcomes) == len(job_list), "every row ends in exactly one outcome"
     return outcomes, runner
 
@@ -47,7 +52,7 @@ async def test_retryable_statuses_are_retried_until_success(scripted: ScriptedSe
     outcomes, runner = await run(scripted, jobs("a"))
     assert outcomes["a"].status == SUCCEEDED
     assert outcomes["a"].attempts == 3 == len(scripted.attempts("a"))
-    assert runner.retries == 2
+    assert runner.stats.retries == 2
 
 
 @pytest.mark.parametrize("status, code", [(400, "ModelArts.0104"), (401, "APIGW.0301"), (403, "ModelArts.0105"),
@@ -79,7 +84,7 @@ async def test_throttle_codes_are_retried_whatever_the_status(scripted: Scripted
 async def test_timeouts_are_retried_then_reported(scripted: ScriptedServer) -> None:
     scripted.scripts["slow"] = [("sleep", 2.0)] * 3
     scripted.scripts["once"] = [("sleep", 2.0)]
-    outcomes, _ = await run(scripted, jobs("slow", "once"), timeout=0.2, max_retries=2)
+    outcomes, _ = await run(scripted, jobs("slow", "once"), timeout=0.1, max_retries=2)
     assert (outcomes["slow"].status, outcomes["slow"].error_code, outcomes["slow"].attempts) == (
         FAILED, "BATCHCFG.TIMEOUT", 3)
     assert outcomes["slow"].http_status is None
@@ -167,7 +172,7 @@ async def test_rate_limit_is_held_at_the_server(scripted: ScriptedServer) -> Non
         scripted.scripts[f"c{i}"] = [(503, {"error_code": "X"})]
     outcomes, runner = await run(scripted, jobs(*[f"c{i}" for i in range(45)]), rate=20, concurrency=8)
     starts = sorted(s.at for s in scripted.seen)
-    assert len(starts) == 60 == runner.requests
+    assert len(starts) == 60 == runner.stats.requests
     assert max_starts_in_window(starts) <= 20
     assert max_starts_in_window(starts[:25]) <= 20, "no burst in the first second"
     assert starts[-1] - starts[0] >= 2.0  # 60 starts at 20/s span at least 59/20 s... minus jitter
@@ -177,14 +182,15 @@ async def test_rate_limit_is_held_at_the_server(scripted: ScriptedServer) -> Non
 async def test_stop_cancels_unsent_rows_and_lets_in_flight_finish(scripted: ScriptedServer) -> None:
     scripted.latency = 0.2
     outcomes: dict[str, Outcome] = {}
-    async with Client(scripted.url, TokenAuth("t"), timeout=5) as client:
+    clock = scripted.clock = FakeClock()
+    async with Client(scripted.url, TokenAuth("t"), timeout=5) as client, clock.running():
         def record(outcome: Outcome) -> None:
             outcomes[outcome.config_name] = outcome
             if len(outcomes) == 1:
                 runner.stop()
 
-        runner = Runner(client, rate=0, concurrency=3, max_retries=0, on_outcome=record)
-        await runner.run(jobs(*[f"c{i}" for i in range(20)]))
+        runner = Sender(rate=0, concurrency=3, retry=RetryPolicy(0), clock=clock)
+        await runner.run(jobs(*[f"c{i}" for i in range(20)]), Put(client), record)
     sent = {s.name for s in scripted.seen}
     assert len(outcomes) == 20
     for name, outcome in outcomes.items():

@@ -1,4 +1,5 @@
-"""Checked rows, kept on disk between checking and sending, so memory does not grow with the rows.
+"""Checked rows: every row validated once, kept on disk between checking and sending, so that
+memory does not grow with the rows.
 
 :func:`check` reads and validates every row once, writes each row's result to a temporary file,
 and finds repeated config names with 8 bytes of memory per row (a hash; the few repeated hashes
@@ -9,40 +10,29 @@ The file holds length-prefixed batches of :data:`BATCH` rows, each read back wit
 ``marshal.loads``: ``marshal.load`` straight from a file makes many small reads a row (2.7 µs a
 row, against 0.1 µs).
 
->>> with check(open_manifest("samples/training_job_configs.csv"), "") as spool:   # doctest: +SKIP
-...     for item in spool.items():
-...         print(item)
+>>> from batchcfg.manifest import open_manifest
+>>> with check(open_manifest("samples/training_job_configs.csv"), "") as spool:
+...     print(spool.rows, sum(isinstance(item, Job) for item in spool.items()))
+15 12
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import marshal
 import struct
 import tempfile
 from array import array
 from collections.abc import Iterator
-from typing import IO, Any, NamedTuple
+from typing import IO, Any
 
 from . import errors
-from .defaults import DEFAULT_MAX_ROWS
 from .errors import ManifestError
 from .manifest import Manifest
-from .report import INVALID, Outcome
-from .schema import Problem, check_row
-
-
-class Job(NamedTuple):
-    """One valid row, ready to send: where it goes, its serialised JSON body and that body's hash.
-    (A named tuple, made a microsecond faster than a frozen dataclass, once per row.)"""
-
-    row: int
-    project_id: str
-    config_name: str
-    body: bytes
-    body_sha256: str = ""
-
+from .model import INVALID, Job, Outcome
+from .cells import check_row
+from .schema import Problem, encode_body
+from .settings import DEFAULT_MAX_ROWS
 
 Key = tuple[str, str]  # project id, config name
 # row, config name, project id, body (None when invalid), its SHA-256, problems
@@ -106,7 +96,7 @@ def check(manifest: Manifest, default_project: str, *, project_required: bool = 
             body, body_sha256 = None, ""
             if result.ok:
                 projects.add(result.project_id)
-                body = json.dumps(result.body, ensure_ascii=False, separators=(",", ":")).encode()
+                body = encode_body(result.body)
                 body_sha256 = hashlib.sha256(body).hexdigest()
             if result.config_name:
                 hashes.append(hash((result.project_id, result.config_name)))

@@ -1,0 +1,179 @@
+"""The argument table: every command, every flag, its help. Flag types come from
+:mod:`batchcfg.settings`, so a value is refused the same way as in the environment or a profile.
+A usage error is a :class:`~batchcfg.errors.UsageError`, which :func:`batchcfg.cli.main` prints."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn
+
+from . import __version__
+from .errors import EXIT_LOCKED, UsageError
+from .settings import (AUTO_MAX_CONCURRENCY, DEFAULT_MAX_ROWS, DEFAULT_PROGRESS_INTERVAL, DEFAULT_RATE, FLAGS,
+                       SANDBOX_HOST, SANDBOX_PORT, SETTINGS)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see 'batchcfg {self.prog.split()[-1]} --help')"
+                         if " " in self.prog else message)
+
+
+def _type(name: str) -> Callable[[str], Any]:
+    """The flag type of a setting: its parser from :mod:`batchcfg.settings`, with argparse's
+    message for a refused value."""
+    parse = SETTINGS[name].parse if name in SETTINGS else FLAGS[name]
+
+    def convert(text: str) -> Any:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"{text!r} {exc}") from None
+    convert.__name__ = name
+    return convert
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="batchcfg", description="Change many ModelArts training job configurations "
+                                                  "from one CSV or Excel manifest.")
+    parser.add_argument("--version", action="version", version=f"batchcfg {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    common = _Parser(add_help=False)
+    common.add_argument("-v", "--verbose", action="count", default=0, help="log every attempt")
+    common.add_argument("-q", "--quiet", action="store_true", help="log errors only")
+    common.add_argument("--log-format", choices=("text", "json"), default="text",
+                        help="log lines as text (default) or one JSON object a line")
+    common.add_argument("--log-file", type=Path, metavar="PATH", help="also append the log to this file")
+    common.add_argument("--lock", type=Path, metavar="PATH",
+                        help=f"hold this lock file for the run; if another run holds it, exit {EXIT_LOCKED} at once")
+
+    profile = _Parser(add_help=False)
+    profile.add_argument("--config", type=Path, metavar="PATH",
+                         help="config file with profiles (default: ./batchcfg.toml, then "
+                              "~/.config/batchcfg/config.toml)")
+    profile.add_argument("--profile", metavar="NAME", help="the profile to use (default: BATCHCFG_PROFILE, "
+                                                           "else 'default' if the file has one)")
+
+    def manifest_options(command: argparse.ArgumentParser) -> None:
+        command.add_argument("manifest", type=Path, help="the .csv, .xlsx or .xlsm manifest")
+        command.add_argument("--sheet", help="the Excel sheet to read (default: the first)")
+        command.add_argument("--encoding", help="the CSV file's encoding (default: UTF-8, BOM or not)")
+        command.add_argument("--max-rows", type=_type("max_rows"), metavar="N",
+                             help=f"refuse a manifest of more rows (default {DEFAULT_MAX_ROWS})")
+        command.add_argument("--failed-manifest", type=Path, metavar="PATH",
+                             help="write the invalid, failed and cancelled rows here (.csv or .xlsx), "
+                                  "in the input's columns plus #status and #error, to fix and re-run")
+
+    def output_options(command: argparse.ArgumentParser) -> None:
+        command.add_argument("--report", type=Path,
+                             help="report file: .csv, .jsonl or .xlsx (default: "
+                                  "batchcfg-report-{UTC time}.csv in --report-dir)")
+        command.add_argument("--report-dir", type=_type("report_dir"), metavar="DIR",
+                             help="where the default report goes (default: here)")
+        command.add_argument("--metrics-file", type=Path, metavar="PATH",
+                             help="write Prometheus textfile metrics here at the end of the run")
+
+    def connection_options(command: argparse.ArgumentParser) -> None:
+        where = command.add_mutually_exclusive_group()
+        where.add_argument("--endpoint", help="API endpoint, e.g. https://modelarts.cn-north-4.myhuaweicloud.com")
+        where.add_argument("--region", help="region, e.g. cn-north-4 (see 'batchcfg regions')")
+        where.add_argument("--sandbox", action="store_true",
+                           help="use an embedded sandbox on loopback (no credentials needed)")
+        command.add_argument("--project-id", help="default project id (else HUAWEICLOUD_SDK_PROJECT_ID, "
+                                                  "the profile, the credentials file)")
+        command.add_argument("--token-file", type=Path, help="file holding an IAM token, sent as X-Auth-Token")
+        command.add_argument("--ca-bundle", type=Path, metavar="PATH",
+                             help="PEM file of extra CA certificates, for a private CA (TLS is always verified)")
+        command.add_argument("--allow-http", action="store_true",
+                             help="allow a plain http:// endpoint that is not on this machine")
+        command.add_argument("--max-retries", type=_type("max_retries"),
+                             help="retries per request (default 5)")
+        command.add_argument("--timeout", type=_type("timeout"), help="seconds per attempt (default 30)")
+
+    def sending_options(command: argparse.ArgumentParser) -> None:
+        command.add_argument("--rate", type=_type("rate"),
+                             help=f"requests started per second, 0 = no limit (default {DEFAULT_RATE:g})")
+        command.add_argument("--concurrency", type=_type("concurrency"), metavar="N|auto",
+                             help="requests in flight; auto (the default): enough to sustain --rate at "
+                                  f"the latency seen, up to {AUTO_MAX_CONCURRENCY}")
+        command.add_argument("--max-failures", type=_type("max_failures"), metavar="N",
+                             help="stop after N failed rows; the rest end cancelled (default: no limit)")
+        command.add_argument("--no-progress", action="store_true", help="no progress bar")
+        command.add_argument("--progress-interval", type=_type("progress_interval"), default=DEFAULT_PROGRESS_INTERVAL,
+                             metavar="SECONDS", help="without a terminal, log progress this often "
+                                                     f"(default {DEFAULT_PROGRESS_INTERVAL:g}; 0 = never)")
+
+    validate = commands.add_parser("validate", parents=[common, profile],
+                                   help="check the manifest; send nothing")
+    manifest_options(validate)
+    output_options(validate)
+    connection_options(validate)
+    validate.add_argument("--online", action="store_true",
+                          help="also check spec_id, worker_server_num and engine_id against each "
+                               "project's resource specs and engines (reads only)")
+
+    apply = commands.add_parser("apply", parents=[common, profile], help="validate, then send every valid row")
+    manifest_options(apply)
+    output_options(apply)
+    connection_options(apply)
+    sending_options(apply)
+    apply.add_argument("--resume", type=Path, metavar="PATH",
+                       help="an earlier report or journal: skip the rows it shows succeeded "
+                            "(same project, config name and request body)")
+    apply.add_argument("--dry-run", action="store_true", help="do everything but send")
+    apply.add_argument("--preflight", action="store_true",
+                       help="first check spec_id, worker_server_num and engine_id against each "
+                            "project's resource specs and engines")
+    apply.add_argument("--skip-unchanged", action="store_true",
+                       help="read each config first; send nothing for rows that would change nothing")
+    keep = apply.add_mutually_exclusive_group()
+    keep.add_argument("--backup", type=Path, metavar="PATH",
+                      help="where to save each config before it is changed (default: "
+                           "batchcfg-backup-{UTC time}.jsonl beside the report)")
+    keep.add_argument("--no-backup", action="store_true", help="change configs without saving them first")
+
+    plan = commands.add_parser("plan", parents=[common, profile],
+                               help="read each row's config and show what apply would change")
+    manifest_options(plan)
+    output_options(plan)
+    connection_options(plan)
+    sending_options(plan)
+
+    rollback = commands.add_parser("rollback", parents=[common, profile], help="put the configs of a backup back")
+    rollback.add_argument("backup_file", type=Path, metavar="BACKUP", help="a backup file written by apply")
+    rollback.add_argument("--force", action="store_true", help="also restore configs that changed since the run")
+    output_options(rollback)
+    connection_options(rollback)
+    sending_options(rollback)
+
+    config = commands.add_parser("config", help="the settings a run would use")
+    config_commands = config.add_subparsers(dest="config_command", required=True, parser_class=_Parser)
+    show = config_commands.add_parser("show", parents=[profile],
+                                      help="print each setting, where it comes from, and the credentials found")
+    connection_options(show)
+    sending_options(show)
+    show.add_argument("--report-dir", type=_type("report_dir"), metavar="DIR", help="where the default report goes")
+
+    commands.add_parser("regions", help="list the ModelArts regions --region knows")
+
+    sandbox = commands.add_parser("sandbox", parents=[common], help="run the embedded stand-in for the API")
+    sandbox.add_argument("--host", default=SANDBOX_HOST, help=f"address to bind (default {SANDBOX_HOST})")
+    sandbox.add_argument("--port", type=_type("port"), default=SANDBOX_PORT,
+                         help=f"port (default {SANDBOX_PORT}; 0 = any free port)")
+    sandbox.add_argument("--project-id", help="the project it serves (default: a fixed test project)")
+    sandbox.add_argument("--token", help="the IAM token it accepts (default: a fixed test token)")
+    sandbox.add_argument("--ak", help="the AK it accepts (default: a fixed test AK)")
+    sandbox.add_argument("--sk", help="the SK of that AK (default: a fixed test SK)")
+    sandbox.add_argument("--fail-rate", type=_type("fail_rate"), default=0.0, help="share of requests answered 503 (0-1)")
+    sandbox.add_argument("--throttle-rps", type=_type("throttle_rps"), default=0.0,
+                         help="requests accepted per second; beyond: 429 APIGW.0308 (0 = no limit)")
+    sandbox.add_argument("--latency-ms", type=_type("latency_ms"), default=0.0, help="delay added to every answer")
+    sandbox.add_argument("--seed", type=Path, metavar="FILE",
+                         help="configs to hold from the start: JSON lines of config_name (and "
+                              "project_id) with the writable fields")
+    sandbox.add_argument("--create-missing", action="store_true",
+                         help="let a PUT create a config it does not hold (the real API answers 404)")
+    return parser

@@ -1,0 +1,261 @@
+"""The library's commands: validate, apply, plan, rollback.
+
+Each is thin: it opens the run's :class:`~batchcfg.ledger.Ledger`, checks the manifest's rows,
+and sends the jobs through one shared way (:func:`_send`) with the action that fits: put, modify
+(read, back up, PUT), plan or rollback (:mod:`batchcfg.actions`).
+
+>>> summary = validate("samples/training_job_configs.csv", Options.of(report=Path("check.csv")))
+>>> summary.counts["invalid"], summary.exit_code
+(3, 1)
+>>> Path("check.csv").unlink()
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import anyio
+
+from . import auth, resume
+from .errors import UsageError
+from .ledger import Ledger, writing
+from .model import INVALID, VALID, Job, Outcome, Summary
+from .options import Options
+from .report import default_backup_path
+from .schema import check_project_id
+from .settings import AUTO_MAX_CONCURRENCY
+
+# What only sending needs (client, sender, actions, catalog, and aiohttp under them) is imported
+# where a run sends: an offline validate starts without it.
+if TYPE_CHECKING:
+    from .auth import Auth
+    from .catalog import Catalog
+    from .client import Client
+    from .sender import Action, Sender
+
+
+def validate(manifest: str | Path, options: Options = Options()) -> Summary:
+    """Read and check the manifest; every row ends ``valid`` or ``invalid``. Offline, unless
+    ``online``: then also against the specs and engines of each row's project."""
+    if options.online:
+        return anyio.run(validate_online, manifest, options)
+    default_project = auth.discover_project_id(options.connection.project_id, options.connection.env)
+    check_default_project(default_project)
+    with Ledger(options, manifest, sending=False) as ledger:
+        with ledger.check(default_project, project_required=False) as checked:
+            return ledger.finish(map(_valid_or_invalid, checked.items()))
+
+
+async def validate_online(manifest: str | Path, options: Options) -> Summary:
+    """``validate`` with ``online``, in a running event loop."""
+    async with AsyncExitStack() as stack:
+        ledger = stack.enter_context(Ledger(options, manifest, sending=False))
+        target = _target(options)
+        checked = stack.enter_context(ledger.check(target.project_id, project_required=True))
+        client, sender = await _sending(stack, target, options)
+        catalogs = await _catalogs(client, sender, checked.projects)
+        return ledger.finish(_valid_or_invalid(_against(item, catalogs)) for item in checked.items())
+
+
+@dataclass(frozen=True)
+class Events:
+    """What the caller of a run wants to hear, and how it stops the run: setting ``stop`` stops
+    it gracefully (no new request starts, those in flight finish, the unsent rows end
+    ``cancelled``); setting ``stop_now`` also abandons the requests in flight."""
+
+    on_ready: Callable[[int], None] | None = None
+    on_outcome: Callable[[Outcome], None] | None = None
+    stop: anyio.Event | None = None
+    stop_now: anyio.Event | None = None
+
+    def ready(self, rows: int) -> None:
+        if self.on_ready is not None:
+            self.on_ready(rows)
+
+
+async def apply(manifest: str | Path, options: Options = Options(), *,
+                on_ready: Callable[[int], None] | None = None,
+                on_outcome: Callable[[Outcome], None] | None = None,
+                stop: anyio.Event | None = None, stop_now: anyio.Event | None = None) -> Summary:
+    """Validate, then send every valid row: read its config first and back it up (unless
+    ``no_backup``; skipped when unchanged with ``skip_unchanged``), then PUT it.
+
+    ``on_ready(n)`` is called once the manifest is checked, with its number of rows;
+    ``on_outcome`` as each row ends; ``stop`` and ``stop_now`` stop the run (see
+    :class:`Events`). Either way the report is written.
+    """
+    events = Events(on_ready, on_outcome, stop, stop_now)
+    done = resume.done_keys(options.resume) if options.resume else set()
+    async with AsyncExitStack() as stack:
+        ledger = stack.enter_context(Ledger(options, manifest, sending=not options.dry_run))
+        target = _target(options)
+        checked = stack.enter_context(ledger.check(target.project_id, project_required=True))
+        items: Iterator[Job | Outcome] = checked.items()
+        if options.dry_run and not options.preflight:
+            events.ready(checked.rows)
+            return ledger.finish(map(_valid_or_invalid, items))
+        client, sender = await _sending(stack, target, options)
+        if options.preflight:
+            catalogs = await _catalogs(client, sender, checked.projects)
+            items = (_against(item, catalogs) for item in items)
+        if options.dry_run:
+            events.ready(checked.rows)
+            return ledger.finish(map(_valid_or_invalid, items))
+        action = _modify_action(stack, ledger, client, options)
+        events.ready(checked.rows)
+        return await _send(ledger, sender, ledger.to_send(items, done), action, events)
+
+
+def _modify_action(stack: AsyncExitStack, ledger: Ledger, client: Client, options: Options) -> Action:
+    """apply's action: read first and back up (the default), or a plain PUT (``no_backup``)."""
+    from .actions import Modify, Put
+    from .backup import Backup
+
+    if options.outputs.no_backup and not options.skip_unchanged:
+        return Put(client)
+    backup = None
+    if not options.outputs.no_backup:
+        path = (options.outputs.backup or resume.backup_of(options.resume)
+                or default_backup_path(ledger.report))
+        with writing(path, error=UsageError):
+            backup = stack.enter_context(Backup(path))
+        ledger.summary.backup = path
+    return Modify(client, backup, options.skip_unchanged)
+
+
+async def plan(manifest: str | Path, options: Options = Options(), *,
+               on_ready: Callable[[int], None] | None = None,
+               on_outcome: Callable[[Outcome], None] | None = None,
+               stop: anyio.Event | None = None, stop_now: anyio.Event | None = None) -> Summary:
+    """Validate, then read each valid row's config and compare it with the body the row would
+    send: ``unchanged``, ``changed`` (what, in ``changes``), or ``missing``. Changes nothing."""
+    from .actions import Plan
+
+    events = Events(on_ready, on_outcome, stop, stop_now)
+    async with AsyncExitStack() as stack:
+        ledger = stack.enter_context(Ledger(options, manifest, sending=True))
+        target = _target(options)
+        checked = stack.enter_context(ledger.check(target.project_id, project_required=True))
+        client, sender = await _sending(stack, target, options)
+        events.ready(checked.rows)
+        return await _send(ledger, sender, ledger.to_send(checked.items()), Plan(client), events)
+
+
+async def rollback(backup: str | Path, options: Options = Options(), *,
+                   on_ready: Callable[[int], None] | None = None,
+                   on_outcome: Callable[[Outcome], None] | None = None,
+                   stop: anyio.Event | None = None, stop_now: anyio.Event | None = None) -> Summary:
+    """Put every config of a backup file back as it was, unless it changed since the run that
+    backed it up (``skipped`` with ``conflict``; ``force`` restores it anyway). A config already
+    as backed up is ``skipped`` (``unchanged``): rolling back twice is harmless. The report's
+    ``row`` is the backup record's number."""
+    from .actions import Rollback
+    from .backup import restore_jobs
+
+    events = Events(on_ready, on_outcome, stop, stop_now)
+    restore, sent = restore_jobs(Path(backup))
+    async with AsyncExitStack() as stack:
+        ledger = stack.enter_context(Ledger(options, None, sending=True))
+        client, sender = await _sending(stack, _target(options), options)
+        events.ready(len(restore))
+        return await _send(ledger, sender, ledger.to_send(restore), Rollback(client, sent, options.force), events)
+
+
+async def _send(ledger: Ledger, sender: Sender, jobs: Iterator[Job], action: Action, events: Events) -> Summary:
+    """The one way a command sends: ``action`` on every job through the sender; every row gets
+    its one record, and the report is written, even when the run is stopped."""
+    ledger.on_outcome = events.on_outcome
+    ledger.stop_sending = sender.stop
+    try:
+        async with _stoppable(sender, events):
+            await sender.run(jobs, action, ledger.record)
+    finally:
+        ledger.close_sending(sender, jobs, interrupted=events.stop is not None and events.stop.is_set())
+    return ledger.finish()
+
+
+@asynccontextmanager
+async def _stoppable(sender: Sender, events: Events) -> AsyncIterator[None]:
+    """The block runs until it ends, or until ``events.stop_now`` cancels it; ``events.stop``
+    stops the sender gracefully."""
+    async with anyio.create_task_group() as group:
+        for event, scope in ((events.stop, None), (events.stop_now, group.cancel_scope)):
+            if event is not None:
+                group.start_soon(_stop_when_set, event, sender, scope)
+        yield
+        group.cancel_scope.cancel()
+
+
+async def _stop_when_set(event: anyio.Event, sender: Sender, scope: anyio.CancelScope | None) -> None:
+    await event.wait()
+    sender.stop("not sent: the run was interrupted")
+    if scope is not None:
+        scope.cancel()
+
+
+@dataclass(frozen=True)
+class _Target:
+    """Where a run sends, as whom, and the project of rows without a ``project_id`` cell."""
+
+    endpoint: str
+    credentials: Auth
+    project_id: str
+
+
+def _target(options: Options) -> _Target:
+    connection = options.connection
+    from .endpoints import endpoint_for
+
+    project_id = auth.discover_project_id(connection.project_id, connection.env)
+    check_default_project(project_id)
+    endpoint = endpoint_for(connection.endpoint, connection.region, allow_http=connection.allow_http)
+    credentials = connection.credentials or auth.discover_auth(connection.env, connection.token_file)
+    return _Target(endpoint, credentials, project_id)
+
+
+async def _sending(stack: AsyncExitStack, target: _Target, options: Options) -> tuple[Client, Sender]:
+    """The run's client (closed with ``stack``) and sender."""
+    from .client import Client
+    from .retry import RetryPolicy
+    from .sender import Sender
+
+    connection, sending = options.connection, options.sending
+    client = await stack.enter_async_context(
+        Client(target.endpoint, target.credentials, timeout=connection.timeout,
+               connections=sending.concurrency or AUTO_MAX_CONCURRENCY, ca_bundle=connection.ca_bundle))
+    sender = Sender(rate=sending.rate, concurrency=sending.concurrency, retry=RetryPolicy(sending.max_retries),
+                    max_failures=sending.max_failures, clock=sending.clock)
+    return client, sender
+
+
+async def _catalogs(client: Client, sender: Sender, projects: set[str]) -> dict[str, Catalog]:
+    """The specs and engines of every project the valid rows name (exit 2 if unreadable)."""
+    from .catalog import fetch
+
+    return await fetch(client, sender, projects)
+
+
+def _against(item: Job | Outcome, catalogs: dict[str, Catalog]) -> Job | Outcome:
+    """A job that fits its project's catalog (or when there are none), else an ``invalid`` row."""
+    if isinstance(item, Outcome) or not catalogs:
+        return item
+    problems = catalogs[item.project_id].problems(json.loads(item.body))
+    if not problems:
+        return item
+    from .checked import describe
+
+    return Outcome.of(item, INVALID, error_code=problems[0].code, error_message=describe(problems))
+
+
+def _valid_or_invalid(item: Job | Outcome) -> Outcome:
+    return Outcome.of(item, VALID) if isinstance(item, Job) else item
+
+
+def check_default_project(project_id: str) -> None:
+    if project_id and (problem := check_project_id(project_id)) is not None:
+        raise UsageError(f"project id {problem.message}")

@@ -1,0 +1,164 @@
+"""Files a run writes and reads back: atomic writes, durable appends, CSV/JSONL/XLSX tables.
+
+- :func:`atomic_write` writes to a temporary file, ``fsync``-s it, then renames it over the
+  target: a reader never sees half a report, metrics file or failed-row manifest.
+- :func:`open_lines` and :func:`write_all` append JSON lines durably (the journal, backups).
+- :func:`write_table` writes rows as CSV, JSONL or XLSX by the file's extension. CSV and XLSX
+  cells that a spreadsheet would run as a formula (starting with ``=``, ``+``, ``-``, ``@``, tab,
+  carriage return or line feed) get a leading ``'``, as OWASP advises; JSONL keeps values raw.
+"""
+
+from __future__ import annotations
+
+import csv
+import errno
+import io
+import json
+import os
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+from .errors import UsageError
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n")
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+@contextmanager
+def atomic_write(path: Path, mode: str = "w", **open_args: Any) -> Iterator[IO[Any]]:
+    """A handle on a temporary file beside ``path``; when the block ends without an error, the
+    file is flushed, ``fsync``-ed and renamed over ``path``. On an error ``path`` is untouched."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with temporary.open(mode, **open_args) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def check_output_path(path: Path, option: str, suffixes: Sequence[str]) -> Path:
+    """Refuse an output path of a type we cannot write, or in no directory, before any work."""
+    if path.suffix.lower() not in suffixes:
+        raise UsageError(f"{option} {path}: use a {', '.join(suffixes[:-1])} or {suffixes[-1]} file name")
+    if not path.parent.is_dir():
+        raise UsageError(f"{option} {path}: no such directory {str(path.parent)!r}")
+    return path
+
+
+def open_lines(path: Path) -> io.FileIO:
+    """``path`` opened to append JSON lines, unbuffered. A last line cut off by a kill is ended
+    first, so that it cannot swallow the next record."""
+    handle = path.open("ab", buffering=0)
+    try:
+        if handle.tell():
+            with path.open("rb") as reader:
+                reader.seek(-1, os.SEEK_END)
+                if reader.read(1) != b"\n":
+                    write_all(handle, b"\n")
+    except BaseException:
+        handle.close()
+        raise
+    return handle
+
+
+def write_all(handle: io.FileIO, data: bytes) -> None:
+    """Write every byte: one write() call may write only some (a full disk, a quota), and then
+    the next one raises OSError."""
+    view = memoryview(data)
+    while view:
+        written = handle.write(view)
+        if not written:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        view = view[written:]
+
+
+def write_table(path: Path, columns: Sequence[str], rows: Iterable[Sequence[Any]], *,
+                raw: bool = False) -> None:
+    """Rows of values under ``columns`` as CSV, JSONL (``raw``: values as they are) or XLSX, by
+    the extension of ``path``, atomically."""
+    suffix = path.suffix.lower()
+    if suffix == ".xlsx":
+        with atomic_write(path, "wb") as handle:
+            _write_xlsx(handle, columns, rows)
+        return
+    with atomic_write(path, "w", encoding="utf-8", newline="" if suffix == ".csv" else "\n") as handle:
+        if suffix == ".jsonl":
+            for row in rows:
+                values = row if raw else [spreadsheet_safe(v) for v in row]
+                handle.write(json.dumps(dict(zip(columns, values)), ensure_ascii=False) + "\n")
+        else:
+            writer = csv.writer(handle)
+            writer.writerow(columns)
+            writer.writerows([spreadsheet_safe(v) for v in row] for row in rows)
+
+
+def _write_xlsx(handle: IO[bytes], columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    import xlsxwriter
+    import xlsxwriter.exceptions
+
+    workbook = xlsxwriter.Workbook(handle, {"constant_memory": True, "strings_to_formulas": False,
+                                            "strings_to_urls": False, "strings_to_numbers": False})
+    try:
+        sheet = workbook.add_worksheet("report")
+        sheet.write_row(0, 0, columns)
+        for number, row in enumerate(rows, start=1):
+            sheet.write_row(number, 0, [spreadsheet_safe(value) for value in row])
+    finally:
+        try:
+            workbook.close()
+        except xlsxwriter.exceptions.XlsxFileError as exc:  # it wraps the OSError of a full disk
+            raise exc.args[0] if exc.args and isinstance(exc.args[0], OSError) else OSError(str(exc)) from None
+
+
+def json_lines(path: Path) -> Iterator[dict[str, Any]]:
+    """The JSON objects of a JSON-lines file; a line that is not one (cut off by a kill) is skipped."""
+    with path.open(encoding="utf-8") as handle:
+        for line in handle:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict):
+                yield record
+
+
+def read_records(path: Path) -> Iterator[dict[str, str]]:
+    """The records of an earlier report or journal (``.csv``, ``.jsonl``, ``.xlsx``), values as
+    text. A journal's last line may be cut off by a kill: an unreadable line is skipped."""
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".jsonl":
+            for record in json_lines(path):
+                yield {key: "" if value is None else str(value) for key, value in record.items()}
+        elif suffix == ".csv":
+            with path.open(encoding="utf-8-sig", newline="") as handle:
+                yield from csv.DictReader(handle)
+        elif suffix == ".xlsx":
+            from python_calamine import CalamineWorkbook
+
+            rows = CalamineWorkbook.from_path(str(path)).get_sheet_by_index(0).to_python()
+            header = [str(cell) for cell in rows[0]] if rows else []
+            for values in rows[1:]:
+                yield {name: str(value) for name, value in zip(header, values)}
+        else:
+            raise UsageError(f"{path}: use an earlier report or journal (.csv, .jsonl or .xlsx)")
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise UsageError(f"{path}: cannot read it ({type(exc).__name__})") from None
+
+
+def spreadsheet_safe(value: Any) -> Any:
+    """A value fit for a spreadsheet cell: text that would start a formula gets a leading ``'``,
+    control characters that XML and some CSV readers refuse become U+FFFD; None becomes empty."""
+    if value is None:
+        return ""
+    if value.__class__ is str and value:
+        value = _CONTROL_RE.sub("\ufffd", value)
+        if value.startswith(FORMULA_STARTS):
+            return "'" + value
+    return value

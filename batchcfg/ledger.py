@@ -1,0 +1,166 @@
+"""One run's ledger: every row's outcome recorded exactly once, and the report at the end.
+
+When sending, each outcome goes to the journal (not memory) the moment its row ends, and the
+sorted report is written from the journal at the end. Without sending, outcomes come in row order
+and go straight into the report. Either way the counts, the error codes and the rows to fix are
+kept here, for the summary and the failed-row manifest.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Collection, Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .checked import Spool, check
+from .errors import BatchcfgError, OutputError, UsageError
+from .files import check_output_path
+from .journal import Journal, journal_path
+from .manifest import open_manifest
+from .model import SKIPPED, TO_FIX_STATUSES, Job, Outcome, Summary
+from .options import Options
+from .report import (FAILED_SUFFIXES, REPORT_SUFFIXES, default_report_path, write_failed_manifest,
+                     write_report)
+
+if TYPE_CHECKING:
+    from .sender import Sender
+
+
+class Ledger:
+    """The bookkeeping of one run. Use as a context manager."""
+
+    def __init__(self, options: Options, manifest: str | Path | None, *, sending: bool) -> None:
+        self.options = options
+        outputs = options.outputs
+        self.report = check_output_path(outputs.report or default_report_path(), "--report", REPORT_SUFFIXES)
+        self.failed_manifest = (check_output_path(outputs.failed_manifest, "--failed-manifest", FAILED_SUFFIXES)
+                                if outputs.failed_manifest and manifest is not None else None)
+        self.manifest = (open_manifest(manifest, sheet=options.input.sheet, encoding=options.input.encoding)
+                         if manifest is not None else None)
+        self.journal = self._open_journal() if sending else None
+        self.summary = Summary(Counter(), self.report, self.failed_manifest)
+        self.pending: dict[int, Job] = {}  # sent or about to be, not yet ended
+        self.to_fix: dict[int, tuple[str, str]] = {}  # row -> (status, "code: message")
+        self.on_outcome: Callable[[Outcome], None] | None = None
+        self.stop_sending: Callable[[str], None] | None = None  # the sender's stop(), while sending
+
+    def __repr__(self) -> str:
+        return f"Ledger(report={str(self.report)!r}, counts={dict(self.summary.counts)}, pending={len(self.pending)})"
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.journal is not None:
+            self.journal.close()
+            if self.journal.created and not self.journal.records and self.journal.path.exists():
+                self.journal.path.unlink()  # stopped before any row ended: nothing to keep
+
+    def _open_journal(self) -> Journal:
+        """The journal beside the report; one left by an interrupted run is continued only when
+        it is what this run resumes from, never overwritten."""
+        path = journal_path(self.report)
+        resume = self.options.resume
+        if path.exists() and (resume is None or path.resolve() != resume.resolve()):
+            raise UsageError(f"{path} is the journal of an interrupted run: resume from it with "
+                             f"--resume {path}, or move it away")
+        with writing(path, error=UsageError):
+            return Journal(path, resume, on_error=self._journal_failed)
+
+    def _journal_failed(self, error: OSError) -> None:
+        if self.stop_sending is not None:
+            self.stop_sending(f"not sent: the journal cannot be written ({reason(error)})")
+
+    def check(self, default_project: str, *, project_required: bool) -> Spool:
+        """Every row of the manifest, checked once (see :mod:`batchcfg.checked`)."""
+        assert self.manifest is not None
+        return check(self.manifest, default_project, project_required=project_required,
+                     max_rows=self.options.input.max_rows)
+
+    def to_send(self, items: Iterable[Job | Outcome], done: Collection[tuple[str, str, str]] = ()) -> Iterator[Job]:
+        """The jobs among ``items``, each marked pending as it goes out; the other items
+        (invalid rows, and rows ``done`` in the run resumed from) are recorded on the way."""
+        for item in items:
+            if isinstance(item, Outcome):
+                self.record(item)
+            elif (item.project_id, item.config_name, item.body_sha256) in done:
+                self.record(Outcome.of(item, SKIPPED, error_message=f"succeeded in an earlier run "
+                                                                    f"({self.options.resume})"))
+            else:
+                self.pending[item.row] = item
+                yield item
+
+    def record(self, outcome: Outcome) -> None:
+        """One row ended: journal it at once, count it, then tell the caller."""
+        self.pending.pop(outcome.row, None)
+        if self.journal is not None:
+            self.journal.write(outcome)
+        self.summary.counts[outcome.status] += 1
+        if outcome.error_code:
+            self.summary.error_codes[outcome.error_code] += 1
+        if self.failed_manifest is not None and outcome.status in TO_FIX_STATUSES:
+            error = f"{outcome.error_code}: {outcome.error_message}" if outcome.error_code else ""
+            self.to_fix[outcome.row] = (outcome.status, error)
+        if self.on_outcome is not None:
+            self.on_outcome(outcome)
+
+    def close_sending(self, sender: Sender, unsent: Iterable[Job], *, interrupted: bool) -> None:
+        """After sending, however it ended: rows cut off in flight and rows never sent end
+        ``cancelled``, and the sending's figures go into the summary."""
+        for job in list(self.pending.values()):  # a hard stop (a second Ctrl-C) cuts rows off
+            self.record(Outcome.cancelled(job, "stopped at once: may or may not have been applied"))
+        for job in unsent:
+            self.record(Outcome.cancelled(job, "not sent: the run was interrupted"))
+        summary, stats = self.summary, sender.stats
+        summary.elapsed, summary.requests, summary.retries = sender.elapsed(), stats.requests, stats.retries
+        summary.max_rate, summary.lowest_rate = self.options.sending.rate, sender.lowest_rate
+        summary.http_statuses = stats.statuses
+        if stats.latencies:
+            import numpy as np
+
+            summary.latency_p50, summary.latency_p95 = (float(q) for q in np.quantile(stats.latencies, [0.5, 0.95]))
+        summary.stop_reason = sender.stop_reason
+        summary.interrupted = interrupted
+
+    def finish(self, in_row_order: Iterable[Outcome] = ()) -> Summary:
+        """Write the report, atomically: the outcomes given (already in row order), or else the
+        journal's, sorted. Then the failed-row manifest; then the journal is no longer needed."""
+        journal = self.journal
+        kept = ""
+        if journal is not None:
+            journal.flush()
+            if journal.error is not None:
+                raise OutputError(f"cannot write the journal {journal.path} ({reason(journal.error)}), so "
+                                  "the run stopped. It holds the rows that ended before; once there is room, "
+                                  f"--resume {journal.path} sends the others (again)")
+            kept = f"; every row's result is in the journal {journal.path}"
+        with writing(self.report, kept):
+            write_report(self.report, self._recorded(in_row_order) if journal is None else journal.outcomes())
+        if self.failed_manifest is not None and self.manifest is not None:
+            with writing(self.failed_manifest, kept):
+                write_failed_manifest(self.manifest, self.to_fix, self.failed_manifest)
+        if journal is not None:
+            journal.close()
+            journal.path.unlink(missing_ok=True)
+        return self.summary
+
+    def _recorded(self, outcomes: Iterable[Outcome]) -> Iterator[Outcome]:
+        for outcome in outcomes:
+            self.record(outcome)
+            yield outcome
+
+
+def reason(error: OSError) -> str:
+    return error.strerror or str(error)
+
+
+@contextmanager
+def writing(path: Path, kept: str = "", error: type[BatchcfgError] = OutputError) -> Iterator[None]:
+    """An OSError while writing ``path`` (a full disk) becomes one line: an :class:`OutputError`,
+    or a :class:`UsageError` when nothing has been sent yet."""
+    try:
+        yield
+    except OSError as exc:
+        raise error(f"cannot write {path} ({reason(exc)}){kept}") from None

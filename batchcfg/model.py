@@ -1,0 +1,105 @@
+"""The run's vocabulary: a :class:`Job` to send, its :class:`Outcome`, the statuses, the :class:`Summary`.
+
+Every other module speaks these words; this one imports nothing of batchcfg but the exit-code rule.
+
+>>> job = Job(row=2, project_id="0123456789abcdef0123456789abcdef", config_name="resnet", body=b"{}")
+>>> Outcome.of(job, SUCCEEDED, attempts=1).status
+'succeeded'
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from . import errors
+
+SUCCEEDED = "succeeded"
+FAILED = "failed"
+INVALID = "invalid"
+CANCELLED = "cancelled"
+SKIPPED = "skipped"
+VALID = "valid"
+UNCHANGED = "unchanged"  # plan: the row would change nothing
+CHANGED = "changed"      # plan: the row would change the fields in ``changes``
+MISSING = "missing"      # plan: there is no such config
+STATUSES = (SUCCEEDED, FAILED, INVALID, CANCELLED, SKIPPED, VALID, UNCHANGED, CHANGED, MISSING)
+DONE_STATUSES = (SUCCEEDED, SKIPPED)             # what --resume does not send again
+TO_FIX_STATUSES = (INVALID, FAILED, CANCELLED)   # exit code 1; the failed-row manifest
+
+
+class Job(NamedTuple):
+    """One valid row, ready to send: where it goes, its serialised JSON body and that body's hash.
+    (A named tuple, made a microsecond faster than a frozen dataclass, once per row.)"""
+
+    row: int
+    project_id: str
+    config_name: str
+    body: bytes
+    body_sha256: str = ""
+
+
+@dataclass(slots=True)
+class Outcome:
+    """The final result of one row: one report record. Field order is the column order."""
+
+    row: int
+    config_name: str
+    project_id: str
+    status: str
+    http_status: int | None = None
+    error_code: str = ""
+    error_message: str = ""
+    attempts: int = 0
+    duration_ms: int | None = None
+    request_id: str = ""
+    body_sha256: str = ""  # of the body sent (or that would be): what --resume matches on
+    changes: str = ""      # what the row changes, when the config was read first (plan, backups)
+    backup: str = ""       # the backup file that holds the config as it was before this row
+
+    @classmethod
+    def of(cls, job: Job, status: str, **values: Any) -> Outcome:
+        """The outcome of ``job``: its row, names and body hash, with ``status``."""
+        return cls(job.row, job.config_name, job.project_id, status, body_sha256=job.body_sha256, **values)
+
+    @classmethod
+    def cancelled(cls, job: Job, message: str = "") -> Outcome:
+        """A row that was never sent (or, with a message that says so, cut off in flight)."""
+        return cls.of(job, CANCELLED, error_code=errors.CANCELLED, error_message=message)
+
+
+OUTCOME_FIELDS = tuple(f.name for f in fields(Outcome))
+
+
+@dataclass
+class Summary:
+    """What a run did: rows per status, where its files are, and how the sending went."""
+
+    counts: Counter[str]
+    report: Path
+    failed_manifest: Path | None = None
+    backup: Path | None = None
+    elapsed: float = 0.0
+    requests: int = 0
+    retries: int = 0
+    max_rate: float = 0.0     # the --rate asked for
+    lowest_rate: float = 0.0  # the lowest request rate throttling brought the run down to
+    stop_reason: str = ""
+    interrupted: bool = False
+    signal: int | None = None  # the signal that interrupted the run, when the caller knows it
+    error_codes: Counter[str] = field(default_factory=Counter)  # of the rows that did not succeed
+    http_statuses: Counter[int] = field(default_factory=Counter)  # of every attempt; 0: no answer
+    latency_p50: float | None = None  # seconds per attempt
+    latency_p95: float | None = None
+
+    @property
+    def request_rate(self) -> float:
+        """Requests (attempts) per second while sending."""
+        return self.requests / self.elapsed if self.elapsed > 0 else 0.0
+
+    @property
+    def exit_code(self) -> int:
+        return errors.exit_code(interrupted=self.interrupted, signal=self.signal,
+                                rows_to_fix=any(self.counts[s] for s in TO_FIX_STATUSES))

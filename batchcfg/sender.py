@@ -1,0 +1,240 @@
+"""Sending: jobs -> concurrent, rate-limited, retried requests -> one :class:`Outcome` per row.
+
+What happens to a row is its action (:mod:`batchcfg.actions`): an async function of the sender and
+the job that returns the row's outcome, making its requests through :meth:`Sender.call`. A call is
+given the client's request itself (a function of no arguments that returns an
+:class:`~batchcfg.client.Answer`), and sends it within the run's limits:
+
+- a fixed pool of workers pulls jobs from one iterator, so memory does not grow with the rows;
+- every attempt, retries too, first takes an in-flight slot (``concurrency`` of them, or with
+  ``auto`` as many as :class:`~batchcfg.ratelimit.AutoConcurrency` says), then a start from the
+  :class:`~batchcfg.ratelimit.RateLimiter`, which adapts to throttling;
+- failed attempts are retried as the :class:`~batchcfg.retry.RetryPolicy` says, after waits on
+  the injected :class:`~batchcfg.clock.Clock` that a stop cuts short.
+
+The first request of a run is sent alone, and an authentication failure stops the run: the
+remaining rows end ``cancelled`` instead of locking the AK (five bad signatures lock it for five
+minutes). ``max_failures`` failed rows stop it too. A row's failure is its outcome, never an
+exception: in a task group one escaped exception would cancel every sibling.
+
+>>> async def send(client, jobs):
+...     await Sender(rate=10, concurrency=8).run(jobs, Put(client), on_outcome=print)
+"""
+
+from __future__ import annotations
+
+import logging
+from array import array
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+
+import anyio
+
+from .client import Answer
+from .clock import SYSTEM_CLOCK, Clock
+from .errors import TransportError
+from .model import CANCELLED, FAILED, Job, Outcome
+from .ratelimit import AdaptiveRate, AutoConcurrency, RateLimiter
+from .retry import THROTTLE_CODES, RetryPolicy
+from .settings import (AUTO, AUTO_MAX_CONCURRENCY, AUTO_START_CONCURRENCY, AUTO_UNLIMITED_CONCURRENCY,
+                       DEFAULT_CONCURRENCY, DEFAULT_RATE)
+
+log = logging.getLogger(__name__)
+
+# 403 codes that mean the credentials, not the request, are wrong (plus every 401).
+AUTH_FAILURE_CODES = frozenset({"APIGW.0302", "APIGW.0306", "APIGW.0310", "APIG.0302", "APIG.0306",
+                                "APIG.0310", "ModelArts.0203", "ModelArts.0206", "ModelArts.0210"})
+
+Request = Callable[[], Awaitable[Answer]]  # one attempt: the client's call, bound to its arguments
+Action = Callable[["Sender", Job], Awaitable[Outcome]]  # what happens to one row
+
+
+def is_auth_failure(status: int | None, error_code: str) -> bool:
+    return status == 401 or (status == 403 and error_code in AUTH_FAILURE_CODES)
+
+
+@dataclass
+class SendStats:
+    """How the sending went: attempts, retries, HTTP statuses (0: no answer), latencies."""
+
+    requests: int = 0
+    retries: int = 0
+    statuses: Counter[int] = field(default_factory=Counter)
+    latencies: array[float] = field(default_factory=lambda: array("d"))  # seconds, one per attempt
+    started_at: float | None = None
+    finished_at: float | None = None
+
+    def elapsed(self, now: float) -> float:
+        """Seconds from the first request to the end of the last (0 before any)."""
+        if self.started_at is None:
+            return 0.0
+        return (self.finished_at or now) - self.started_at
+
+
+class Sender:
+    """Sends jobs' requests within one run's limits. Call :meth:`stop` (for example on SIGINT)
+    for a graceful stop: no new request starts, the requests in flight finish, and the rows not
+    yet sent end ``cancelled``."""
+
+    def __init__(self, *, rate: float = DEFAULT_RATE, concurrency: int = DEFAULT_CONCURRENCY,
+                 retry: RetryPolicy | None = None, max_failures: int = 0, clock: Clock = SYSTEM_CLOCK) -> None:
+        self._clock = clock
+        self._retry = retry or RetryPolicy()
+        self._limiter = RateLimiter(rate, clock=clock) if rate > 0 else None
+        self.adaptive = AdaptiveRate(self._limiter, clock) if self._limiter is not None else None
+        self._auto = AutoConcurrency(self._limiter) if concurrency == AUTO and self._limiter is not None else None
+        self._workers = AUTO_MAX_CONCURRENCY if concurrency == AUTO else concurrency
+        self._slots = concurrency if concurrency != AUTO else (
+            AUTO_START_CONCURRENCY if rate > 0 else AUTO_UNLIMITED_CONCURRENCY)
+        # With a fixed number, the workers are the slots; auto needs a gate it can resize, made
+        # on first use, inside the event loop.
+        self._gated = concurrency == AUTO
+        self._gate: anyio.CapacityLimiter | None = None
+        self._max_failures = max_failures
+        self._pauses: set[anyio.CancelScope] = set()  # retry waits, cut short by stop()
+        self._debug = log.isEnabledFor(logging.DEBUG)  # checked once: a log call per attempt adds up
+        self.failures = 0
+        self.stop_reason = ""
+        self.in_flight = 0
+        self.stats = SendStats()
+
+    def __repr__(self) -> str:
+        return (f"Sender(requests={self.stats.requests}, retries={self.stats.retries}, "
+                f"in_flight={self.in_flight}, slots={self.concurrency}, stop_reason={self.stop_reason!r}, "
+                f"limiter={self._limiter!r})")
+
+    @property
+    def concurrency(self) -> int:
+        """Requests allowed in flight now."""
+        return int(self._gate.total_tokens) if self._gate is not None else self._slots
+
+    @property
+    def lowest_rate(self) -> float:
+        """The lowest rate throttling brought the run down to (0: no limit)."""
+        return self.adaptive.lowest if self.adaptive is not None else 0.0
+
+    def elapsed(self) -> float:
+        return self.stats.elapsed(self._clock.now())
+
+    def stop(self, reason: str = "not sent: the run was stopped") -> None:
+        """Start no new request; rows not yet sent end ``cancelled`` with ``reason``."""
+        if not self.stop_reason:
+            self.stop_reason = reason
+            log.info("stopping: %s", reason)
+            for pause in self._pauses:
+                pause.cancel()
+
+    async def run(self, jobs: Iterable[Job], action: Action, on_outcome: Callable[[Outcome], None]) -> None:
+        """Run ``action`` on every job; returns when each has an outcome, given to ``on_outcome``."""
+        iterator = iter(jobs)
+        first = next(iterator, None)
+        if first is None:
+            return
+        self.stats.started_at = self._clock.now()
+        try:
+            await self._finish(first, action, on_outcome)  # alone: bad credentials cost one request
+            async with anyio.create_task_group() as group:
+                for _ in range(self._workers):
+                    group.start_soon(self._worker, iterator, action, on_outcome)
+        finally:
+            self.stats.finished_at = self._clock.now()
+
+    async def _worker(self, jobs: Iterator[Job], action: Action, on_outcome: Callable[[Outcome], None]) -> None:
+        # The workers share one iterator: next() runs to completion before any await, so they
+        # never race for it, and rows are read from the spool only as workers are free for them.
+        for job in jobs:
+            await self._finish(job, action, on_outcome)
+
+    async def _finish(self, job: Job, action: Action, on_outcome: Callable[[Outcome], None]) -> None:
+        started = self._clock.now()
+        outcome = await action(self, job)
+        if outcome.status != CANCELLED:
+            outcome.duration_ms = round((self._clock.now() - started) * 1000)
+        elif not outcome.error_message:
+            outcome.error_message = self.stop_reason  # the run stopped while the row waited
+        if outcome.status == FAILED:
+            self.failures += 1
+            if self._max_failures and self.failures >= self._max_failures:
+                self.stop(f"not sent: {self.failures} rows failed (--max-failures {self._max_failures})")
+        on_outcome(outcome)
+
+    async def call(self, request: Request, *, job: Job | None = None,
+                   outcome: Outcome | None = None) -> Answer | None:
+        """Send ``request`` within the run's limits, retried as the policy says. Returns the last
+        answer (a failed attempt with no HTTP answer has status 0), or None when the run stopped
+        before it was sent. ``job`` names the row in debug logs; the attempts are counted in
+        ``outcome`` when given (the report's ``attempts`` are the PUT's)."""
+        attempts = 0
+        answer: Answer | None = None
+        stats, clock = self.stats, self._clock
+        while True:
+            gate = self._gate_now()
+            if gate is not None:  # a slot first, then a start: the start is when it is sent
+                try:  # anyio's acquire() yields to the loop even when a slot is free: try first
+                    gate.acquire_nowait()
+                except anyio.WouldBlock:
+                    await gate.acquire()
+            try:
+                if self._limiter is not None and not self.stop_reason:
+                    await self._limiter.acquire()
+                if self.stop_reason:
+                    return answer  # None before the first attempt, else the last failure
+                sent_at = clock.now()
+                attempts += 1
+                if outcome is not None:
+                    outcome.attempts += 1
+                stats.requests += 1
+                self.in_flight += 1
+                try:
+                    answer = await request()
+                except TransportError as exc:
+                    answer = Answer(0, False, exc.code, str(exc))
+                finally:
+                    self.in_flight -= 1
+            finally:
+                if gate is not None:
+                    gate.release()
+            self._observe(answer, clock.now() - sent_at, job, request, attempts)
+            if answer.ok:
+                return answer
+            if is_auth_failure(answer.status, answer.error_code):
+                where = f" on row {job.row}" if job is not None else ""
+                self.stop(f"not sent: authentication failed{where} ({answer.error_code}); check the credentials")
+            if self.stop_reason or not self._retry.retries(attempts, answer.status, answer.error_code):
+                return answer
+            stats.retries += 1
+            await self._pause(self._retry.backoff.delay(attempts, answer.retry_after))
+
+    def _gate_now(self) -> anyio.CapacityLimiter | None:
+        if self._gate is None and self._gated:
+            self._gate = anyio.CapacityLimiter(self._slots)
+        return self._gate
+
+    def _observe(self, answer: Answer, latency: float, job: Job | None, request: Request, attempts: int) -> None:
+        """Count one attempt, and let the rate and the concurrency follow what it showed."""
+        self.stats.latencies.append(latency)
+        self.stats.statuses[answer.status] += 1
+        if self._auto is not None and self._gate is not None:
+            slots = self._auto.observe(latency)
+            if slots != self._gate.total_tokens:
+                self._gate.total_tokens = slots
+        if self.adaptive is not None:
+            if answer.status == 429 or answer.error_code in THROTTLE_CODES:
+                self.adaptive.throttled()
+            elif answer.ok:
+                self.adaptive.succeeded()
+        if self._debug:
+            what = getattr(request, "func", request)
+            log.debug("%s %s attempt %d: %s %s %s", f"row {job.row} {job.config_name}" if job else "-",
+                      getattr(what, "__name__", "request"), attempts, answer.status or "-",
+                      answer.error_code or "ok", answer.request_id)
+
+    async def _pause(self, seconds: float) -> None:
+        """Wait before a retry, on the clock; :meth:`stop` cuts the wait short."""
+        with anyio.CancelScope() as scope:
+            self._pauses.add(scope)
+            try:
+                await self._clock.sleep(seconds)
+            finally:
+                self._pauses.discard(scope)
