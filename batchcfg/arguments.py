@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("manifest", type=Path, help="the .csv, .xlsx or .xlsm manifest")
         command.add_argument("--sheet", help="the Excel sheet to read (default: the first)")
         command.add_argument("--encoding", help="the CSV file's encoding (default: UTF-8, BOM or not)")
+        command.add_argument("--replace", action="store_true",
+                             help="each row is the whole config: fields it leaves empty are removed "
+                                  "(default: a row changes only the fields it names)")
         command.add_argument("--max-rows", type=_type("max_rows"), metavar="N",
                              help=f"refuse a manifest of more rows (default {DEFAULT_MAX_ROWS})")
         command.add_argument("--failed-manifest", type=Path, metavar="PATH",
@@ -127,8 +130,11 @@ def build_parser() -> argparse.ArgumentParser:
     apply.add_argument("--preflight", action="store_true",
                        help="first check spec_id, worker_server_num and engine_id against each "
                             "project's resource specs and engines")
-    apply.add_argument("--skip-unchanged", action="store_true",
-                       help="read each config first; send nothing for rows that would change nothing")
+    unchanged = apply.add_mutually_exclusive_group()
+    unchanged.add_argument("--skip-unchanged", action="store_true",
+                           help="send nothing for rows that would change nothing (the default)")
+    unchanged.add_argument("--send-unchanged", action="store_true",
+                           help="PUT rows that would change nothing too")
     keep = apply.add_mutually_exclusive_group()
     keep.add_argument("--backup", type=Path, metavar="PATH",
                       help="where to save each config before it is changed (default: "

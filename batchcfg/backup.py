@@ -21,7 +21,7 @@ import orjson
 
 from .errors import UsageError
 from .files import json_lines, open_lines, write_all
-from .merge import writable_body
+from .merge import sendable, writable_body
 from .model import Job
 from .schema import check_config_name, check_project_id, encode_body
 
@@ -56,7 +56,7 @@ class Backup:
         if key in self._saved:
             return
         record = {"project_id": job.project_id, "config_name": job.config_name, "before": before,
-                  "sent": sent, "sent_sha256": job.body_sha256 or hashlib.sha256(job.body).hexdigest(),
+                  "sent": sent, "sent_sha256": hashlib.sha256(encode_body(sent)).hexdigest(),
                   "row": job.row, "time": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         self._pending.append(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
         number = self._queued
@@ -114,6 +114,6 @@ def restore_jobs(path: Path) -> tuple[list[Job], dict[tuple[str, str], dict[str,
         if check_config_name(key[1]) is not None or check_project_id(key[0]) is not None:
             raise UsageError(f"{path}: record {number} names an invalid project or config")
         sent[key] = record["sent"]
-        body = encode_body(writable_body(record["before"]))
+        body = encode_body(sendable(writable_body(record["before"])))
         jobs.append(Job(number, key[0], key[1], body, hashlib.sha256(body).hexdigest()))
     return jobs, sent

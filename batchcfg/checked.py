@@ -31,12 +31,13 @@ from .errors import ManifestError
 from .manifest import Manifest
 from .model import INVALID, Job, Outcome
 from .cells import check_row
-from .schema import Problem, encode_body
+from .merge import Patch
+from .schema import Problem, describe
 from .settings import DEFAULT_MAX_ROWS
 
 Key = tuple[str, str]  # project id, config name
-# row, config name, project id, body (None when invalid), its SHA-256, problems
-_Record = tuple[int, str, str, bytes | None, str, tuple[tuple[str, str, str], ...]]
+# row, config name, project id, body (None when invalid), its SHA-256, problems, deferred checks
+_Record = tuple[int, str, str, bytes | None, str, tuple[tuple[str, str, str], ...], str]
 BATCH = 1024  # records per marshal call
 _SIZE = struct.Struct("<Q")  # a batch's length in bytes, before it
 
@@ -62,7 +63,7 @@ class Spool:
 
     def items(self) -> Iterator[Job | Outcome]:
         """In row order: a Job for each valid row, an ``invalid`` Outcome for each other row."""
-        for number, name, project_id, body, body_sha256, problems in _records(self._handle):
+        for number, name, project_id, body, body_sha256, problems, note in _records(self._handle):
             others = self.duplicates.get((project_id, name))
             if others:
                 rows = ", ".join(str(n) for n in others if n != number)
@@ -73,13 +74,14 @@ class Spool:
                               error_message=describe([Problem(*p) for p in problems]))
             else:
                 assert body is not None
-                yield Job(number, project_id, name, body, body_sha256)
+                yield Job(number, project_id, name, body, body_sha256, note)
 
 
 def check(manifest: Manifest, default_project: str, *, project_required: bool = False,
-          max_rows: int = DEFAULT_MAX_ROWS) -> Spool:
-    """Validate every row of ``manifest`` into a :class:`Spool`. More than ``max_rows`` rows is a
-    :class:`ManifestError` (nothing has been sent)."""
+          max_rows: int = DEFAULT_MAX_ROWS, replace: bool = False) -> Spool:
+    """Validate every row of ``manifest`` into a :class:`Spool`: each valid row's job body is its
+    :class:`~batchcfg.merge.Patch` (with ``replace``, the whole body). More than ``max_rows`` rows
+    is a :class:`ManifestError` (nothing has been sent)."""
     handle = tempfile.TemporaryFile(prefix="batchcfg-spool-")
     try:
         hashes = array("q")
@@ -92,16 +94,18 @@ def check(manifest: Manifest, default_project: str, *, project_required: bool = 
                 raise ManifestError(f"{manifest.path}: more than {max_rows} rows (--max-rows); "
                                     "nothing was sent")
             result = check_row(row.cells, default_project_id=default_project,
-                               project_required=project_required)
-            body, body_sha256 = None, ""
+                               project_required=project_required, replace=replace)
+            body, body_sha256, note = None, "", ""
             if result.ok:
                 projects.add(result.project_id)
-                body = encode_body(result.body)
+                body = Patch(result.body, result.labels, result.unset).encode()
                 body_sha256 = hashlib.sha256(body).hexdigest()
+                if result.deferred:
+                    note = "checked against the current config by plan and apply: " + describe(list(result.deferred))
             if result.config_name:
                 hashes.append(hash((result.project_id, result.config_name)))
             problems = tuple((p.column, p.code, p.message) for p in result.problems)
-            batch.append((row.number, result.config_name, result.project_id, body, body_sha256, problems))
+            batch.append((row.number, result.config_name, result.project_id, body, body_sha256, problems, note))
             if len(batch) == BATCH:
                 _write_batch(handle, batch)
         if batch:
@@ -143,9 +147,3 @@ def _records(handle: IO[bytes]) -> Iterator[_Record]:
     while header := handle.read(_SIZE.size):
         batch: Any = marshal.loads(handle.read(_SIZE.unpack(header)[0]))
         yield from batch
-
-
-def describe(problems: list[Problem]) -> str:
-    """``column: message`` for each problem; codes shown where they differ from the first."""
-    first = problems[0].code
-    return "; ".join(str(p) if p.code == first else f"{p} ({p.code})" for p in problems)

@@ -105,8 +105,8 @@ def _options(args: argparse.Namespace, **connection: Any) -> Options:
     if getattr(args, "report", None) is None and report_dir is not None:
         args.report = report_dir / default_report_path().name
     names = ("sheet", "encoding", "report", "failed_manifest", "token_file", "max_failures", "resume",
-             "max_rows", "ca_bundle", "allow_http", "dry_run", "backup", "no_backup",
-             "skip_unchanged", "force", "online", "preflight")
+             "max_rows", "ca_bundle", "allow_http", "dry_run", "backup", "no_backup", "replace",
+             "send_unchanged", "force", "online", "preflight")
     values = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
     values.update({key: value for key, value in settings.items() if value is not None})
     return Options.of(**{**values, **connection})

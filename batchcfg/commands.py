@@ -27,7 +27,7 @@ from .ledger import Ledger, writing
 from .model import INVALID, VALID, Job, Outcome, Summary
 from .options import Options
 from .report import default_backup_path
-from .schema import check_project_id
+from .schema import check_project_id, describe
 from .settings import AUTO_MAX_CONCURRENCY
 
 # What only sending needs (client, sender, actions, catalog, and aiohttp under them) is imported
@@ -82,8 +82,9 @@ async def apply(manifest: str | Path, options: Options = Options(), *,
                 on_ready: Callable[[int], None] | None = None,
                 on_outcome: Callable[[Outcome], None] | None = None,
                 stop: anyio.Event | None = None, stop_now: anyio.Event | None = None) -> Summary:
-    """Validate, then send every valid row: read its config first and back it up (unless
-    ``no_backup``; skipped when unchanged with ``skip_unchanged``), then PUT it.
+    """Validate, then send every valid row: read its config, lay the row over it (the row is the
+    whole body with ``replace``), skip it when that changes nothing (unless ``send_unchanged``),
+    back the config up (unless ``no_backup``), then PUT the whole body.
 
     ``on_ready(n)`` is called once the manifest is checked, with its number of rows;
     ``on_outcome`` as each row ends; ``stop`` and ``stop_now`` stop the run (see
@@ -116,8 +117,8 @@ def _modify_action(stack: AsyncExitStack, ledger: Ledger, client: Client, option
     from .actions import Modify, Put
     from .backup import Backup
 
-    if options.outputs.no_backup and not options.skip_unchanged:
-        return Put(client)
+    if options.outputs.no_backup and options.replace and options.send_unchanged:
+        return Put(client)  # nothing to read: the row is the whole body, sent whatever it changes
     backup = None
     if not options.outputs.no_backup:
         path = (options.outputs.backup or resume.backup_of(options.resume)
@@ -125,7 +126,7 @@ def _modify_action(stack: AsyncExitStack, ledger: Ledger, client: Client, option
         with writing(path, error=UsageError):
             backup = stack.enter_context(Backup(path))
         ledger.summary.backup = path
-    return Modify(client, backup, options.skip_unchanged)
+    return Modify(client, backup, replace=options.replace, send_unchanged=options.send_unchanged)
 
 
 async def plan(manifest: str | Path, options: Options = Options(), *,
@@ -133,7 +134,8 @@ async def plan(manifest: str | Path, options: Options = Options(), *,
                on_outcome: Callable[[Outcome], None] | None = None,
                stop: anyio.Event | None = None, stop_now: anyio.Event | None = None) -> Summary:
     """Validate, then read each valid row's config and compare it with the body the row would
-    send: ``unchanged``, ``changed`` (what, in ``changes``), or ``missing``. Changes nothing."""
+    send: ``unchanged``, ``changed`` (every field, in ``changes``), ``missing``, or ``invalid``
+    when the row laid over the config breaks a rule. Changes nothing."""
     from .actions import Plan
 
     events = Events(on_ready, on_outcome, stop, stop_now)
@@ -143,7 +145,8 @@ async def plan(manifest: str | Path, options: Options = Options(), *,
         checked = stack.enter_context(ledger.check(target.project_id, project_required=True))
         client, sender = await _sending(stack, target, options)
         events.ready(checked.rows)
-        return await _send(ledger, sender, ledger.to_send(checked.items()), Plan(client), events)
+        return await _send(ledger, sender, ledger.to_send(checked.items()), Plan(client, replace=options.replace),
+                           events)
 
 
 async def rollback(backup: str | Path, options: Options = Options(), *,
@@ -247,13 +250,13 @@ def _against(item: Job | Outcome, catalogs: dict[str, Catalog]) -> Job | Outcome
     problems = catalogs[item.project_id].problems(json.loads(item.body))
     if not problems:
         return item
-    from .checked import describe
-
     return Outcome.of(item, INVALID, error_code=problems[0].code, error_message=describe(problems))
 
 
 def _valid_or_invalid(item: Job | Outcome) -> Outcome:
-    return Outcome.of(item, VALID) if isinstance(item, Job) else item
+    """A checked row's record when nothing is sent: ``valid`` (saying which checks wait for the
+    current config), or the row's ``invalid`` outcome."""
+    return Outcome.of(item, VALID, error_message=item.note) if isinstance(item, Job) else item
 
 
 def check_default_project(project_id: str) -> None:

@@ -77,7 +77,7 @@ class Ledger:
         """Every row of the manifest, checked once (see :mod:`batchcfg.checked`)."""
         assert self.manifest is not None
         return check(self.manifest, default_project, project_required=project_required,
-                     max_rows=self.options.input.max_rows)
+                     max_rows=self.options.input.max_rows, replace=self.options.replace)
 
     def to_send(self, items: Iterable[Job | Outcome], done: Collection[tuple[str, str, str]] = ()) -> Iterator[Job]:
         """The jobs among ``items``, each marked pending as it goes out; the other items

@@ -1,74 +1,196 @@
-"""Configs as read back (the Details API): the writable body they hold, and what a row changes.
+"""Configs as the API returns them, and what a row does to them: read-modify-write.
 
->>> writable_body({"config_name": "x", "worker_server_num": "2", "spec_id": 1, "model_id": 0,
-...                "data_url": "/b/d/", "engine_name": "TensorFlow"})
-{'worker_server_num': 2, 'spec_id': 1, 'data_url': '/b/d/'}
->>> changes({"worker_server_num": 1, "spec_id": 1}, {"worker_server_num": 2})
-['worker_server_num: 1 -> 2']
+- :func:`writable_body`: the writable fields of a Details answer (read-only fields dropped).
+- :class:`Patch`: what one row asks for. By default a row changes only what it names
+  (:meth:`Patch.over`): its fields are laid over the config as read; a field it sets from one
+  alternative of the code or data group drops the other alternatives; ``param.<label>`` cells set
+  one parameter each; the ``unset`` column clears. With ``--replace`` the row is the whole body.
+- :func:`changes`: every field the PUT would change, removals included, compared as the API
+  returns values: an empty string, an empty list and the documented defaults (``engine_id`` 1,
+  ``model_id`` 0) mean "unset"; a parameter value that is a JSON number compares by value with
+  the other side (``0.010`` equals ``0.01``), two strings compare by their text.
+
+>>> current = writable_body({"config_name": "x", "worker_server_num": 1, "spec_id": 1, "model_id": 7,
+...                          "data_url": "/bucket/d/", "log_url": "/bucket/log/", "engine_id": 1,
+...                          "parameter": [{"label": "lr", "value": 0.01}], "engine_name": "TF"})
+>>> patch = Patch({"worker_server_num": 2, "dataset_id": "ds", "dataset_version_id": "v1"}, {"lr": "0.010"})
+>>> changes(current, patch.over(current))
+['worker_server_num: 1 -> 2', 'data_url: /bucket/d/ -> (unset)', 'dataset_id: (unset) -> ds', 'dataset_version_id: (unset) -> v1']
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from .cells import parse_integer
-from .schema import BODY_FIELDS, INTEGER_FIELDS, check_parameter
+from .schema import ALTERNATIVES, BODY_FIELDS, INTEGER_FIELDS, JSON_FIELDS, PARAM_PREFIX, UNSET_COLUMN, encode_body
 
 UNSET = "(unset)"
+DEFAULTS: dict[str, Any] = {"engine_id": 1, "model_id": 0}  # what the API assumes when a field is unset
 # Where a read config carries more than one of these, the first present wins: the Details answer
-# fills data_url from a data_source, and app_url may come back beside a built-in algorithm.
-_DATA_PRECEDENCE = ("data_source", ("dataset_id", "dataset_version_id"), "data_url")
+# may fill data_url from a data_source, and app_url may come back beside a built-in algorithm.
+_DATA_PRECEDENCE = (("data_source",), ("dataset_id", "dataset_version_id"), ("data_url",))
 
 
 def writable_body(details: Mapping[str, Any]) -> dict[str, Any]:
-    """A config as the Details API returns it -> the body the Modify API takes, normalised the way
-    the tool sends it: read-only fields dropped, empty values dropped, integers as integers,
-    parameter values as strings. Where the answer carries several data fields, ``data_source``
-    wins over ``dataset_id`` + ``dataset_version_id``, which win over ``data_url``; where it
-    carries ``model_id``, ``app_url`` and ``boot_file_url`` are dropped."""
+    """The writable fields of a config as the Details API returns it: read-only fields dropped,
+    unset values (``""``, ``[]``, ``model_id`` 0) dropped, integers as integers, parameter values
+    as they came (a JSON number stays a number, for :func:`changes`)."""
     body: dict[str, Any] = {}
-    for field in BODY_FIELDS:
-        value = details.get(field)
-        if value is None or value == "" or value == [] or (field == "model_id" and value in (0, "0")):
-            continue  # model_id 0: no built-in algorithm
-        if field in INTEGER_FIELDS:
+    for name in BODY_FIELDS:
+        value = details.get(name)
+        if _blank(value) or (name == "model_id" and value in (0, "0")):
+            continue  # engine_id 1 stays: the body sent carries what was read
+        if name in INTEGER_FIELDS:
             parsed = parse_integer(str(value)) if not isinstance(value, bool) else None
             value = parsed if isinstance(parsed, int) else value
-        elif field == "parameter" and isinstance(value, list):
-            value = check_parameter(value)[0]
-        body[field] = value
+        elif name == "parameter" and isinstance(value, list):
+            value = [{"label": str(p.get("label")), "value": p.get("value", "")} for p in value
+                     if isinstance(p, dict) and p.get("label") not in (None, "")]
+        body[name] = value
     if body.get("model_id"):
         body.pop("app_url", None)
         body.pop("boot_file_url", None)
-    for rank, fields in enumerate(_DATA_PRECEDENCE):
-        names = (fields,) if isinstance(fields, str) else fields
-        if any(name in body for name in names):
-            for later in _DATA_PRECEDENCE[rank + 1:]:
-                for name in (later,) if isinstance(later, str) else later:
-                    body.pop(name, None)
-            break
-    return {field: body[field] for field in BODY_FIELDS if field in body}
+    present = [names for names in _DATA_PRECEDENCE if any(name in body for name in names)]
+    for names in present[1:]:
+        for name in names:
+            body.pop(name, None)
+    return body
 
 
-def changes(current: Mapping[str, Any], wanted: Mapping[str, Any], *, every_field: bool = False) -> list[str]:
-    """What sending ``wanted`` would change in ``current``: ``field: old -> new`` for each field
-    ``wanted`` sets (or, with ``every_field``, each field either sets), ``parameter`` label by
-    label (``parameter.lr: 0.01 -> 0.02``)."""
-    fields = [f for f in BODY_FIELDS if f in wanted or (every_field and f in current)]
+@dataclass(frozen=True)
+class Patch:
+    """What one row asks for: the fields it sets (``parameter``: the whole list), its
+    ``param.<label>`` values when it sets no whole list, and the fields it clears."""
+
+    fields: dict[str, Any]
+    labels: dict[str, str] = field(default_factory=dict)
+    unset: tuple[str, ...] = ()
+
+    def encode(self) -> bytes:
+        """The patch as a job's body: the fields, ``param.<label>`` keys, and ``unset``. A row
+        that names every field encodes as exactly the body it sends with ``--replace``."""
+        data = dict(self.fields)
+        data.update({PARAM_PREFIX + label: value for label, value in self.labels.items()})
+        if self.unset:
+            data[UNSET_COLUMN] = list(self.unset)
+        return encode_body(data)
+
+    @classmethod
+    def decode(cls, body: bytes) -> Patch:
+        data = json.loads(body)
+        unset = tuple(data.pop(UNSET_COLUMN, ()))
+        labels = {key[len(PARAM_PREFIX):]: data.pop(key) for key in list(data) if key.startswith(PARAM_PREFIX)}
+        return cls(data, labels, unset)
+
+    def over(self, current: Mapping[str, Any]) -> dict[str, Any]:
+        """The whole body to send: ``current`` with this row laid over it."""
+        body = dict(current)
+        for group in ALTERNATIVES:
+            chosen = [names for names in group if any(name in self.fields for name in names)]
+            if chosen:
+                for names in group:
+                    if names not in chosen:
+                        for name in names:
+                            body.pop(name, None)
+        body.update(self.fields)
+        cleared = {name[len(PARAM_PREFIX):] for name in self.unset if name.startswith(PARAM_PREFIX)}
+        if self.labels or cleared:
+            values = {p["label"]: p["value"] for p in body.get("parameter") or []}
+            values.update(self.labels)
+            body["parameter"] = [{"label": label, "value": value} for label, value in values.items()
+                                 if label not in cleared]
+        for name in self.unset:
+            body.pop(name, None)
+        return whole(current, body)
+
+
+def whole(current: Mapping[str, Any], target: Mapping[str, Any]) -> dict[str, Any]:
+    """The body that turns ``current`` into ``target`` on a server that merges as on one that
+    replaces: ``target``'s fields, and each field ``current`` holds that ``target`` clears, sent
+    empty (``""``, ``[]``: how the Details API shows an unset field). A cleared ``model_id`` or
+    ``engine_id`` is left out: the API has no empty integer."""
+    body = sendable(target)
+    for name in BODY_FIELDS:
+        if name not in body and not _blank(current.get(name)) and name not in INTEGER_FIELDS:
+            body[name] = [] if name in JSON_FIELDS else ""
+    return {name: body[name] for name in BODY_FIELDS if name in body}
+
+
+def sendable(body: Mapping[str, Any]) -> dict[str, Any]:
+    """A body as the Modify API takes it: fields in the API's order, unset ones left out,
+    parameter values as strings (the API's table says String)."""
+    out = {name: body[name] for name in BODY_FIELDS if name in body and not _blank(body[name])}
+    if "parameter" in out:
+        out["parameter"] = [{"label": p["label"], "value": _text(p.get("value"))} for p in out["parameter"]]
+    return out
+
+
+def changes(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> list[str]:
+    """What sending ``wanted`` (a whole body) would change in ``current``: ``field: old -> new``
+    for every field, removals included (``log_url: /bucket/log/ -> (unset)``); ``parameter``
+    label by label (``parameter.lr: 0.01 -> 0.02``)."""
     found = []
-    for field in fields:
-        old, new = current.get(field), wanted.get(field)
-        if field == "parameter" and isinstance(old or [], list) and isinstance(new or [], list):
-            before = {p.get("label"): p.get("value") for p in old or [] if isinstance(p, dict)}
-            after = {p.get("label"): p.get("value") for p in new or [] if isinstance(p, dict)}
+    for name in BODY_FIELDS:
+        old, new = current.get(name), wanted.get(name)
+        if name == "parameter":
+            before, after = _labels(old), _labels(new)
             for label in [*after, *(k for k in before if k not in after)]:
-                if before.get(label) != after.get(label):
+                if not _same_value(before.get(label), after.get(label)):
                     found.append(f"parameter.{label}: {_shown(before.get(label))} -> {_shown(after.get(label))}")
-        elif old != new:
-            found.append(f"{field}: {_shown(old)} -> {_shown(new)}")
+        elif _unset(name, old) != _unset(name, new) or (not _unset(name, old) and old != new):
+            found.append(f"{name}: {_shown(None if _unset(name, old) else old)} -> "
+                         f"{_shown(None if _unset(name, new) else new)}")
     return found
+
+
+def _unset(name: str, value: Any) -> bool:
+    """Whether a field holds no value of its own: absent, empty, or the API's default."""
+    return _blank(value) or (name in DEFAULTS and value == DEFAULTS[name] and not isinstance(value, bool))
+
+
+def _blank(value: Any) -> bool:
+    return value is None or value == "" or value == []
+
+
+def _labels(value: Any) -> dict[Any, Any]:
+    if not isinstance(value or [], list):
+        return {"": value}  # not the API's shape: compared whole
+    return {p.get("label"): p.get("value") for p in value or [] if isinstance(p, dict)}
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    """Parameter values: a JSON number read back compares by value, two strings by their text."""
+    if a is None or b is None:
+        return a is b
+    if _is_number(a) or _is_number(b):
+        x, y = _number(a), _number(b)
+        return x is not None and x == y
+    return bool(a == b)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _number(value: Any) -> float | None:
+    if _is_number(value):
+        return float(value)
+    try:
+        number = float(str(value).strip())
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value if isinstance(value, str) else "" if value is None else str(value)
 
 
 def _shown(value: Any) -> str:

@@ -31,14 +31,16 @@ TO_FIX_STATUSES = (INVALID, FAILED, CANCELLED)   # exit code 1; the failed-row m
 
 
 class Job(NamedTuple):
-    """One valid row, ready to send: where it goes, its serialised JSON body and that body's hash.
-    (A named tuple, made a microsecond faster than a frozen dataclass, once per row.)"""
+    """One valid row, ready to send: where it goes, its serialised JSON body (what the row asks
+    for: a :class:`~batchcfg.merge.Patch`) and that body's hash; ``note`` says which checks wait
+    for the current config. (A named tuple: made a microsecond faster than a frozen dataclass.)"""
 
     row: int
     project_id: str
     config_name: str
     body: bytes
     body_sha256: str = ""
+    note: str = ""
 
 
 @dataclass(slots=True)

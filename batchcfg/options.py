@@ -78,7 +78,8 @@ class Options:
     sending: Sending = Sending()
     outputs: Outputs = Outputs()
     resume: Path | None = None
-    skip_unchanged: bool = False
+    replace: bool = False        # a row is the whole config: fields it leaves empty are removed
+    send_unchanged: bool = False  # apply: PUT rows that change nothing too
     force: bool = False          # rollback: restore configs changed since the run
     online: bool = False         # validate: check spec_id, workers and engine_id against the project
     preflight: bool = False      # apply: the same before sending

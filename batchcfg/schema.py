@@ -34,8 +34,14 @@ BODY_FIELDS = ("config_desc", "worker_server_num", "app_url", "boot_file_url", "
                "spec_id", "data_url", "dataset_id", "dataset_version_id", "data_source", "engine_id",
                "train_url", "log_url", "user_image_url", "user_command")
 OBS_FIELDS = ("app_url", "boot_file_url", "data_url", "train_url", "log_url")
+REQUIRED_FIELDS = ("worker_server_num", "spec_id")
+# The alternatives of the code and of the data: a config has exactly one of each group. A row
+# that sets one alternative drops the others from the config it changes (merge.py).
+ALTERNATIVES = ((("model_id",), ("app_url", "boot_file_url")),
+                (("data_url",), ("dataset_id", "dataset_version_id"), ("data_source",)))
+UNSET_COLUMN = "unset"  # names the fields a row clears
 # Manifest columns (docs/contract.md), besides any number of ``param.<label>`` columns.
-COLUMNS = ("config_name", *BODY_FIELDS, "project_id")
+COLUMNS = ("config_name", *BODY_FIELDS, "project_id", UNSET_COLUMN)
 
 CONFIG_NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 PROJECT_ID_RE = re.compile(r"[0-9a-f]{32}")
@@ -63,6 +69,12 @@ class Problem:
         return f"{self.column}: {self.message}"
 
 
+def describe(problems: list[Problem]) -> str:
+    """``column: message`` for each problem; codes shown where they differ from the first."""
+    first = problems[0].code
+    return "; ".join(str(p) if p.code == first else f"{p} ({p.code})" for p in problems)
+
+
 def encode_body(body: Mapping[str, Any]) -> bytes:
     """A request body as sent: compact JSON, fields in the API's order, non-ASCII kept. The one
     serialisation of a body: ``--resume`` matches rows on its SHA-256."""
@@ -86,11 +98,14 @@ def check_project_id(project_id: str, column: str = "project_id") -> Problem | N
     return None
 
 
-def check_body(body: Mapping[str, Any], *, skip: set[str] | frozenset[str] = frozenset()) -> list[Problem]:
+def check_body(body: Mapping[str, Any], *, skip: set[str] | frozenset[str] = frozenset(),
+               whole: bool = True) -> list[Problem]:
     """The API's rules on a request body (parsed JSON). Fields in ``skip`` are known unreadable:
-    they are neither checked again nor reported missing."""
+    they are neither checked again nor reported missing. With ``whole`` false, ``body`` is only
+    what a row changes: the rules that need the whole config (required fields, fields that go
+    together, a custom image's boot command) wait for the body merged over the current config."""
     problems: list[Problem] = []
-    present = {field for field in BODY_FIELDS if body.get(field) not in (None, "")} | set(skip)
+    present = {field for field in BODY_FIELDS if body.get(field) not in (None, "", [])} | set(skip)
 
     for field in body:
         if field not in BODY_FIELDS:
@@ -103,17 +118,17 @@ def check_body(body: Mapping[str, Any], *, skip: set[str] | frozenset[str] = fro
                 problems.append(Problem(field, errors.TYPE, f"{show(value)} is not an integer"))
             elif not 1 <= value <= maximum:
                 problems.append(Problem(field, errors.RANGE, f"{value} is not between 1 and {maximum}"))
-    for field in ("worker_server_num", "spec_id"):
-        if field not in present:
+    for field in REQUIRED_FIELDS:
+        if whole and field not in present:
             problems.append(Problem(field, errors.REQUIRED, "required"))
 
     for field in STRING_FIELDS:
         if field in body and field not in skip:
             problems.extend(_check_string(field, body[field]))
 
-    problems.extend(_check_code(body, present, skip))
-    problems.extend(_check_data(body, present, skip))
-    if "user_command" in present and "user_image_url" not in present:
+    problems.extend(_check_code(body, present, whole))
+    problems.extend(_check_data(body, present, skip, whole))
+    if whole and "user_command" in present and "user_image_url" not in present:
         problems.append(Problem("user_command", errors.CONFLICT,
                                 "is the boot command of a custom image: set user_image_url too"))
     if "parameter" in body and "parameter" not in skip:
@@ -151,20 +166,20 @@ def _check_obs_path(field: str, value: str) -> list[Problem]:
     return []
 
 
-def _check_code(body: Mapping[str, Any], present: set[str], skip: set[str] | frozenset[str]) -> list[Problem]:
+def _check_code(body: Mapping[str, Any], present: set[str], whole: bool) -> list[Problem]:
     """Exactly one of model_id, or app_url together with boot_file_url."""
     has_app, has_boot = "app_url" in present, "boot_file_url" in present
     if "model_id" in present and (has_app or has_boot):
         column = "app_url" if has_app else "boot_file_url"
         return [Problem(column, errors.CONFLICT, "model_id (built-in algorithm) excludes "
                                                  "app_url and boot_file_url: set one or the other")]
-    if has_app != has_boot:
+    if whole and has_app != has_boot:
         missing, given = ("boot_file_url", "app_url") if has_app else ("app_url", "boot_file_url")
         return [Problem(missing, errors.CONFLICT, f"goes together with {given}: set both")]
-    if not has_app and "model_id" not in present:
+    if whole and not has_app and "model_id" not in present:
         return [Problem("model_id", errors.REQUIRED, "set model_id, or app_url and boot_file_url")]
     app, boot = body.get("app_url"), body.get("boot_file_url")
-    if has_app and isinstance(app, str) and isinstance(boot, str):
+    if has_app and has_boot and isinstance(app, str) and isinstance(boot, str):
         directory = app if app.endswith("/") else app + "/"
         if not boot.startswith(directory):
             return [Problem("boot_file_url", errors.CONFLICT, f"{show(boot)} is not inside app_url "
@@ -172,24 +187,25 @@ def _check_code(body: Mapping[str, Any], present: set[str], skip: set[str] | fro
     return []
 
 
-def _check_data(body: Mapping[str, Any], present: set[str], skip: set[str] | frozenset[str]) -> list[Problem]:
+def _check_data(body: Mapping[str, Any], present: set[str], skip: set[str] | frozenset[str],
+                whole: bool) -> list[Problem]:
     """Exactly one of data_url, dataset_id + dataset_version_id, or data_source."""
     problems = []
     has_id, has_version = "dataset_id" in present, "dataset_version_id" in present
-    if has_id != has_version:
+    if whole and has_id != has_version:
         missing, given = ("dataset_version_id", "dataset_id") if has_id else ("dataset_id", "dataset_version_id")
         problems.append(Problem(missing, errors.CONFLICT, f"goes together with {given}: set both"))
     chosen = [name for name, on in (("data_url", "data_url" in present),
                                     ("dataset_id", has_id or has_version),
                                     ("data_source", "data_source" in present)) if on]
-    if not chosen:
+    if whole and not chosen:
         problems.append(Problem("data_url", errors.REQUIRED,
                                 "set one of data_url, dataset_id + dataset_version_id, or data_source"))
     elif len(chosen) > 1:
         problems.append(Problem(chosen[1], errors.CONFLICT,
                                 f"excludes {chosen[0]}: set only one of data_url, "
                                 "dataset_id + dataset_version_id, or data_source"))
-    if "data_source" in body and "data_source" not in skip:
+    if "data_source" in present and "data_source" not in skip:
         problems.extend(_check_data_source(body["data_source"]))
     return problems
 

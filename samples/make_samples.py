@@ -113,16 +113,18 @@ def main() -> None:
     for number, values in enumerate(ROWS, start=1):
         sheet.write_row(number, 0, values)
     workbook.close()
+    from batchcfg.checked import check
     from batchcfg.manifest import open_manifest
+    from batchcfg.merge import Patch
+    from batchcfg.model import Job
     from batchcfg.sandbox import earlier_state
-    from batchcfg.schema import check_row
 
-    with (HERE / "earlier_state.jsonl").open("w", encoding="utf-8") as handle:
-        for row in open_manifest(HERE / "training_job_configs.csv").rows():
-            checked = check_row(row.cells)
-            if checked.ok:
-                earlier = earlier_state(checked.body, row.number)
-                handle.write(json.dumps({"config_name": checked.config_name, **earlier}) + "\n")
+    with (HERE / "earlier_state.jsonl").open("w", encoding="utf-8") as handle, \
+            check(open_manifest(HERE / "training_job_configs.csv"), "") as checked:
+        for item in checked.items():
+            if isinstance(item, Job):
+                earlier = earlier_state(Patch.decode(item.body), item.row)
+                handle.write(json.dumps({"config_name": item.config_name, **earlier}) + "\n")
 
 
 if __name__ == "__main__":

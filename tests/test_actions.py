@@ -21,7 +21,8 @@ from batchcfg.auth import TokenAuth
 from batchcfg.client import Client
 from batchcfg.actions import Modify
 from batchcfg.backup import Backup, read_backup
-from batchcfg.merge import changes, writable_body
+from batchcfg.merge import Patch, changes, writable_body
+from batchcfg.sandbox.data import details
 from batchcfg.sandbox import RunningSandbox, SandboxConfig, earlier_state, serve
 from batchcfg.cells import check_row
 from batchcfg.sender import Sender
@@ -32,16 +33,21 @@ SAMPLES = Path(__file__).parent.parent / "samples" / "training_job_configs.csv"
 ENV = {"HUAWEICLOUD_SDK_AK": SandboxConfig.ak, "HUAWEICLOUD_SDK_SK": SandboxConfig.sk}
 
 
-def sample_bodies() -> dict[str, dict[str, Any]]:
-    """The valid sample rows' bodies, and their row numbers through earlier_state's choice."""
+def sample_patches() -> dict[str, tuple[int, Patch]]:
+    """The valid sample rows: their row numbers and what each asks for."""
     from batchcfg.manifest import open_manifest
 
-    bodies = {}
+    patches = {}
     for row in open_manifest(SAMPLES).rows():
         checked = check_row(row.cells)
         if checked.ok:
-            bodies[checked.config_name] = (row.number, checked.body)
-    return bodies  # type: ignore[return-value]
+            patches[checked.config_name] = (row.number, Patch(checked.body, checked.labels, checked.unset))
+    return patches
+
+
+def same(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Two stored configs that the Details API shows alike (it shows ``"0.010"`` as 0.01)."""
+    return changes(*(writable_body(details("x", body, 0)) for body in (a, b))) == []
 
 
 def options(sandbox: RunningSandbox, report: Path, **extra: Any) -> Options:
@@ -57,9 +63,11 @@ def stored(sandbox: RunningSandbox) -> dict[str, dict[str, Any]]:
 
 
 def test_plan_apply_rollback_end_to_end(tmp_path: Path) -> None:
-    bodies = sample_bodies()
-    seeded = {name: earlier_state(body, number) for name, (number, body) in bodies.items()}
-    expected_changed = sorted(name for name, (_, body) in bodies.items() if seeded[name] != body)
+    patches = sample_patches()
+    seeded = {name: earlier_state(patch, number) for name, (number, patch) in patches.items()}
+    wanted = {name: patch.over(seeded[name]) for name, (_, patch) in patches.items()}
+    changed = sorted(name for name in patches if not same(seeded[name], wanted[name]))
+    assert 0 < len(changed) < len(patches)
 
     async def scenario() -> None:
         async with serve(SandboxConfig()) as sandbox:
@@ -67,37 +75,39 @@ def test_plan_apply_rollback_end_to_end(tmp_path: Path) -> None:
                 sandbox.seed(name, body)
             # plan: counts of changed and unchanged match the seed; nothing is written
             summary = await plan(SAMPLES, options(sandbox, tmp_path / "plan.csv"))
-            assert summary.counts == {"changed": len(expected_changed),
-                                      "unchanged": len(bodies) - len(expected_changed), "invalid": 3}
+            assert summary.counts == {"changed": len(changed), "unchanged": len(patches) - len(changed),
+                                      "invalid": 3}
             assert summary.exit_code == 1 and puts(sandbox) == 0
             records = {r["config_name"]: r for r in read_report(tmp_path / "plan.csv")}
-            assert sorted(n for n, r in records.items() if r["status"] == "changed") == expected_changed
-            assert "worker_server_num: " in records[expected_changed[0]]["changes"]
-            # apply with its backup: the new state everywhere
+            assert sorted(n for n, r in records.items() if r["status"] == "changed") == changed
+            assert "worker_server_num: " in records[changed[0]]["changes"]
+            # apply with its backup: the new state everywhere; unchanged rows are not sent
             backup = tmp_path / "backup.jsonl"
             summary = await apply(SAMPLES, options(sandbox, tmp_path / "apply.csv", backup=backup))
-            assert summary.counts == {"succeeded": len(bodies), "invalid": 3}
-            assert stored(sandbox) == {name: body for name, (_, body) in bodies.items()}
-            saved = list(read_backup(backup))
-            assert {r["config_name"]: r["before"] for r in saved} == seeded
+            assert summary.counts == {"succeeded": len(changed), "skipped": len(patches) - len(changed),
+                                      "invalid": 3}
+            assert puts(sandbox) == len(changed)
+            assert all(same(stored(sandbox)[name], wanted[name]) for name in patches)
+            saved = {r["config_name"]: r["before"] for r in read_backup(backup)}
+            assert sorted(saved) == changed, "the backup holds the configs the run changed"
+            assert all(same(saved[name], seeded[name]) for name in changed)
             assert all(r["backup"] == str(backup) for r in read_report(tmp_path / "apply.csv") if r["status"] == "succeeded")
             # rollback: every config exactly as it was
             summary = await rollback(backup, options(sandbox, tmp_path / "rb1.csv"))
-            assert summary.counts["succeeded"] == len(expected_changed)
-            assert summary.counts["skipped"] == len(bodies) - len(expected_changed)  # nothing to undo
-            assert stored(sandbox) == seeded
+            assert summary.counts == {"succeeded": len(changed)}
+            assert all(same(stored(sandbox)[name], seeded[name]) for name in patches)
             # a second rollback changes nothing
             before = puts(sandbox)
             summary = await rollback(backup, options(sandbox, tmp_path / "rb2.csv"))
-            assert summary.counts == {"skipped": len(bodies)} and puts(sandbox) == before
+            assert summary.counts == {"skipped": len(changed)} and puts(sandbox) == before
             assert {(r["error_code"], r["error_message"]) for r in read_report(tmp_path / "rb2.csv")} == {
                 ("", "unchanged: already as backed up")}
             # a sweep over an unchanged manifest writes nothing
             await apply(SAMPLES, options(sandbox, tmp_path / "again.csv", no_backup=True))
             before = puts(sandbox)
-            summary = await apply(SAMPLES, options(sandbox, tmp_path / "sweep.csv", skip_unchanged=True))
+            summary = await apply(SAMPLES, options(sandbox, tmp_path / "sweep.csv"))
             assert puts(sandbox) == before, "zero PUTs, counted at the server"
-            assert summary.counts == {"skipped": len(bodies), "invalid": 3}
+            assert summary.counts == {"skipped": len(patches), "invalid": 3}
             assert {(r["error_code"], r["error_message"]) for r in read_report(tmp_path / "sweep.csv")
                     if r["status"] == "skipped"} == {("", "unchanged")}
             assert not list(tmp_path.glob("batchcfg-backup-*")), "no backup when nothing changes"
@@ -106,12 +116,13 @@ def test_plan_apply_rollback_end_to_end(tmp_path: Path) -> None:
 
 
 def test_rollback_reports_a_conflict_instead_of_overwriting(tmp_path: Path) -> None:
-    bodies = sample_bodies()
+    patches = sample_patches()
 
     async def scenario() -> None:
         async with serve(SandboxConfig()) as sandbox:
-            for name, (_, body) in bodies.items():
-                sandbox.seed(name, {**body, "config_desc": "an earlier description"})  # all differ
+            for name, (number, patch) in patches.items():  # all differ from the manifest
+                sandbox.seed(name, {**earlier_state(patch, number), "config_desc": "an earlier description"})
+            seeded = dict(stored(sandbox))
             backup = tmp_path / "backup.jsonl"
             await apply(SAMPLES, options(sandbox, tmp_path / "apply.csv", backup=backup))
             someone = "resnet50-imagenet"
@@ -122,11 +133,10 @@ def test_rollback_reports_a_conflict_instead_of_overwriting(tmp_path: Path) -> N
             assert records[someone]["error_message"].startswith("conflict: changed since the run")
             assert "worker_server_num: 2 -> 7" in records[someone]["error_message"]
             assert stored(sandbox)[someone]["worker_server_num"] == 7, "not overwritten"
-            assert summary.counts == {"succeeded": len(bodies) - 1, "skipped": 1}
+            assert summary.counts == {"succeeded": len(patches) - 1, "skipped": 1}
             summary = await rollback(backup, options(sandbox, tmp_path / "forced.csv", force=True))
-            assert summary.counts == {"succeeded": 1, "skipped": len(bodies) - 1}
-            before = {r["config_name"]: r["before"] for r in read_backup(backup)}
-            assert stored(sandbox) == before
+            assert summary.counts == {"succeeded": 1, "skipped": len(patches) - 1}
+            assert all(same(stored(sandbox)[name], seeded[name]) for name in patches)
 
     anyio.run(scenario)
 
@@ -168,10 +178,10 @@ def test_a_resumed_run_keeps_one_backup_and_never_backs_up_a_changed_config(tmp_
             assert second.counts["succeeded"] + second.counts["skipped"] == len(names)
             records = list(read_backup(backup))
             assert Counter(r["config_name"] for r in records) == Counter(names), "each config once"
-            assert all(r["before"] == earlier for r in records), "never a changed config"
+            assert all(same(r["before"], earlier) for r in records), "never a changed config"
             summary = await rollback(backup, options(sandbox, tmp_path / "rb.csv"))
             assert summary.counts == {"succeeded": len(names)}
-            assert all(body == earlier for body in stored(sandbox).values())
+            assert all(same(body, earlier) for body in stored(sandbox).values())
 
     anyio.run(scenario)
 
@@ -220,7 +230,7 @@ async def test_a_backup_that_cannot_be_written_changes_nothing_and_stops_the_run
         backup._handle = open("/dev/full", "ab", buffering=0)  # fault injection: writes fail, ENOSPC
         async with Client(scripted.url, TokenAuth("t"), timeout=5) as client:
             runner = Sender(rate=0, concurrency=8)
-            await runner.run(jobs(*names), Modify(client, backup, skip_unchanged=False), outcomes.append)
+            await runner.run(jobs(*names), Modify(client, backup, replace=True), outcomes.append)
     assert sorted(o.config_name for o in outcomes) == names, "each row ends exactly once"
     assert not [s for s in scripted.seen if s.method == "PUT"], "nothing changed without its backup"
     failed = [o for o in outcomes if o.status == "failed"]
@@ -259,30 +269,3 @@ def test_cli_plan_shows_a_diff_and_rollback_runs(tmp_path: Path, capsys: pytest.
     # missing, and says so row by row rather than failing the run.
     assert main(["rollback", str(backups[0]), "--sandbox", "--report", "rb.csv"]) == 1
     assert {r["error_code"] for r in read_report(tmp_path / "rb.csv")} == {"ModelArts.0102"}
-
-
-@pytest.mark.parametrize("details, body", [
-    ({"config_name": "x", "worker_server_num": "2", "spec_id": 1, "model_id": 0, "app_url": "/b/a/",
-      "boot_file_url": "/b/a/t.py", "data_url": "/b/d/", "engine_name": "TF", "create_time": 1,
-      "parameter": [{"label": "lr", "value": 0.01}, {"label": "on", "value": True}]},
-     {"worker_server_num": 2, "app_url": "/b/a/", "boot_file_url": "/b/a/t.py",
-      "parameter": [{"label": "lr", "value": "0.01"}, {"label": "on", "value": "true"}], "spec_id": 1,
-      "data_url": "/b/d/"}),
-    ({"worker_server_num": 1, "spec_id": 1, "model_id": 5, "app_url": "/b/a/", "data_url": "/b/d/",
-      "data_source": [{"type": "obs", "data_url": "/b/d/"}], "dataset_id": "", "train_url": None},
-     {"worker_server_num": 1, "model_id": 5, "spec_id": 1, "data_source": [{"type": "obs", "data_url": "/b/d/"}]}),
-    ({"worker_server_num": 1, "spec_id": 1, "dataset_id": "d", "dataset_version_id": "v", "data_url": "/b/x/"},
-     {"worker_server_num": 1, "spec_id": 1, "dataset_id": "d", "dataset_version_id": "v"}),
-])
-def test_writable_body(details: dict[str, Any], body: dict[str, Any]) -> None:
-    assert writable_body(details) == body
-
-
-def test_changes_name_each_field_and_parameter() -> None:
-    current = {"worker_server_num": 1, "config_desc": "a", "parameter": [{"label": "lr", "value": "0.01"},
-                                                                         {"label": "old", "value": "1"}]}
-    wanted = {"worker_server_num": 2, "parameter": [{"label": "lr", "value": "0.02"}, {"label": "bs", "value": "8"}]}
-    assert changes(current, wanted) == ["worker_server_num: 1 -> 2", "parameter.lr: 0.01 -> 0.02",
-                                        "parameter.bs: (unset) -> 8", "parameter.old: 1 -> (unset)"]
-    assert changes(current, wanted, every_field=True)[0] == "config_desc: a -> (unset)"
-    assert changes(current, {"worker_server_num": 1}) == []

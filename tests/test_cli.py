@@ -40,8 +40,10 @@ def test_samples_against_the_sandbox(sample: str, tmp_path: Path, capsys: pytest
     by_status: dict[str, list[dict[str, str]]] = {}
     for row in rows:
         by_status.setdefault(row["status"], []).append(row)
-    assert len(by_status["succeeded"]) == 12 and len(by_status["invalid"]) == 3
-    assert set(by_status) == {"succeeded", "invalid"}
+    # the sandbox holds an earlier state of each config: every third as the manifest has it already
+    assert (len(by_status["succeeded"]), len(by_status["skipped"]), len(by_status["invalid"])) == (8, 4, 3)
+    assert set(by_status) == {"succeeded", "skipped", "invalid"}
+    assert {r["error_message"] for r in by_status["skipped"]} == {"unchanged"}
     for row in by_status["succeeded"]:
         assert (row["http_status"], row["attempts"], row["project_id"]) == ("200", "1", PROJECT)
         assert len(row["request_id"]) == 32 and row["error_code"] == ""
@@ -51,7 +53,7 @@ def test_samples_against_the_sandbox(sample: str, tmp_path: Path, capsys: pytest
     assert all(r["attempts"] == "0" for r in by_status["invalid"])
     out, err = capsys.readouterr()
     assert out.strip() == str(report)
-    assert "15 rows: 12 succeeded, 3 invalid" in err and "Traceback" not in err
+    assert "15 rows: 8 succeeded, 3 invalid, 4 skipped" in err and "Traceback" not in err
 
 
 def test_the_sandbox_holds_what_was_sent(tmp_path: Path) -> None:
@@ -79,7 +81,7 @@ def test_the_sandbox_holds_what_was_sent(tmp_path: Path) -> None:
     assert anyio.run(scenario) == {
         "config_desc": "NA", "worker_server_num": 3, "model_id": 7,
         "parameter": [{"label": "lr", "value": "0.010"}, {"label": "Batch_Size", "value": "064"}],
-        "spec_id": 1, "data_url": "/bucket/data/"}
+        "spec_id": 1, "data_url": "/bucket/data/", "engine_id": 1}  # engine_id: the config's, as read
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".xlsx"])
@@ -151,7 +153,9 @@ def test_failed_rows_keep_their_own_results(tmp_path: Path) -> None:
     for record in records:
         index = int(record["config_name"][1:])
         assert record["row"] == index + 2
-        assert record["status"] == ("succeeded" if index % 3 else "invalid")
+        # the sandbox holds every third config as the manifest has it already: unchanged, not sent
+        expected = ("skipped" if record["row"] % 3 == 0 else "succeeded") if index % 3 else "invalid"
+        assert record["status"] == expected
 
 
 def test_credentials_from_the_environment_and_a_token_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -243,9 +247,9 @@ def test_python_dash_m_runs_the_same_cli(tmp_path: Path) -> None:
                             capture_output=True, text=True, env={**CLEAN_ENV, "PYTHONPATH": os.getcwd()},
                             cwd=tmp_path, timeout=60)
     assert result.returncode == 0, result.stderr
-    assert "2 rows: 2 succeeded" in result.stderr and "\r" not in result.stderr
+    assert "2 rows: 1 succeeded, 1 skipped" in result.stderr and "\r" not in result.stderr
     with open(tmp_path / "r.csv", newline="") as handle:
-        assert [r["status"] for r in csv.DictReader(handle)] == ["succeeded", "succeeded"]
+        assert [r["status"] for r in csv.DictReader(handle)] == ["succeeded", "skipped"]  # row 3: unchanged
 
 
 def test_sandbox_command_prints_how_to_use_it(tmp_path: Path) -> None:

@@ -33,7 +33,9 @@ def apply_process(manifest: Path, endpoint: str, report: Path, *flags: str) -> s
 
 
 def expected_bodies(names: list[str]) -> dict[str, dict[str, Any]]:
-    return {name: {"worker_server_num": 1, "model_id": 7, "spec_id": 1, "data_url": "/bucket/data/"}
+    # the body sent is whole: what the row names laid over the config as read (engine_id 1, the
+    # API's default, as the Details answer shows it)
+    return {name: {"worker_server_num": 1, "model_id": 7, "spec_id": 1, "data_url": "/bucket/data/", "engine_id": 1}
             for name in names}
 
 

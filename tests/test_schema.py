@@ -28,9 +28,11 @@ CUSTOM_CODE = {"config_name": "resnet", "worker_server_num": "2", "spec_id": "1"
 
 
 def row(base: dict[str, str] = BUILTIN, /, **cells: str) -> CheckedRow:
-    """check_row on ``base`` updated with ``cells``; a cell of ``None`` removes the column."""
+    """check_row on ``base`` updated with ``cells``; a cell of ``None`` removes the column. The
+    row is the whole body (``replace``): every rule of the API applies to it offline. (The rules
+    on a row laid over the current config are the same ones: test_merge.py.)"""
     merged = {**base, **cells}
-    return check_row({k: v for k, v in merged.items() if v is not None})
+    return check_row({k: v for k, v in merged.items() if v is not None}, replace=True)
 
 
 def found(checked: CheckedRow) -> list[tuple[str, str]]:
@@ -556,7 +558,7 @@ def test_every_problem_of_a_row_is_reported():
 
 def test_many_problems_reported_together():
     checked = check_row({"config_name": "x y", "worker_server_num": "0", "model_id": "m",
-                         "user_command": "run", "project_id": "P"})
+                         "user_command": "run", "project_id": "P"}, replace=True)
     columns = {p.column for p in checked.problems}
     assert {"config_name", "worker_server_num", "spec_id", "model_id", "user_command",
             "project_id"} <= columns
@@ -653,7 +655,7 @@ def test_check_body_parameter(value):
     assert problems and all(p.column.startswith("parameter") for p in problems), problems
 
 
-@pytest.mark.parametrize("value", ["[]", [], {}, [1], [{"type": "obs", "data_url": 5}],
+@pytest.mark.parametrize("value", ["[]", {}, [1], [{"type": "obs", "data_url": 5}],
                                    [{"type": "obs", "data_url": "/bkt1/d/", "extra": "x"}]])
 def test_check_body_data_source(value):
     body = {k: v for k, v in BODY.items() if k != "data_url"}
@@ -681,9 +683,10 @@ _cell_text = st.one_of(
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(cells=st.dictionaries(st.sampled_from(CELL_COLUMNS), _cell_text, max_size=8),
        project_required=st.booleans())
-def test_check_row_never_raises(cells, project_required):
+@pytest.mark.parametrize("replace", [False, True])
+def test_check_row_never_raises(cells, project_required, replace):
     """Arbitrary text in any cell of any column gives problems, never an exception."""
-    checked = check_row(cells, project_required=project_required)
+    checked = check_row(cells, project_required=project_required, replace=replace)
     assert isinstance(checked, CheckedRow)
     for problem in checked.problems:
         assert problem.code.startswith("BATCHCFG.")

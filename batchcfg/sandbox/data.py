@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError
+from ..merge import Patch
+from ..schema import BODY_FIELDS, INTEGER_FIELDS
 
 if TYPE_CHECKING:
     from . import RunningSandbox
@@ -37,21 +41,51 @@ CATALOG = {"resource-specs": resource_specs, "ai-engines": ai_engines}
 
 
 def details(config_name: str, body: dict[str, Any], created: int) -> dict[str, Any]:
-    """A stored config as the Details API shows it: its writable fields and the read-only ones."""
-    engine_name, engine_version = ENGINES.get(int(body.get("engine_id") or 1), ("Custom", "custom"))
+    """A stored config as the Details API shows it: every writable field (``""`` for an unset
+    string, ``engine_id`` 1 and ``model_id`` 0 when unset, numeric-looking parameter values as
+    JSON numbers, as the docs' sample shows them), then the read-only fields."""
+    shown: dict[str, Any] = {"config_name": config_name}
+    for name in BODY_FIELDS:
+        value = body.get(name)
+        if name == "parameter":
+            value = [{"label": p.get("label"), "value": _as_number(p.get("value"))} for p in value or []]
+        elif name == "data_source":
+            value = value or []
+        elif name in INTEGER_FIELDS:
+            value = value if value not in (None, "") else {"engine_id": 1, "model_id": 0}.get(name, 0)
+        else:
+            value = "" if value is None else value
+        shown[name] = value
+    engine_name, engine_version = ENGINES.get(int(shown["engine_id"] or 1), ("Custom", "custom"))
     spec_code, gpu_type, gpu_num, cpu, _ = SPECS.get(int(body.get("spec_id") or 1), ("modelarts.custom", "", 0, 4, 1))
-    return {"config_name": config_name, **body, "engine_type": 1, "engine_name": engine_name,
-            "engine_version": engine_version, "spec_code": spec_code, "gpu_type": gpu_type,
-            "gpu_num": gpu_num, "cpu": str(cpu), "core": str(cpu), "create_time": created,
-            "pool_id": "", "pool_name": "", "volumes": []}
+    return {**shown, "engine_type": 1, "engine_name": engine_name, "engine_version": engine_version,
+            "spec_code": spec_code, "gpu_type": gpu_type, "gpu_num": gpu_num, "cpu": str(cpu), "core": str(cpu),
+            "create_time": created, "dataset_name": "", "dataset_version_name": "", "pool_id": "",
+            "pool_name": "", "volumes": []}
 
 
-def earlier_state(body: dict[str, Any], number: int) -> dict[str, Any]:
-    """A plausible earlier version of ``body``, for seeding: every third config as it is, the
-    others with another worker count and a changed parameter or description."""
+_NUMERIC = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+
+
+def _as_number(value: Any) -> Any:
+    """A numeric-looking string as the JSON number it looks like (``"064"`` -> 64, ``"1e-5"`` ->
+    1e-05); anything else as it is."""
+    if not isinstance(value, str) or not _NUMERIC.fullmatch(value) or len(value) > 40:
+        return value
+    if re.fullmatch(r"[+-]?[0-9]+", value):
+        return int(value)
+    number = float(value)
+    return number if math.isfinite(number) else value
+
+
+def earlier_state(patch: Patch, number: int) -> dict[str, Any]:
+    """A plausible earlier version of the config a row changes, for seeding: a whole config (code,
+    data, output and log paths, parameters, and for custom code an image) with the row laid over
+    it. Every third config is then as the row leaves it, the others have another worker count and
+    a changed parameter or description."""
+    earlier = patch.over(_whole_config(number))
     if number % 3 == 0:
-        return dict(body)
-    earlier = dict(body)
+        return earlier
     workers = int(earlier.get("worker_server_num") or 1)
     earlier["worker_server_num"] = workers + 1 if workers < 4 else workers - 1
     parameters = [dict(p) for p in earlier.get("parameter") or []]
@@ -61,6 +95,19 @@ def earlier_state(body: dict[str, Any], number: int) -> dict[str, Any]:
     else:
         earlier["config_desc"] = "previous revision"
     return earlier
+
+
+def _whole_config(number: int) -> dict[str, Any]:
+    """A whole config to lay a row over: built-in or custom code, each kind of data in turn."""
+    code: dict[str, Any] = ({"model_id": 7} if number % 2 else
+                            {"app_url": "/sandbox-code/train/", "boot_file_url": "/sandbox-code/train/main.py",
+                             "user_image_url": "swr.cn-north-4.myhuaweicloud.com/sandbox/trainer:1.0"})
+    data = ({"data_source": [{"type": "obs", "data_url": "/sandbox-data/set-a/"}]},
+            {"dataset_id": "5f1d3c2b-0000-4d6e-9a8b-7c6d5e4f3a2b", "dataset_version_id": "v1"},
+            {"data_url": "/sandbox-data/set-b/"})[number % 3]
+    return {"config_desc": f"sandbox config {number}", "worker_server_num": 1, "spec_id": 1, **code, **data,
+            "train_url": "/sandbox-output/run/", "log_url": "/sandbox-logs/run/",
+            "parameter": [{"label": "epochs", "value": "10"}, {"label": "lr", "value": "0.010"}]}
 
 
 def read_seed(path: Path) -> list[dict[str, Any]]:
@@ -101,6 +148,6 @@ def seed_earlier_states(sandbox: RunningSandbox, manifest: Path, *, sheet: str |
         with check(opened, sandbox.config.project_id) as checked:
             for item in checked.items():
                 if isinstance(item, Job):
-                    sandbox.seed(item.config_name, earlier_state(json.loads(item.body), item.row), item.project_id)
+                    sandbox.seed(item.config_name, earlier_state(Patch.decode(item.body), item.row), item.project_id)
     except ManifestError:
         return
