@@ -3,6 +3,7 @@ the :class:`~batchcfg.model.Job` that returns the row's :class:`~batchcfg.model.
 
 - :class:`Put`: the plain Modify, the row's body PUT as it is (``--replace --no-backup
   --send-unchanged``: nothing to read).
+- :class:`Read`: read the config, for ``export``.
 - :class:`Plan`: read the config, lay the row over it, say what the PUT would change.
 - :class:`Modify`: the same, then (when something changes) back the config up, never changing
   what could not be saved first, and PUT the whole body.
@@ -24,7 +25,7 @@ from . import errors
 from .backup import Backup
 from .client import Answer, Client
 from .merge import Patch, changes, whole, writable_body
-from .model import CHANGED, FAILED, INVALID, MISSING, SKIPPED, SUCCEEDED, UNCHANGED, Job, Outcome
+from .model import CHANGED, CREATE, CREATED, FAILED, INVALID, MISSING, SKIPPED, SUCCEEDED, UNCHANGED, Job, Outcome
 from .schema import check_body, describe, encode_body
 from .sender import Sender
 
@@ -55,12 +56,14 @@ class _Action:
                           job.body if body is None else body, sha256 or None)
         return settle(outcome, await sender.call(request, job=job, outcome=outcome))
 
-    def _whole(self, job: Job, current: dict[str, Any], outcome: Outcome) -> dict[str, Any] | None:
+    def _whole(self, job: Job, current: dict[str, Any], outcome: Outcome, *,
+               creating: bool = False) -> dict[str, Any] | None:
         """The whole body the row sends: laid over ``current`` (or, with ``replace``, the row
-        itself). None, with ``outcome`` invalid, when the merged body breaks a rule."""
+        itself; ``current`` is empty when ``creating``). None, with ``outcome`` invalid, when the
+        body breaks a rule (a whole row was checked offline, but not for a config to create)."""
         patch = Patch.decode(job.body)
         body = whole(current, patch.fields) if self.replace else patch.over(current)
-        problems = [] if self.replace else check_body(body)  # a whole row was checked offline
+        problems = check_body(body) if creating or not self.replace else []
         if problems:
             outcome.status, outcome.error_code = INVALID, problems[0].code
             outcome.error_message = "laid over the current config: " + describe(problems)
@@ -87,6 +90,12 @@ class _Action:
         return writable_body(answer.body)
 
 
+def is_missing(answer: Answer | Outcome) -> bool:
+    """The config does not exist: 404 from ModelArts (the gateway's 404 means a wrong path)."""
+    status = answer.status if isinstance(answer, Answer) else answer.http_status
+    return status == 404 and not answer.error_code.startswith(("APIGW.", "APIG."))
+
+
 class Put(_Action):
     """The plain Modify: PUT the row's body."""
 
@@ -94,25 +103,47 @@ class Put(_Action):
         return await self._put(sender, job, Outcome.cancelled(job))
 
 
-class Plan(_Action):
-    """``unchanged``, ``changed`` (with ``changes``), ``missing``, ``invalid`` (the row laid over
-    the config breaks a rule), or ``failed`` to read."""
+class Read(_Action):
+    """``export``: read the config; its writable body goes into ``found`` by row."""
+
+    def __init__(self, client: Client, found: dict[int, dict[str, Any]]) -> None:
+        super().__init__(client)
+        self.found = found
 
     async def __call__(self, sender: Sender, job: Job) -> Outcome:
         outcome = Outcome.cancelled(job)
-        answer = await self._get(sender, job)
+        current = await self._read(sender, job, outcome)
+        if current is not None:
+            self.found[job.row] = current
+            outcome.status, outcome.error_code, outcome.error_message = SUCCEEDED, "", ""
+        return outcome
+
+
+class Plan(_Action):
+    """``unchanged``, ``changed`` (with ``changes``), ``missing`` (``create`` with
+    ``create_missing``), ``invalid`` (the row laid over the config breaks a rule), or ``failed``
+    to read."""
+
+    def __init__(self, client: Client, *, replace: bool = False, create_missing: bool = False) -> None:
+        super().__init__(client, replace=replace)
+        self.create_missing = create_missing
+
+    async def __call__(self, sender: Sender, job: Job) -> Outcome:
+        outcome = Outcome.cancelled(job)
+        answer = await self._get(sender, job, outcome)  # a plan's attempts are its read's
         if answer is None:
             return outcome
         settle(outcome, answer)
-        if answer.status == 404:
+        if is_missing(answer) and not self.create_missing:
             outcome.status = MISSING
-        elif answer.ok and answer.body is not None:
-            current = writable_body(answer.body)
+        elif is_missing(answer) or (answer.ok and answer.body is not None):
+            current = writable_body(answer.body) if answer.ok and answer.body is not None else {}
             outcome.error_code = outcome.error_message = ""
-            body = self._whole(job, current, outcome)
+            body = self._whole(job, current, outcome, creating=is_missing(answer))
             if body is not None:
                 found = changes(current, body)
-                outcome.status, outcome.changes = (CHANGED, "; ".join(found)) if found else (UNCHANGED, "")
+                outcome.changes = "; ".join(found)
+                outcome.status = CREATE if is_missing(answer) else CHANGED if found else UNCHANGED
         return outcome
 
 
@@ -121,14 +152,17 @@ class Modify(_Action):
     ``send_unchanged``), back the config up (unless ``backup`` is None), then PUT the whole body."""
 
     def __init__(self, client: Client, backup: Backup | None, *, replace: bool = False,
-                 send_unchanged: bool = False) -> None:
+                 send_unchanged: bool = False, create_missing: bool = False) -> None:
         super().__init__(client, replace=replace)
         self.backup = backup
         self.send_unchanged = send_unchanged
+        self.create_missing = create_missing
 
     async def __call__(self, sender: Sender, job: Job) -> Outcome:
         outcome = Outcome.cancelled(job)
         current = await self._read(sender, job, outcome)
+        if current is None and self.create_missing and is_missing(outcome):
+            return await self._create(sender, job, outcome)
         if current is None:
             if outcome.status == FAILED:
                 outcome.error_message = ("could not read the config first, so nothing was changed: "
@@ -141,17 +175,40 @@ class Modify(_Action):
         if not outcome.changes and not self.send_unchanged:
             outcome.status, outcome.error_code, outcome.error_message = SKIPPED, "", "unchanged"
             return outcome
-        if self.backup is not None:
-            try:
-                await self.backup.save(job, current, body)
-            except OSError as exc:
-                sender.stop(f"not sent: the backup {self.backup.path} cannot be written")
-                outcome.status, outcome.error_code = FAILED, errors.BACKUP
-                outcome.error_message = ("could not back the config up, so nothing was changed: "
-                                         f"{exc.strerror or exc}")
-                return outcome
-            outcome.backup = str(self.backup.path)
+        if not await self._backed_up(sender, job, current, body, outcome):
+            return outcome
         return await self._put(sender, job, outcome, encode_body(body))
+
+    async def _create(self, sender: Sender, job: Job, outcome: Outcome) -> Outcome:
+        """The config does not exist: create it (``POST``) with the row's body, after a backup
+        record that says it did not exist, so that a rollback deletes it."""
+        outcome.error_code = outcome.error_message = ""
+        outcome.attempts = 0
+        body = self._whole(job, {}, outcome, creating=True)
+        if body is None:
+            return outcome
+        outcome.changes = "; ".join(changes({}, body))
+        if not await self._backed_up(sender, job, None, body, outcome):
+            return outcome
+        request = partial(self.client.create_config, job.project_id,
+                          encode_body({"config_name": job.config_name, **body}))
+        return settle(outcome, await sender.call(request, job=job, outcome=outcome), CREATED)
+
+    async def _backed_up(self, sender: Sender, job: Job, before: dict[str, Any] | None, body: dict[str, Any],
+                         outcome: Outcome) -> bool:
+        """Save the config as it is before it changes; False, with ``outcome`` failed and the run
+        stopping, when the backup cannot be written: nothing is changed that could not be saved."""
+        if self.backup is None:
+            return True
+        try:
+            await self.backup.save(job, before, body)
+        except OSError as exc:
+            sender.stop(f"not sent: the backup {self.backup.path} cannot be written")
+            outcome.status, outcome.error_code = FAILED, errors.BACKUP
+            outcome.error_message = f"could not back the config up, so nothing was changed: {exc.strerror or exc}"
+            return False
+        outcome.backup = str(self.backup.path)
+        return True
 
 
 class Rollback(_Action):
@@ -166,18 +223,25 @@ class Rollback(_Action):
 
     async def __call__(self, sender: Sender, job: Job) -> Outcome:
         outcome = Outcome.cancelled(job)
+        before = json.loads(job.body)  # None: the run created the config, and rollback deletes it
         now = await self._read(sender, job, outcome)
+        if now is None and before is None and is_missing(outcome):
+            outcome.status, outcome.error_code, outcome.error_message = SKIPPED, "", "unchanged: already deleted"
+            outcome.attempts = 0
+            return outcome
         if now is None:
             return outcome
-        before = json.loads(job.body)
-        restored = changes(now, before)
-        if not restored:
+        restored = changes(now, before or {})
+        if before is not None and not restored:
             outcome.status, outcome.error_code, outcome.error_message = SKIPPED, "", "unchanged: already as backed up"
             return outcome
         drift = changes(self.sent[(job.project_id, job.config_name)], now)
-        outcome.changes = "; ".join(restored)
+        outcome.changes = "deleted (the run created it)" if before is None else "; ".join(restored)
         if drift and not self.force:
             outcome.status, outcome.error_code = SKIPPED, ""
             outcome.error_message = f"conflict: changed since the run ({'; '.join(drift)}); --force to restore"
             return outcome
+        if before is None:
+            request = partial(self.client.delete_config, job.project_id, job.config_name)
+            return settle(outcome, await sender.call(request, job=job, outcome=outcome))
         return await self._put(sender, job, outcome)

@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                            "else 'default' if the file has one)")
 
     def manifest_options(command: argparse.ArgumentParser) -> None:
-        command.add_argument("manifest", type=Path, help="the .csv, .xlsx or .xlsm manifest")
+        command.add_argument("manifest", type=Path, help="the .csv, .xlsx, .xlsm or .jsonl manifest")
         command.add_argument("--sheet", help="the Excel sheet to read (default: the first)")
         command.add_argument("--encoding", help="the CSV file's encoding (default: UTF-8, BOM or not)")
         command.add_argument("--replace", action="store_true",
@@ -130,6 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
     apply.add_argument("--preflight", action="store_true",
                        help="first check spec_id, worker_server_num and engine_id against each "
                             "project's resource specs and engines")
+    apply.add_argument("--create-missing", action="store_true",
+                       help="create a config that does not exist (POST), instead of failing its row; "
+                            "rollback deletes it again")
     unchanged = apply.add_mutually_exclusive_group()
     unchanged.add_argument("--skip-unchanged", action="store_true",
                            help="send nothing for rows that would change nothing (the default)")
@@ -147,6 +150,21 @@ def build_parser() -> argparse.ArgumentParser:
     output_options(plan)
     connection_options(plan)
     sending_options(plan)
+    plan.add_argument("--create-missing", action="store_true",
+                      help="show a config that does not exist as one apply --create-missing would create")
+
+    export = commands.add_parser("export", parents=[common, profile],
+                                 help="write the project's current configs as a manifest apply reads back")
+    export.add_argument("output", type=Path, metavar="OUTPUT", help="the manifest to write: .csv, .xlsx or .jsonl")
+    export.add_argument("--name", dest="name_pattern", metavar="PATTERN",
+                        help="only configs whose names match, e.g. 'resnet-*' (* ? [...] as in a shell)")
+    export.add_argument("--config-type", metavar="TYPE", help="only configs of this type (List's config_type)")
+    export.add_argument("--project-column", action="store_true",
+                        help="write each row's project_id (default: none, so apply sends to its own --project-id)")
+    export.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
+    output_options(export)
+    connection_options(export)
+    sending_options(export)
 
     rollback = commands.add_parser("rollback", parents=[common, profile], help="put the configs of a backup back")
     rollback.add_argument("backup_file", type=Path, metavar="BACKUP", help="a backup file written by apply")

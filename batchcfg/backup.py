@@ -1,9 +1,9 @@
 """The backup file: each config as it was, on disk before its PUT is sent; read back for rollback.
 
 One JSON line per config: ``project_id``, ``config_name``, ``before`` (the writable body as it
-was), ``sent`` and ``sent_sha256`` (the body the row sends), ``row`` and ``time``. A config
-already in the file (a resumed run) is never backed up again: the first record is the state
-before any change.
+was; ``null`` for a config the run created: it did not exist), ``sent`` and ``sent_sha256`` (the
+body the row sends), ``row`` and ``time``. A config already in the file (a resumed run) is never
+backed up again: the first record is the state before any change.
 """
 
 from __future__ import annotations
@@ -49,9 +49,9 @@ class Backup:
     def __repr__(self) -> str:
         return f"Backup({str(self.path)!r}, earlier={len(self._saved)}, this_run={self._synced})"
 
-    async def save(self, job: Job, before: dict[str, Any], sent: dict[str, Any]) -> None:
+    async def save(self, job: Job, before: dict[str, Any] | None, sent: dict[str, Any]) -> None:
         """Returns once the config's record is on disk (at once if it is there already); raises
-        OSError when the file cannot be written."""
+        OSError when the file cannot be written. ``before`` is None for a config to be created."""
         key = (job.project_id, job.config_name)
         if key in self._saved:
             return
@@ -101,8 +101,9 @@ def read_backup(path: Path) -> Iterator[dict[str, Any]]:
 
 
 def restore_jobs(path: Path) -> tuple[list[Job], dict[tuple[str, str], dict[str, Any]]]:
-    """The jobs that put each backed-up config back (the first record of a config wins), and
-    what the run had sent to each. Records whose names are not valid are refused."""
+    """The jobs that put each backed-up config back (the first record of a config wins; the body
+    of a config the run created is ``null``: rolling back deletes it), and what the run had sent
+    to each. Records whose names are not valid are refused."""
     if not path.is_file():
         raise UsageError(f"{path}: no such backup file")
     jobs: list[Job] = []
@@ -114,6 +115,7 @@ def restore_jobs(path: Path) -> tuple[list[Job], dict[tuple[str, str], dict[str,
         if check_config_name(key[1]) is not None or check_project_id(key[0]) is not None:
             raise UsageError(f"{path}: record {number} names an invalid project or config")
         sent[key] = record["sent"]
-        body = encode_body(sendable(writable_body(record["before"])))
+        before = record["before"]
+        body = b"null" if before is None else encode_body(sendable(writable_body(before)))
         jobs.append(Job(number, key[0], key[1], body, hashlib.sha256(body).hexdigest()))
     return jobs, sent

@@ -106,7 +106,8 @@ def _options(args: argparse.Namespace, **connection: Any) -> Options:
         args.report = report_dir / default_report_path().name
     names = ("sheet", "encoding", "report", "failed_manifest", "token_file", "max_failures", "resume",
              "max_rows", "ca_bundle", "allow_http", "dry_run", "backup", "no_backup", "replace",
-             "send_unchanged", "force", "online", "preflight")
+             "send_unchanged", "create_missing", "force", "online", "preflight", "name_pattern",
+             "config_type", "project_column", "overwrite")
     values = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
     values.update({key: value for key, value in settings.items() if value is not None})
     return Options.of(**{**values, **connection})
@@ -167,8 +168,9 @@ async def _send(args: argparse.Namespace, options: Options) -> int:
     from .logs import Progress
     from .screen import PlanDiff
 
-    run = {"apply": commands.apply, "plan": commands.plan, "rollback": commands.rollback}[args.command]
-    source = args.backup_file if args.command == "rollback" else args.manifest
+    run = {"apply": commands.apply, "plan": commands.plan, "rollback": commands.rollback,
+           "export": commands.export}[args.command]
+    source = getattr(args, {"rollback": "backup_file", "export": "output"}.get(args.command, "manifest"))
     stop, stop_now = anyio.Event(), anyio.Event()
     received: list[int] = []
     progress = Progress(args.command, interval=args.progress_interval, bar=not args.no_progress)

@@ -47,12 +47,13 @@ class Answer(NamedTuple):
     body: dict[str, Any] | None = None
 
 
-def config_path(project_id: str, config_name: str) -> str:
-    """``/v1/{project_id}/training-job-configs/{config_name}``, each part percent-encoded.
-    The parts are validated before this; encoding them is the second line of defence."""
-    if not (_PLAIN.fullmatch(project_id) and _PLAIN.fullmatch(config_name)):
+def config_path(project_id: str, config_name: str = "") -> str:
+    """``/v1/{project_id}/training-job-configs/{config_name}`` (without a name: the collection),
+    each part percent-encoded. The parts are validated before this; encoding them is the second
+    line of defence."""
+    if not (_PLAIN.fullmatch(project_id) and (not config_name or _PLAIN.fullmatch(config_name))):
         project_id, config_name = quote(project_id, safe=""), quote(config_name, safe="")
-    return f"/v1/{project_id}/training-job-configs/{config_name}"
+    return f"/v1/{project_id}/training-job-configs/{config_name}" if config_name else f"/v1/{project_id}/training-job-configs"
 
 
 class Client:
@@ -96,6 +97,18 @@ class Client:
     async def get_config(self, project_id: str, config_name: str) -> Answer:
         """Read one configuration (``GET``); the parsed JSON is ``answer.body``."""
         return await self.request("GET", config_path(project_id, config_name), b"")
+
+    async def create_config(self, project_id: str, body: bytes) -> Answer:
+        """Create a configuration (``POST``): the Modify body plus ``config_name``."""
+        return await self.request("POST", config_path(project_id), body)
+
+    async def delete_config(self, project_id: str, config_name: str) -> Answer:
+        """Delete a configuration (``DELETE``)."""
+        return await self.request("DELETE", config_path(project_id, config_name), b"")
+
+    async def list_configs(self, project_id: str, query: Sequence[tuple[str, str]]) -> Answer:
+        """One page of the List API (``per_page``, ``page``, ``search_content``, ...)."""
+        return await self.request("GET", config_path(project_id), b"", query=query)
 
     async def request(self, method: str, path: str, body: bytes, body_sha256: str | None = None,
                       query: Sequence[tuple[str, str]] = ()) -> Answer:

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
@@ -117,7 +117,7 @@ def _modify_action(stack: AsyncExitStack, ledger: Ledger, client: Client, option
     from .actions import Modify, Put
     from .backup import Backup
 
-    if options.outputs.no_backup and options.replace and options.send_unchanged:
+    if options.outputs.no_backup and options.replace and options.send_unchanged and not options.create_missing:
         return Put(client)  # nothing to read: the row is the whole body, sent whatever it changes
     backup = None
     if not options.outputs.no_backup:
@@ -126,7 +126,8 @@ def _modify_action(stack: AsyncExitStack, ledger: Ledger, client: Client, option
         with writing(path, error=UsageError):
             backup = stack.enter_context(Backup(path))
         ledger.summary.backup = path
-    return Modify(client, backup, replace=options.replace, send_unchanged=options.send_unchanged)
+    return Modify(client, backup, replace=options.replace, send_unchanged=options.send_unchanged,
+                  create_missing=options.create_missing)
 
 
 async def plan(manifest: str | Path, options: Options = Options(), *,
@@ -145,8 +146,8 @@ async def plan(manifest: str | Path, options: Options = Options(), *,
         checked = stack.enter_context(ledger.check(target.project_id, project_required=True))
         client, sender = await _sending(stack, target, options)
         events.ready(checked.rows)
-        return await _send(ledger, sender, ledger.to_send(checked.items()), Plan(client, replace=options.replace),
-                           events)
+        action = Plan(client, replace=options.replace, create_missing=options.create_missing)
+        return await _send(ledger, sender, ledger.to_send(checked.items()), action, events)
 
 
 async def rollback(backup: str | Path, options: Options = Options(), *,
@@ -167,6 +168,47 @@ async def rollback(backup: str | Path, options: Options = Options(), *,
         client, sender = await _sending(stack, _target(options), options)
         events.ready(len(restore))
         return await _send(ledger, sender, ledger.to_send(restore), Rollback(client, sent, options.force), events)
+
+
+async def export(output: str | Path, options: Options = Options(), *,
+                 on_ready: Callable[[int], None] | None = None,
+                 on_outcome: Callable[[Outcome], None] | None = None,
+                 stop: anyio.Event | None = None, stop_now: anyio.Event | None = None) -> Summary:
+    """Write the current configs of the project (those matching ``name_pattern`` and
+    ``config_type``) to ``output`` as a manifest ``apply`` reads back unchanged (``.csv``,
+    ``.xlsx`` or ``.jsonl``). Each config is read like a row; the report says which could not
+    be, and the manifest holds the others. An existing ``output`` is kept unless ``overwrite``."""
+    from datetime import datetime, timezone
+
+    from . import export as exporting
+    from .actions import Read
+    from .files import check_output_path
+
+    output = check_output_path(Path(output), "export", exporting.EXPORT_SUFFIXES)
+    if output.exists() and not options.outputs.overwrite:
+        raise UsageError(f"{output} exists: choose another name, or --overwrite")
+    events = Events(on_ready, on_outcome, stop, stop_now)
+    async with AsyncExitStack() as stack:
+        ledger = stack.enter_context(Ledger(options, None, sending=True))
+        target = _target(options)
+        if not target.project_id:
+            raise UsageError("export needs a project: --project-id, HUAWEICLOUD_SDK_PROJECT_ID or the "
+                             "credentials file")
+        client, sender = await _sending(stack, target, options)
+        names = await exporting.list_names(client, sender, target.project_id, pattern=options.name_pattern,
+                                           config_type=options.config_type)
+        jobs = [Job(row, target.project_id, name, b"") for row, name in enumerate(names, start=2)]
+        found: dict[int, dict[str, Any]] = {}
+        events.ready(len(jobs))
+        summary = await _send(ledger, sender, iter(jobs), Read(client, found), events)
+        when = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        columns, rows = exporting.manifest_table(
+            ((job.config_name, job.project_id, found[job.row]) for job in jobs if job.row in found),
+            project_column=options.project_column, when=when)
+        with writing(output):
+            exporting.write_manifest(output, columns, rows)
+        summary.output = output
+        return summary
 
 
 async def _send(ledger: Ledger, sender: Sender, jobs: Iterator[Job], action: Action, events: Events) -> Summary:

@@ -24,6 +24,8 @@ from typing import IO, Any
 from .errors import UsageError
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n")
+XLSX_SAMPLE_ROWS = 200  # rows read ahead to size the columns of an .xlsx file
+XLSX_MAX_WIDTH = 60
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
@@ -79,15 +81,17 @@ def write_all(handle: io.FileIO, data: bytes) -> None:
 
 
 def write_table(path: Path, columns: Sequence[str], rows: Iterable[Sequence[Any]], *,
-                raw: bool = False) -> None:
-    """Rows of values under ``columns`` as CSV, JSONL (``raw``: values as they are) or XLSX, by
-    the extension of ``path``, atomically."""
+                raw: bool = False, bom: bool = False, sheet: str = "report") -> None:
+    """Rows of values under ``columns`` as CSV (``bom``: with a byte order mark, which Excel needs
+    to read UTF-8), JSONL (``raw``: values as they are) or XLSX (a frozen header, a filter, widths
+    that fit, the sheet named ``sheet``), by the extension of ``path``, atomically."""
     suffix = path.suffix.lower()
     if suffix == ".xlsx":
         with atomic_write(path, "wb") as handle:
-            _write_xlsx(handle, columns, rows)
+            _write_xlsx(handle, columns, rows, sheet)
         return
-    with atomic_write(path, "w", encoding="utf-8", newline="" if suffix == ".csv" else "\n") as handle:
+    encoding = "utf-8-sig" if bom and suffix == ".csv" else "utf-8"
+    with atomic_write(path, "w", encoding=encoding, newline="" if suffix == ".csv" else "\n") as handle:
         if suffix == ".jsonl":
             for row in rows:
                 values = row if raw else [spreadsheet_safe(v) for v in row]
@@ -98,17 +102,28 @@ def write_table(path: Path, columns: Sequence[str], rows: Iterable[Sequence[Any]
             writer.writerows([spreadsheet_safe(v) for v in row] for row in rows)
 
 
-def _write_xlsx(handle: IO[bytes], columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+def _write_xlsx(handle: IO[bytes], columns: Sequence[str], rows: Iterable[Sequence[Any]], name: str) -> None:
+    import itertools
+
     import xlsxwriter
     import xlsxwriter.exceptions
 
     workbook = xlsxwriter.Workbook(handle, {"constant_memory": True, "strings_to_formulas": False,
                                             "strings_to_urls": False, "strings_to_numbers": False})
     try:
-        sheet = workbook.add_worksheet("report")
+        sheet = workbook.add_worksheet(name)
+        iterator = iter(rows)
+        first = [[spreadsheet_safe(value) for value in row] for row in itertools.islice(iterator, XLSX_SAMPLE_ROWS)]
+        for column, header in enumerate(columns):  # widths that fit the header and the first rows
+            width = max([len(str(header)), *(len(str(row[column])) for row in first if column < len(row))])
+            sheet.set_column(column, column, min(XLSX_MAX_WIDTH, width + 2))
+        sheet.freeze_panes(1, 0)
         sheet.write_row(0, 0, columns)
-        for number, row in enumerate(rows, start=1):
-            sheet.write_row(number, 0, [spreadsheet_safe(value) for value in row])
+        number = 0
+        for number, row in enumerate(itertools.chain(first, ([spreadsheet_safe(v) for v in r] for r in iterator)),
+                                     start=1):
+            sheet.write_row(number, 0, row)
+        sheet.autofilter(0, 0, number, max(0, len(columns) - 1))
     finally:
         try:
             workbook.close()
@@ -154,11 +169,12 @@ def read_records(path: Path) -> Iterator[dict[str, str]]:
 
 def spreadsheet_safe(value: Any) -> Any:
     """A value fit for a spreadsheet cell: text that would start a formula gets a leading ``'``,
-    control characters that XML and some CSV readers refuse become U+FFFD; None becomes empty."""
+    control characters that XML and some CSV readers refuse become U+FFFD; None becomes empty. Text
+    that starts with ``'`` gets one more, so that the loader's unquoting gives every value back."""
     if value is None:
         return ""
     if value.__class__ is str and value:
         value = _CONTROL_RE.sub("\ufffd", value)
-        if value.startswith(FORMULA_STARTS):
+        if value.startswith(FORMULA_STARTS) or value[0] == "'":
             return "'" + value
     return value

@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ManifestError
-from .files import FORMULA_STARTS
 from .schema import COLUMNS, PARAM_PREFIX
 
 CSV_SUFFIXES = (".csv",)
 EXCEL_SUFFIXES = (".xlsx", ".xlsm")
+JSONL_SUFFIXES = (".jsonl",)  # one JSON object a row, the first one's keys the header (batchcfg export writes it)
 DEFAULT_ENCODING = "utf-8-sig"  # UTF-8, with or without a byte order mark
 CHUNK_ROWS = 10_000
 MAX_WORKBOOK_BYTES = 2 * 2**30  # what a workbook may unpack to
@@ -35,7 +35,7 @@ MAX_PACKING_RATIO = 200  # real sheets pack 5-50 times; zip bombs a thousand and
 IGNORED_PREFIX = "#"  # columns such as "#status" are notes for people, not fields
 FAILED_MARKER = "#status"  # the columns batchcfg adds to a failed-row manifest
 ERROR_MARKER = "#error"
-_DEFUSED = tuple("'" + start for start in FORMULA_STARTS)
+EXPORT_MARKER = "#exported"  # the column batchcfg export adds: when the row was read
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,14 +79,19 @@ class Manifest:
 
     @property
     def unquote(self) -> bool:
-        """A failed-row manifest written by batchcfg: its cells were defused for spreadsheets."""
-        return FAILED_MARKER in self.columns
+        """A failed-row manifest or an export written by batchcfg: its cells were defused for
+        spreadsheets."""
+        marked = FAILED_MARKER in self.columns or EXPORT_MARKER in self.columns
+        return marked and self.path.suffix.lower() not in JSONL_SUFFIXES  # JSON lines are never defused
 
     def _blocks(self) -> Iterator[tuple[int, list[list[Any]]]]:
         """Yield (row number of the block's first row, its rows as lists of values), header excluded."""
         if self.path.suffix.lower() in EXCEL_SUFFIXES:
             frame = _read_excel(self.path, self.sheet)
             yield 2, frame.values.tolist()[1:]
+            return
+        if self.path.suffix.lower() in JSONL_SUFFIXES:
+            yield from _jsonl_blocks(self.path, self.header)
             return
         number = 1
         for chunk in _read_csv(self.path, self.encoding, chunksize=CHUNK_ROWS):
@@ -106,14 +111,18 @@ def open_manifest(path: str | Path, *, sheet: str | None = None, encoding: str |
     """
     path = Path(path)
     suffix = path.suffix.lower()
-    if suffix not in CSV_SUFFIXES + EXCEL_SUFFIXES:
+    if suffix not in CSV_SUFFIXES + EXCEL_SUFFIXES + JSONL_SUFFIXES:
         raise ManifestError(f"{path}: unsupported file type {suffix or '(none)'!r}; "
-                            "use .csv, .xlsx or .xlsm")
+                            "use .csv, .xlsx, .xlsm or .jsonl")
     if not path.is_file():
         raise ManifestError(f"{path}: no such file")
     if path.stat().st_size == 0:
         raise ManifestError(f"{path}: the file is empty")
-    if suffix in EXCEL_SUFFIXES:
+    if suffix in JSONL_SUFFIXES:
+        if sheet is not None or encoding:
+            raise ManifestError("--sheet and --encoding apply to .xlsx and .csv files only")
+        header = next(_jsonl_records(path), ({}, 1))[0]
+    elif suffix in EXCEL_SUFFIXES:
         if encoding:
             raise ManifestError("--encoding applies to .csv files only")
         check_workbook(path)
@@ -198,6 +207,42 @@ def check_workbook(path: Path) -> None:
                                         "(XML entities are not accepted in a workbook)")
 
 
+def _jsonl_records(path: Path) -> Iterator[tuple[dict[str, Any], int]]:
+    """The objects of a JSON-lines manifest, with their line numbers; a line that is not a JSON
+    object is a :class:`ManifestError` naming it."""
+    import orjson
+
+    try:
+        with path.open("rb") as handle:
+            for number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    record = orjson.loads(line)
+                except orjson.JSONDecodeError:
+                    record = None
+                if not isinstance(record, dict):
+                    raise ManifestError(f"{path}: line {number} is not a JSON object")
+                yield record, number
+    except OSError as exc:
+        raise ManifestError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+
+
+def _jsonl_blocks(path: Path, header: tuple[str, ...]) -> Iterator[tuple[int, list[list[Any]]]]:
+    """Rows of a JSON-lines manifest as lists of cell texts, in the header's order (the first
+    object's keys). Each line is a row, numbered line + 1 as if the keys were a header row 1."""
+    import json
+
+    known = set(header)
+    for record, number in _jsonl_records(path):
+        unknown = [key for key in record if key not in known]
+        if unknown:
+            raise ManifestError(f"{path}: line {number} has the key {unknown[0]!r}, which the first line lacks")
+        values = [record.get(key) for key in header]
+        yield number + 1, [[value if isinstance(value, str) else "" if value is None
+                            else json.dumps(value, ensure_ascii=False, separators=(",", ":")) for value in values]]
+
+
 def _read_csv(path: Path, encoding: str, chunksize: int) -> Iterator[Any]:
     import pandas as pd
 
@@ -240,8 +285,8 @@ def _text(value: Any) -> str:
 
 
 def _unquote(text: str) -> str:
-    """Undo :func:`batchcfg.files.spreadsheet_safe`: ``'=x`` -> ``=x``."""
-    return text[1:] if text.startswith(_DEFUSED) else text
+    """Undo :func:`batchcfg.files.spreadsheet_safe`: ``'=x`` -> ``=x``, ``''x`` -> ``'x``."""
+    return text[1:] if text.startswith("'") else text
 
 
 def _column_letter(position: int) -> str:

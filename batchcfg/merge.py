@@ -8,7 +8,8 @@
 - :func:`changes`: every field the PUT would change, removals included, compared as the API
   returns values: an empty string, an empty list and the documented defaults (``engine_id`` 1,
   ``model_id`` 0) mean "unset"; a parameter value that is a JSON number compares by value with
-  the other side (``0.010`` equals ``0.01``), two strings compare by their text.
+  the other side (``0.010`` equals ``0.01``), two strings compare by their text, without
+  surrounding white space (manifest cells drop it).
 
 >>> current = writable_body({"config_name": "x", "worker_server_num": 1, "spec_id": 1, "model_id": 7,
 ...                          "data_url": "/bucket/d/", "log_url": "/bucket/log/", "engine_id": 1,
@@ -142,7 +143,7 @@ def changes(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> list[str]:
             for label in [*after, *(k for k in before if k not in after)]:
                 if not _same_value(before.get(label), after.get(label)):
                     found.append(f"parameter.{label}: {_shown(before.get(label))} -> {_shown(after.get(label))}")
-        elif _unset(name, old) != _unset(name, new) or (not _unset(name, old) and old != new):
+        elif _unset(name, old) != _unset(name, new) or (not _unset(name, old) and _stripped(old) != _stripped(new)):
             found.append(f"{name}: {_shown(None if _unset(name, old) else old)} -> "
                          f"{_shown(None if _unset(name, new) else new)}")
     return found
@@ -150,7 +151,12 @@ def changes(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> list[str]:
 
 def _unset(name: str, value: Any) -> bool:
     """Whether a field holds no value of its own: absent, empty, or the API's default."""
-    return _blank(value) or (name in DEFAULTS and value == DEFAULTS[name] and not isinstance(value, bool))
+    return _blank(_stripped(value)) or (name in DEFAULTS and value == DEFAULTS[name] and not isinstance(value, bool))
+
+
+def _stripped(value: Any) -> Any:
+    """Surrounding white space is not part of a value: manifest cells drop it."""
+    return value.strip() if isinstance(value, str) else value
 
 
 def _blank(value: Any) -> bool:
@@ -170,7 +176,7 @@ def _same_value(a: Any, b: Any) -> bool:
     if _is_number(a) or _is_number(b):
         x, y = _number(a), _number(b)
         return x is not None and x == y
-    return bool(a == b)
+    return bool(_stripped(a) == _stripped(b))
 
 
 def _is_number(value: Any) -> bool:

@@ -25,8 +25,10 @@ VALID = "valid"
 UNCHANGED = "unchanged"  # plan: the row would change nothing
 CHANGED = "changed"      # plan: the row would change the fields in ``changes``
 MISSING = "missing"      # plan: there is no such config
-STATUSES = (SUCCEEDED, FAILED, INVALID, CANCELLED, SKIPPED, VALID, UNCHANGED, CHANGED, MISSING)
-DONE_STATUSES = (SUCCEEDED, SKIPPED)             # what --resume does not send again
+CREATE = "create"        # plan with --create-missing: the config would be created
+CREATED = "created"      # apply with --create-missing: the config did not exist and was created
+STATUSES = (SUCCEEDED, CREATED, FAILED, INVALID, CANCELLED, SKIPPED, VALID, UNCHANGED, CHANGED, CREATE, MISSING)
+DONE_STATUSES = (SUCCEEDED, CREATED, SKIPPED)    # what --resume does not send again
 TO_FIX_STATUSES = (INVALID, FAILED, CANCELLED)   # exit code 1; the failed-row manifest
 
 
@@ -83,6 +85,7 @@ class Summary:
     report: Path
     failed_manifest: Path | None = None
     backup: Path | None = None
+    output: Path | None = None  # the manifest an export wrote
     elapsed: float = 0.0
     requests: int = 0
     retries: int = 0

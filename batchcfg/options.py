@@ -67,6 +67,7 @@ class Outputs:
     failed_manifest: Path | None = None
     backup: Path | None = None   # where apply backs configs up
     no_backup: bool = False
+    overwrite: bool = False      # export: replace an existing output file
 
 
 @dataclass(frozen=True)
@@ -80,10 +81,14 @@ class Options:
     resume: Path | None = None
     replace: bool = False        # a row is the whole config: fields it leaves empty are removed
     send_unchanged: bool = False  # apply: PUT rows that change nothing too
+    create_missing: bool = False  # apply, plan: a config that does not exist is created (POST)
     force: bool = False          # rollback: restore configs changed since the run
     online: bool = False         # validate: check spec_id, workers and engine_id against the project
     preflight: bool = False      # apply: the same before sending
     dry_run: bool = False
+    name_pattern: str | None = None  # export: the configs whose names match (fnmatch)
+    config_type: str | None = None   # export: List's config_type
+    project_column: bool = False     # export: write each row's project_id
 
     @classmethod
     def of(cls, **values: Any) -> Options:

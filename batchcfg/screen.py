@@ -25,14 +25,16 @@ def show_summary(summary: Summary, *, json_logs: bool = False) -> None:
         say(text, json_logs=json_logs)
 
     counts = ", ".join(f"{summary.counts[s]} {s}" for s in STATUSES if summary.counts[s]) or "no rows"
-    line(f"{sum(summary.counts.values())} rows: {counts}")
+    rows = sum(summary.counts.values())
+    line(f"{rows} row{'' if rows == 1 else 's'}: {counts}")
     if summary.error_codes:
         line("most common errors: " + ", ".join(f"{code} x{count}"
                                                 for code, count in summary.error_codes.most_common(3)))
     if summary.requests:
         latency = (f"; latency p50 {summary.latency_p50 * 1000:.0f} ms, p95 {summary.latency_p95 * 1000:.0f} ms"
                    if summary.latency_p50 is not None and summary.latency_p95 is not None else "")
-        line(f"{summary.requests} requests ({summary.retries} retries) in {summary.elapsed:.1f} s, "
+        line(f"{summary.requests} request{'' if summary.requests == 1 else 's'} ({summary.retries} retries) "
+             f"in {summary.elapsed:.1f} s, "
              f"{summary.request_rate:.1f} requests/s{latency}")
     if summary.lowest_rate < summary.max_rate:
         line(f"throttled: the rate went down to {summary.lowest_rate:.2g}/s (asked for {summary.max_rate:g}/s)")
@@ -40,6 +42,8 @@ def show_summary(summary: Summary, *, json_logs: bool = False) -> None:
         line(f"stopped early: {summary.stop_reason}")
     if summary.failed_manifest is not None:
         line(f"rows to fix: {summary.failed_manifest}")
+    if summary.output is not None:
+        line(f"exported: {summary.output}")
     if summary.backup is not None and summary.backup.exists():
         line(f"backup (for rollback): {summary.backup}")
     line(f"report: {summary.report}")

@@ -243,7 +243,7 @@ def read_report(path: Path) -> list[dict[str, Any]]:
         return [{str(k): "" if v is None else str(v) for k, v in zip(rows[0], row)} for row in rows[1:]]
     if path.suffix == ".jsonl":
         return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-    with path.open(encoding="utf-8", newline="") as handle:
+    with path.open(encoding="utf-8-sig", newline="") as handle:
         return list(csv.DictReader(handle))
 
 

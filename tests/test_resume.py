@@ -99,7 +99,8 @@ def test_graceful_stop_on_a_signal(tmp_path: Path, signum: int, code: int) -> No
         manifest = valid_manifest(tmp_path / "m.csv", names)
         report = tmp_path / "r.csv"
         process = apply_process(manifest, sandbox.endpoint, report, "--rate", "20", "--concurrency", "4")
-        time.sleep(2.0)
+        journal = tmp_path / "r.journal.jsonl"  # the signal comes once some rows succeeded, however slow the start
+        wait_for(lambda: journal.exists() and journal.read_text().count('"succeeded"') >= 3)
         process.send_signal(signum)
         process.wait(timeout=30)
         stderr = process.stderr.read() if process.stderr else ""
@@ -121,6 +122,12 @@ def test_graceful_stop_on_a_signal(tmp_path: Path, signum: int, code: int) -> No
                 assert record["error_message"] == "not sent: the run was interrupted"
     finally:
         sandbox.close()
+
+
+def wait_for(condition: Any, seconds: float = 30.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def run_in_thread(*argv: Any) -> int:

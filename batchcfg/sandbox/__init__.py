@@ -1,8 +1,12 @@
 """The sandbox: an embedded stand-in for the ModelArts training-job-config API, on loopback.
 
-It keeps the configurations of its project: ``GET`` returns one with the read-only fields of the
-Details API, ``PUT`` replaces it, and both answer 404 ``ModelArts.0102`` for one it does not hold
-(seed it with :meth:`RunningSandbox.seed`, ``--seed FILE``, or ``create_missing``).
+It serves the whole v1 family of "training job configuration" APIs for its project, as the docs
+describe them: Create (``POST .../training-job-configs``), List (``GET`` of the same path, paged,
+sorted and searched), Details (``GET .../training-job-configs/{name}``), Modify (``PUT``: replaces
+the writable fields) and Delete, and the resource specs and engines of ``.../job/``. Details,
+Modify and Delete answer 404 ``ModelArts.0102`` for a config it does not hold (seed it with
+:meth:`RunningSandbox.seed`, ``--seed FILE``, a Create, or ``create_missing``); a method the API
+does not have on one of its paths gets a ModelArts-style 405 (:mod:`.app` lists every answer).
 
 Same paths, same authentication checks (IAM token, or an ``SDK-HMAC-SHA256`` signature verified
 with the signer's own functions, ``X-Sdk-Date`` within 15 minutes, five bad signatures lock the
@@ -12,9 +16,10 @@ an ``X-Request-Id`` on every answer, and injected faults: 503s, 429 throttling w
 throttling run on a fake clock.
 
 - :mod:`.app`: the routes and what each answers;
+- :mod:`.listing`: the List API's parameters and pages;
 - :mod:`.gateway`: what the API gateway does before ModelArts sees a request (authentication,
   throttling) and its error bodies;
-- :mod:`.data`: resource specs, engines, the Details view of a config, seeds.
+- :mod:`.data`: resource specs, engines, the Details and List views of a config, seeds.
 
 >>> async def try_it():
 ...     async with serve(SandboxConfig(fail_rate=0.1)) as sandbox:
@@ -55,7 +60,7 @@ class SandboxConfig:
     throttle_rps: float = 0.0    # accepted requests per second; beyond: 429 APIGW.0308 (0 = none)
     latency_ms: float = 0.0      # added to every answer
     seed: int | None = None      # for reproducible injected failures
-    create_missing: bool = False  # a PUT to a config it does not hold creates it (not the API's way)
+    create_missing: bool = False  # a PUT to a config it does not hold creates it (an extension: Create is POST)
 
 
 @dataclass
@@ -68,6 +73,9 @@ class SandboxState:
     statuses: Counter[int] = field(default_factory=Counter)
     methods: Counter[str] = field(default_factory=Counter)
     puts: list[tuple[float, str, str]] = field(default_factory=list)  # (time.time(), project, name)
+    creates: list[tuple[float, str, str]] = field(default_factory=list)  # the same, of each Create
+    deletes: list[tuple[float, str, str]] = field(default_factory=list)  # the same, of each Delete
+    operations: Counter[str] = field(default_factory=Counter)  # "list", "create", "details", ...
     in_flight: int = 0
     max_in_flight: int = 0
     accepted: deque[float] = field(default_factory=deque)
@@ -75,9 +83,11 @@ class SandboxState:
     ak_locked_until: dict[str, float] = field(default_factory=dict)
 
     def stats(self) -> dict[str, Any]:
+        """Request counts, statuses, methods, API operations, stored configs and peaks."""
         return {"requests": len(self.starts), "max_in_flight": self.max_in_flight,
                 "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
-                "methods": dict(self.methods), "configs": len(self.configs),
+                "methods": dict(self.methods), "operations": dict(self.operations),
+                "configs": len(self.configs), "creates": len(self.creates), "deletes": len(self.deletes),
                 "max_per_second": max_starts_in_window(self.starts)}
 
 
@@ -100,6 +110,7 @@ class RunningSandbox:
     state: SandboxState
 
     def signer(self) -> Signer:
+        """A signer with the sandbox's AK/SK."""
         return Signer(self.config.ak, self.config.sk)
 
     def seed(self, config_name: str, body: dict[str, Any], project_id: str = "") -> None:

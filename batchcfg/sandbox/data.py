@@ -1,4 +1,5 @@
-"""The sandbox's data: resource specs and engines, the Details view of a stored config, and seeds."""
+"""The sandbox's data: resource specs and engines, the Details and List views of a stored config, and
+seeds."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ SPECS = {1: ("modelarts.vm.cpu.8u", "", 0, 8, 10), 2: ("modelarts.vm.gpu.p100", 
 
 
 def resource_specs() -> dict[str, Any]:
+    """The answer of ``GET .../job/resource-specs?job_type=train``."""
     specs = [{"spec_id": spec_id, "spec_code": code, "gpu_type": gpu_type, "gpu_num": gpus, "cpu": str(cpu),
               "core": str(cpu), "max_num": max_num, "unit_num": 1, "storage": "", "interface_type": 1,
               "no_resource": False} for spec_id, (code, gpu_type, gpus, cpu, max_num) in SPECS.items()]
@@ -32,6 +34,7 @@ def resource_specs() -> dict[str, Any]:
 
 
 def ai_engines() -> dict[str, Any]:
+    """The answer of ``GET .../job/ai-engines?job_type=train``."""
     engines = [{"engine_type": 1, "engine_id": engine_id, "engine_name": name, "engine_version": version}
                for engine_id, (name, version) in ENGINES.items()]
     return {"is_success": True, "engines": engines}
@@ -62,6 +65,17 @@ def details(config_name: str, body: dict[str, Any], created: int) -> dict[str, A
             "spec_code": spec_code, "gpu_type": gpu_type, "gpu_num": gpu_num, "cpu": str(cpu), "core": str(cpu),
             "create_time": created, "dataset_name": "", "dataset_version_name": "", "pool_id": "",
             "pool_name": "", "volumes": []}
+
+
+# What the List API shows of each config (its "configs" items), in the docs' order.
+SUMMARY_FIELDS = ("config_name", "config_desc", "create_time", "engine_type", "engine_name", "engine_id",
+                  "engine_version", "user_image_url", "user_command")
+
+
+def summary(config_name: str, body: dict[str, Any], created: int) -> dict[str, Any]:
+    """A stored config as the List API shows it: :data:`SUMMARY_FIELDS` of its Details view."""
+    shown = details(config_name, body, created)
+    return {name: shown[name] for name in SUMMARY_FIELDS}
 
 
 _NUMERIC = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
@@ -129,8 +143,6 @@ def read_seed(path: Path) -> list[dict[str, Any]]:
             raise UsageError(f"--seed {path}: line {number} is not a JSON object with a config_name")
         records.append(record)
     return records
-
-
 
 
 def seed_earlier_states(sandbox: RunningSandbox, manifest: Path, *, sheet: str | None = None,

@@ -34,6 +34,7 @@ class Gateway:
 
     def authenticate(self, request: web.Request, body: bytes, project_id: str,
                       request_id: str) -> web.Response | None:
+        """The gateway's 401 or 403 for this request, or None when it may pass."""
         token = request.headers.get("X-Auth-Token")
         authorization = request.headers.get("Authorization", "")
         if token is not None:
@@ -87,6 +88,7 @@ class Gateway:
         return reason
 
     def throttle(self, request_id: str) -> web.Response | None:
+        """429 ``APIGW.0308`` with ``Retry-After`` beyond ``throttle_rps``, or None."""
         limit = self.config.throttle_rps
         if not limit:
             return None
@@ -106,6 +108,7 @@ class Gateway:
 
 
 def missing(config_name: str) -> web.Response:
+    """404 ``ModelArts.0102``: the project holds no config of this name."""
     return modelarts_error(404, "ModelArts.0102", f"Training job config {config_name} does not exist")
 
 
@@ -116,6 +119,7 @@ def gateway_error(status: int, code: str, message: str, request_id: str) -> web.
 
 
 def unauthorized(reason: str, request_id: str) -> web.Response:
+    """401 ``APIGW.0301``: the credentials are missing or wrong."""
     return gateway_error(401, "APIGW.0301", f"Incorrect IAM authentication information: {reason}", request_id)
 
 
