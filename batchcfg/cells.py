@@ -78,33 +78,12 @@ def check_row(cells: Mapping[str, str], *, default_project_id: str = "",
         text = cells.get(key, "")
         if not text or key in too_long:
             continue
-        if key in INTEGER_FIELDS:
-            value = parse_integer(text)
-            if value is None:
-                problems.append(Problem(key, errors.TYPE, f"{show(text)} is not an integer"))
-                unreadable.add(key)
-            elif value is _TOO_LARGE:
-                problems.append(Problem(key, errors.RANGE, f"{show(text)} is far too large"))
-                unreadable.add(key)
-            else:
-                body[key] = value
-        elif key in JSON_FIELDS:
-            try:
-                body[key] = json.loads(text, parse_int=JsonNumber, parse_float=JsonNumber,
-                                       parse_constant=_reject_constant)
-            except ValueError as exc:
-                problems.append(Problem(key, errors.TYPE, f"not valid JSON ({_json_reason(exc)})"))
-                unreadable.add(key)
-            except RecursionError:
-                problems.append(Problem(key, errors.TYPE, "JSON nested too deeply"))
-                unreadable.add(key)
-            else:
-                if key == "data_source" and not (isinstance(body[key], list) and body[key]):
-                    problems.append(Problem(key, errors.TYPE, "must be a non-empty JSON array of objects "
-                                                              "(the unset column clears it)"))
-                    unreadable.add(key)
+        value, problem = _read_cell(key, text)
+        if problem is None:
+            body[key] = value
         else:
-            body[key] = text
+            problems.append(problem)
+            unreadable.add(key)
 
     param_cells = [(column, column[len(PARAM_PREFIX):], text) for column, text in cells.items()
                    if column.startswith(PARAM_PREFIX) and text and column not in too_long]
@@ -117,7 +96,7 @@ def check_row(cells: Mapping[str, str], *, default_project_id: str = "",
         else:
             labels = {entry["label"]: entry["value"] for entry in parameter}  # label by label
 
-    ordered = {name: body[name] for name in BODY_FIELDS if name in body}
+    ordered = {key: body[key] for key in BODY_FIELDS if key in body}
     if replace:
         problems.extend(check_body(body, skip=unreadable))
         return CheckedRow(name, project_id, ordered, tuple(problems))
@@ -127,6 +106,28 @@ def check_row(cells: Mapping[str, str], *, default_project_id: str = "",
     problems.extend(partial)
     deferred = tuple(p for p in check_body(body, skip=unreadable) if p not in partial)
     return CheckedRow(name, project_id, ordered, tuple(problems), labels, unset[0], deferred)
+
+
+def _read_cell(key: str, text: str) -> tuple[Any, Problem | None]:
+    """One cell's value by its field's type, or the problem that keeps it from being read."""
+    if key in INTEGER_FIELDS:
+        value = parse_integer(text)
+        if value is None:
+            return None, Problem(key, errors.TYPE, f"{show(text)} is not an integer")
+        if value is _TOO_LARGE:
+            return None, Problem(key, errors.RANGE, f"{show(text)} is far too large")
+        return value, None
+    if key not in JSON_FIELDS:
+        return text, None
+    try:
+        value = json.loads(text, parse_int=JsonNumber, parse_float=JsonNumber, parse_constant=_reject_constant)
+    except ValueError as exc:
+        return None, Problem(key, errors.TYPE, f"not valid JSON ({_json_reason(exc)})")
+    except RecursionError:
+        return None, Problem(key, errors.TYPE, "JSON nested too deeply")
+    if key == "data_source" and not (isinstance(value, list) and value):
+        return None, Problem(key, errors.TYPE, "must be a non-empty JSON array of objects (the unset column clears it)")
+    return value, None
 
 
 def _unset(text: str, body: Mapping[str, Any], labels: Mapping[str, str]) -> tuple[tuple[str, ...], list[Problem]]:
