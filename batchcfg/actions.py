@@ -25,7 +25,8 @@ from . import errors
 from .backup import Backup
 from .client import Answer, Client
 from .merge import Patch, changes, whole, writable_body
-from .model import CHANGED, CREATE, CREATED, FAILED, INVALID, MISSING, SKIPPED, SUCCEEDED, UNCHANGED, Job, Outcome
+from .model import (CHANGED, CONFLICT, CREATE, CREATED, FAILED, INVALID, MISSING, SKIPPED, SUCCEEDED, UNCHANGED,
+                    Job, Outcome)
 from .schema import check_body, describe, encode_body
 from .sender import Sender
 
@@ -212,14 +213,16 @@ class Modify(_Action):
 
 
 class Rollback(_Action):
-    """Put a backed-up body back (the job's body), unless the config changed since the run sent
-    ``sent[(project, name)]`` (then ``skipped`` with ``conflict``; ``force`` restores it anyway),
-    or is already as it was (``skipped``, ``unchanged``)."""
+    """Put a backed-up body back (the job's body; delete a config the run created), unless the
+    config changed since the run sent ``sent[(project, name)]`` (then ``conflict``, not sent;
+    ``force`` restores it anyway), or is already as it was (``skipped``, ``unchanged``)."""
 
-    def __init__(self, client: Client, sent: dict[tuple[str, str], dict[str, Any]], force: bool) -> None:
+    def __init__(self, client: Client, sent: dict[tuple[str, str], dict[str, Any]], force: bool,
+                 dry_run: bool = False) -> None:
         super().__init__(client)
         self.sent = sent
         self.force = force
+        self.dry_run = dry_run  # a rollback plan: ``changed`` (would be restored), ``conflict``, ``skipped``
 
     async def __call__(self, sender: Sender, job: Job) -> Outcome:
         outcome = Outcome.cancelled(job)
@@ -238,8 +241,11 @@ class Rollback(_Action):
         drift = changes(self.sent[(job.project_id, job.config_name)], now)
         outcome.changes = "deleted (the run created it)" if before is None else "; ".join(restored)
         if drift and not self.force:
-            outcome.status, outcome.error_code = SKIPPED, ""
+            outcome.status, outcome.error_code = CONFLICT, errors.CHANGED_SINCE
             outcome.error_message = f"conflict: changed since the run ({'; '.join(drift)}); --force to restore"
+            return outcome
+        if self.dry_run:
+            outcome.status, outcome.error_code, outcome.error_message = CHANGED, "", ""
             return outcome
         if before is None:
             request = partial(self.client.delete_config, job.project_id, job.config_name)

@@ -5,18 +5,27 @@ A usage error is a :class:`~batchcfg.errors.UsageError`, which :func:`batchcfg.c
 from __future__ import annotations
 
 import argparse
+import difflib
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
 from . import __version__
-from .errors import EXIT_LOCKED, UsageError
+from .errors import EXIT_CHANGES_PENDING, EXIT_LOCKED, UsageError
 from .settings import (AUTO_MAX_CONCURRENCY, DEFAULT_MAX_ROWS, DEFAULT_PROGRESS_INTERVAL, DEFAULT_RATE, FLAGS,
                        SANDBOX_HOST, SANDBOX_PORT, SETTINGS)
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
+        """A usage error, with the nearest command for a mistyped one, and where help is."""
+        wrong = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if wrong:
+            choices = re.findall(r"'?([\w-]+)'?", wrong.group(2))
+            near = difflib.get_close_matches(wrong.group(1), choices, n=1)
+            message = f"no command {wrong.group(1)!r}" + (f" (did you mean {near[0]!r}?)" if near else "") + \
+                      f"; commands: {', '.join(choices)}"
         raise UsageError(f"{message} (see 'batchcfg {self.prog.split()[-1]} --help')"
                          if " " in self.prog else message)
 
@@ -35,6 +44,26 @@ def _type(name: str) -> Callable[[str], Any]:
     return convert
 
 
+EXAMPLES = {
+    "validate": """examples:
+  batchcfg validate configs.xlsx --sheet Migration
+  batchcfg validate configs.csv --failed-manifest to-fix.csv""",
+    "apply": """examples:
+  batchcfg apply samples/training_job_configs.csv --sandbox      try it: no cloud, no credentials
+  batchcfg apply configs.csv --region cn-north-4 --project-id 0123456789abcdef0123456789abcdef
+  batchcfg apply configs.csv --profile prod --yes --resume batchcfg-report-20261201T101500Z.csv""",
+    "plan": """examples:
+  batchcfg plan configs.csv --region cn-north-4 --project-id 0123456789abcdef0123456789abcdef
+  batchcfg plan configs.csv --profile prod --detailed-exitcode     exit 3 when changes are pending""",
+    "export": """examples:
+  batchcfg export current.xlsx --region cn-north-4 --project-id 0123456789abcdef0123456789abcdef
+  batchcfg export resnets.csv --profile prod --name 'resnet-*'""",
+    "rollback": """examples:
+  batchcfg rollback batchcfg-backup-20261201T101500Z.jsonl --profile prod --dry-run
+  batchcfg rollback 'batchcfg-backup-*.jsonl' --profile prod""",
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="batchcfg", description="Change many ModelArts training job configurations "
                                                   "from one CSV or Excel manifest.")
@@ -42,133 +71,159 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     common = _Parser(add_help=False)
-    common.add_argument("-v", "--verbose", action="count", default=0, help="log every attempt")
-    common.add_argument("-q", "--quiet", action="store_true", help="log errors only")
-    common.add_argument("--log-format", choices=("text", "json"), default="text",
-                        help="log lines as text (default) or one JSON object a line")
-    common.add_argument("--log-file", type=Path, metavar="PATH", help="also append the log to this file")
-    common.add_argument("--lock", type=Path, metavar="PATH",
-                        help=f"hold this lock file for the run; if another run holds it, exit {EXIT_LOCKED} at once")
+    logging = common.add_argument_group("logs and locking")
+    logging.add_argument("-v", "--verbose", action="count", default=0, help="log every attempt")
+    logging.add_argument("-q", "--quiet", action="store_true", help="log errors only")
+    logging.add_argument("--log-format", choices=("text", "json"), default="text",
+                         help="log lines as text (default) or one JSON object a line")
+    logging.add_argument("--log-file", type=Path, metavar="PATH", help="also append the log to this file")
+    logging.add_argument("--lock", type=Path, metavar="PATH",
+                         help=f"hold this lock file for the run; if another run holds it, exit {EXIT_LOCKED} at once")
 
     profile = _Parser(add_help=False)
-    profile.add_argument("--config", type=Path, metavar="PATH",
-                         help="config file with profiles (default: ./batchcfg.toml, then "
-                              "~/.config/batchcfg/config.toml)")
-    profile.add_argument("--profile", metavar="NAME", help="the profile to use (default: BATCHCFG_PROFILE, "
-                                                           "else 'default' if the file has one)")
+    settings = profile.add_argument_group("settings")
+    settings.add_argument("--config", type=Path, metavar="PATH",
+                          help="config file with profiles (default: ./batchcfg.toml, then "
+                               "~/.config/batchcfg/config.toml)")
+    settings.add_argument("--profile", metavar="NAME", help="the profile to use (default: BATCHCFG_PROFILE, "
+                                                            "else 'default' if the file has one)")
 
-    def manifest_options(command: argparse.ArgumentParser) -> None:
-        command.add_argument("manifest", type=Path, help="the .csv, .xlsx, .xlsm or .jsonl manifest")
-        command.add_argument("--sheet", help="the Excel sheet to read (default: the first)")
-        command.add_argument("--encoding", help="the CSV file's encoding (default: UTF-8, BOM or not)")
-        command.add_argument("--replace", action="store_true",
-                             help="each row is the whole config: fields it leaves empty are removed "
-                                  "(default: a row changes only the fields it names)")
-        command.add_argument("--max-rows", type=_type("max_rows"), metavar="N",
-                             help=f"refuse a manifest of more rows (default {DEFAULT_MAX_ROWS})")
-        command.add_argument("--failed-manifest", type=Path, metavar="PATH",
-                             help="write the invalid, failed and cancelled rows here (.csv or .xlsx), "
-                                  "in the input's columns plus #status and #error, to fix and re-run")
+    def command(name: str, help: str, parents: list[_Parser]) -> argparse.ArgumentParser:
+        return commands.add_parser(name, parents=parents, help=help, epilog=EXAMPLES.get(name),
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
 
-    def output_options(command: argparse.ArgumentParser) -> None:
-        command.add_argument("--report", type=Path,
-                             help="report file: .csv, .jsonl or .xlsx (default: "
-                                  "batchcfg-report-{UTC time}.csv in --report-dir)")
-        command.add_argument("--report-dir", type=_type("report_dir"), metavar="DIR",
-                             help="where the default report goes (default: here)")
-        command.add_argument("--metrics-file", type=Path, metavar="PATH",
-                             help="write Prometheus textfile metrics here at the end of the run")
+    def input_options(command: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+        group = command.add_argument_group("input")
+        group.add_argument("manifest", type=Path, help="the .csv, .xlsx, .xlsm or .jsonl manifest")
+        group.add_argument("--sheet", help="the Excel sheet to read, by name (any case) or position from 1 "
+                                           "(default: the first)")
+        group.add_argument("--encoding", help="the CSV file's encoding (default: UTF-8, BOM or not)")
+        group.add_argument("--replace", action="store_true",
+                           help="each row is the whole config: fields it leaves empty are removed "
+                                "(default: a row changes only the fields it names)")
+        group.add_argument("--max-rows", type=_type("max_rows"), metavar="N",
+                           help=f"refuse a manifest of more rows (default {DEFAULT_MAX_ROWS})")
+        return group
+
+    def output_options(command: argparse.ArgumentParser, *, failed_manifest: bool = False) -> argparse._ArgumentGroup:
+        group = command.add_argument_group("outputs")
+        group.add_argument("--report", type=Path,
+                           help="report file: .csv, .jsonl or .xlsx (default: "
+                                "batchcfg-report-{UTC time}.csv in --report-dir)")
+        group.add_argument("--report-dir", type=_type("report_dir"), metavar="DIR",
+                           help="where the default report goes (default: here)")
+        if failed_manifest:
+            group.add_argument("--failed-manifest", type=Path, metavar="PATH",
+                               help="write the invalid, failed and cancelled rows here (.csv or .xlsx), "
+                                    "in the input's columns plus #status and #error, to fix and re-run")
+        group.add_argument("--metrics-file", type=Path, metavar="PATH",
+                           help="write Prometheus textfile metrics here at the end of the run")
+        group.add_argument("--overwrite", action="store_true",
+                           help="replace an existing report, failed-row manifest or export file (a backup "
+                                "is never replaced)")
+        return group
 
     def connection_options(command: argparse.ArgumentParser) -> None:
-        where = command.add_mutually_exclusive_group()
+        group = command.add_argument_group("connection")
+        where = group.add_mutually_exclusive_group()
         where.add_argument("--endpoint", help="API endpoint, e.g. https://modelarts.cn-north-4.myhuaweicloud.com")
         where.add_argument("--region", help="region, e.g. cn-north-4 (see 'batchcfg regions')")
         where.add_argument("--sandbox", action="store_true",
                            help="use an embedded sandbox on loopback (no credentials needed)")
-        command.add_argument("--project-id", help="default project id (else HUAWEICLOUD_SDK_PROJECT_ID, "
-                                                  "the profile, the credentials file)")
-        command.add_argument("--token-file", type=Path, help="file holding an IAM token, sent as X-Auth-Token")
-        command.add_argument("--ca-bundle", type=Path, metavar="PATH",
-                             help="PEM file of extra CA certificates, for a private CA (TLS is always verified)")
-        command.add_argument("--allow-http", action="store_true",
-                             help="allow a plain http:// endpoint that is not on this machine")
-        command.add_argument("--max-retries", type=_type("max_retries"),
-                             help="retries per request (default 5)")
-        command.add_argument("--timeout", type=_type("timeout"), help="seconds per attempt (default 30)")
+        group.add_argument("--project-id", help="default project id (else HUAWEICLOUD_SDK_PROJECT_ID, "
+                                                "the profile, the credentials file)")
+        group.add_argument("--token-file", type=Path, help="file holding an IAM token, sent as X-Auth-Token")
+        group.add_argument("--ca-bundle", type=Path, metavar="PATH",
+                           help="PEM file of extra CA certificates, for a private CA (TLS is always verified)")
+        group.add_argument("--allow-http", action="store_true",
+                           help="allow a plain http:// endpoint that is not on this machine")
+        group.add_argument("--max-retries", type=_type("max_retries"), help="retries per request (default 5)")
+        group.add_argument("--timeout", type=_type("timeout"), help="seconds per attempt (default 30)")
 
-    def sending_options(command: argparse.ArgumentParser) -> None:
-        command.add_argument("--rate", type=_type("rate"),
-                             help=f"requests started per second, 0 = no limit (default {DEFAULT_RATE:g})")
-        command.add_argument("--concurrency", type=_type("concurrency"), metavar="N|auto",
-                             help="requests in flight; auto (the default): enough to sustain --rate at "
-                                  f"the latency seen, up to {AUTO_MAX_CONCURRENCY}")
-        command.add_argument("--max-failures", type=_type("max_failures"), metavar="N",
-                             help="stop after N failed rows; the rest end cancelled (default: no limit)")
-        command.add_argument("--no-progress", action="store_true", help="no progress bar")
-        command.add_argument("--progress-interval", type=_type("progress_interval"), default=DEFAULT_PROGRESS_INTERVAL,
-                             metavar="SECONDS", help="without a terminal, log progress this often "
-                                                     f"(default {DEFAULT_PROGRESS_INTERVAL:g}; 0 = never)")
+    def sending_options(command: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+        group = command.add_argument_group("sending")
+        group.add_argument("--rate", type=_type("rate"),
+                           help=f"requests started per second, 0 = no limit (default {DEFAULT_RATE:g})")
+        group.add_argument("--concurrency", type=_type("concurrency"), metavar="N|auto",
+                           help="requests in flight; auto (the default): enough to sustain --rate at "
+                                f"the latency seen, up to {AUTO_MAX_CONCURRENCY}")
+        group.add_argument("--max-failures", type=_type("max_failures"), metavar="N",
+                           help="stop after N failed rows; the rest end cancelled (default: no limit)")
+        group.add_argument("--no-progress", action="store_true", help="no progress bar")
+        group.add_argument("--progress-interval", type=_type("progress_interval"), default=DEFAULT_PROGRESS_INTERVAL,
+                           metavar="SECONDS", help="without a terminal, log progress this often "
+                                                   f"(default {DEFAULT_PROGRESS_INTERVAL:g}; 0 = never)")
+        return group
 
-    validate = commands.add_parser("validate", parents=[common, profile],
-                                   help="check the manifest; send nothing")
-    manifest_options(validate)
-    output_options(validate)
+    yes = "do not ask for confirmation (asked only on a terminal, against a real endpoint)"
+
+    validate = command("validate", "check the manifest; send nothing", [common, profile])
+    input_options(validate).add_argument(
+        "--online", action="store_true", help="also check spec_id, worker_server_num and engine_id against each "
+                                              "project's resource specs and engines (reads only)")
+    output_options(validate, failed_manifest=True)
     connection_options(validate)
-    validate.add_argument("--online", action="store_true",
-                          help="also check spec_id, worker_server_num and engine_id against each "
-                               "project's resource specs and engines (reads only)")
 
-    apply = commands.add_parser("apply", parents=[common, profile], help="validate, then send every valid row")
-    manifest_options(apply)
-    output_options(apply)
+    apply = command("apply", "validate, then send every valid row", [common, profile])
+    input_options(apply)
+    output_options(apply, failed_manifest=True)
     connection_options(apply)
     sending_options(apply)
-    apply.add_argument("--resume", type=Path, metavar="PATH",
+    doing = apply.add_argument_group("what apply does")
+    doing.add_argument("--resume", type=Path, metavar="PATH",
                        help="an earlier report or journal: skip the rows it shows succeeded "
                             "(same project, config name and request body)")
-    apply.add_argument("--dry-run", action="store_true", help="do everything but send")
-    apply.add_argument("--preflight", action="store_true",
+    doing.add_argument("--dry-run", action="store_true", help="do everything but send")
+    doing.add_argument("--preflight", action="store_true",
                        help="first check spec_id, worker_server_num and engine_id against each "
                             "project's resource specs and engines")
-    apply.add_argument("--create-missing", action="store_true",
+    doing.add_argument("--yes", action="store_true", help=yes)
+    doing.add_argument("--create-missing", action="store_true",
                        help="create a config that does not exist (POST), instead of failing its row; "
                             "rollback deletes it again")
-    unchanged = apply.add_mutually_exclusive_group()
+    unchanged = doing.add_mutually_exclusive_group()
     unchanged.add_argument("--skip-unchanged", action="store_true",
                            help="send nothing for rows that would change nothing (the default)")
-    unchanged.add_argument("--send-unchanged", action="store_true",
-                           help="PUT rows that would change nothing too")
-    keep = apply.add_mutually_exclusive_group()
+    unchanged.add_argument("--send-unchanged", action="store_true", help="PUT rows that would change nothing too")
+    keep = doing.add_mutually_exclusive_group()
     keep.add_argument("--backup", type=Path, metavar="PATH",
                       help="where to save each config before it is changed (default: "
                            "batchcfg-backup-{UTC time}.jsonl beside the report)")
     keep.add_argument("--no-backup", action="store_true", help="change configs without saving them first")
 
-    plan = commands.add_parser("plan", parents=[common, profile],
-                               help="read each row's config and show what apply would change")
-    manifest_options(plan)
+    plan = command("plan", "read each row's config and show what apply would change", [common, profile])
+    input_options(plan)
     output_options(plan)
     connection_options(plan)
     sending_options(plan)
-    plan.add_argument("--create-missing", action="store_true",
-                      help="show a config that does not exist as one apply --create-missing would create")
+    planning = plan.add_argument_group("what plan does")
+    planning.add_argument("--detailed-exitcode", action="store_true",
+                          help=f"exit {EXIT_CHANGES_PENDING} when every row could be planned and some would change "
+                               "(0: nothing to change; 1: rows invalid or failed)")
+    planning.add_argument("--create-missing", action="store_true",
+                          help="show a config that does not exist as one apply --create-missing would create")
 
-    export = commands.add_parser("export", parents=[common, profile],
-                                 help="write the project's current configs as a manifest apply reads back")
-    export.add_argument("output", type=Path, metavar="OUTPUT", help="the manifest to write: .csv, .xlsx or .jsonl")
-    export.add_argument("--name", dest="name_pattern", metavar="PATTERN",
+    export = command("export", "write the project's current configs as a manifest apply reads back",
+                     [common, profile])
+    chosen = export.add_argument_group("what to export")
+    chosen.add_argument("output", type=Path, metavar="OUTPUT", help="the manifest to write: .csv, .xlsx or .jsonl")
+    chosen.add_argument("--name", dest="name_pattern", metavar="PATTERN",
                         help="only configs whose names match, e.g. 'resnet-*' (* ? [...] as in a shell)")
-    export.add_argument("--config-type", metavar="TYPE", help="only configs of this type (List's config_type)")
-    export.add_argument("--project-column", action="store_true",
+    chosen.add_argument("--config-type", metavar="TYPE", help="only configs of this type (List's config_type)")
+    chosen.add_argument("--project-column", action="store_true",
                         help="write each row's project_id (default: none, so apply sends to its own --project-id)")
-    export.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     output_options(export)
     connection_options(export)
     sending_options(export)
 
-    rollback = commands.add_parser("rollback", parents=[common, profile], help="put the configs of a backup back")
-    rollback.add_argument("backup_file", type=Path, metavar="BACKUP", help="a backup file written by apply")
-    rollback.add_argument("--force", action="store_true", help="also restore configs that changed since the run")
+    rollback = command("rollback", "put the configs of one or more backups back", [common, profile])
+    undo = rollback.add_argument_group("what to put back")
+    undo.add_argument("backup_file", type=Path, nargs="+", metavar="BACKUP",
+                      help="backup files written by apply (or a quoted glob such as 'batchcfg-backup-*'): "
+                           "the newest is rolled back first")
+    undo.add_argument("--force", action="store_true", help="also restore configs that changed since the run")
+    undo.add_argument("--yes", action="store_true", help=yes)
+    undo.add_argument("--dry-run", action="store_true", help="send nothing: show what would be restored and what conflicts")
     output_options(rollback)
     connection_options(rollback)
     sending_options(rollback)
@@ -178,10 +233,14 @@ def build_parser() -> argparse.ArgumentParser:
     show = config_commands.add_parser("show", parents=[profile],
                                       help="print each setting, where it comes from, and the credentials found")
     connection_options(show)
-    sending_options(show)
-    show.add_argument("--report-dir", type=_type("report_dir"), metavar="DIR", help="where the default report goes")
+    sending_options(show).add_argument("--report-dir", type=_type("report_dir"), metavar="DIR",
+                                       help="where the default report goes")
 
     commands.add_parser("regions", help="list the ModelArts regions --region knows")
+    completion = commands.add_parser("completion", help="print a shell completion script (bash, zsh or tcsh)",
+                                     epilog="example:\n  batchcfg completion bash > ~/.local/share/bash-completion/"
+                                            "completions/batchcfg", formatter_class=argparse.RawDescriptionHelpFormatter)
+    completion.add_argument("shell", choices=("bash", "zsh", "tcsh"))
 
     sandbox = commands.add_parser("sandbox", parents=[common], help="run the embedded stand-in for the API")
     sandbox.add_argument("--host", default=SANDBOX_HOST, help=f"address to bind (default {SANDBOX_HOST})")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -34,8 +34,16 @@ class Backup:
     per group of rows, not per row.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, new: bool = False) -> None:
+        """The backup at ``path``, continued; with ``new``, created here (exclusively: a file that
+        exists, another run's, is a :class:`UsageError`)."""
         self.path = path
+        if new:
+            try:
+                path.open("xb").close()
+            except FileExistsError:
+                raise UsageError(f"{path} exists: it is another run's backup, and a backup is never written "
+                                 "over or added to by another run; choose another --backup") from None
         # The configs an earlier run (that this one resumes) backed up. This run's own need no
         # entry: a run sends each config once (a repeated name is an invalid row).
         self._saved = {(r["project_id"], r["config_name"]) for r in read_backup(path)} if path.exists() else set()
@@ -57,7 +65,7 @@ class Backup:
             return
         record = {"project_id": job.project_id, "config_name": job.config_name, "before": before,
                   "sent": sent, "sent_sha256": hashlib.sha256(encode_body(sent)).hexdigest(),
-                  "row": job.row, "time": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+                  "row": job.row, "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds")}
         self._pending.append(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
         number = self._queued
         self._queued += 1
@@ -100,22 +108,37 @@ def read_backup(path: Path) -> Iterator[dict[str, Any]]:
         raise UsageError(f"{path}: cannot read the backup ({type(exc).__name__})") from None
 
 
-def restore_jobs(path: Path) -> tuple[list[Job], dict[tuple[str, str], dict[str, Any]]]:
-    """The jobs that put each backed-up config back (the first record of a config wins; the body
-    of a config the run created is ``null``: rolling back deletes it), and what the run had sent
-    to each. Records whose names are not valid are refused."""
-    if not path.is_file():
-        raise UsageError(f"{path}: no such backup file")
-    jobs: list[Job] = []
+def restore_jobs(paths: Sequence[Path]) -> tuple[list[Job], dict[tuple[str, str], dict[str, Any]]]:
+    """The jobs that put each backed-up config back, and what the runs had sent to each.
+
+    Several backups are rolled back newest first (by their records' times): a config in more
+    than one goes back to its state before the oldest run that changed it (a config a run created
+    is deleted: its body is ``null``), and is checked against what the newest sent. Within one
+    file the first record of a config wins. Records whose names are not valid are refused."""
+    missing = [str(path) for path in paths if not path.is_file()]
+    if missing:
+        raise UsageError(f"{', '.join(missing)}: no such backup file")
+    before: dict[tuple[str, str], Any] = {}
     sent: dict[tuple[str, str], dict[str, Any]] = {}
-    for number, record in enumerate(read_backup(path), start=1):
-        key = (str(record["project_id"]), str(record["config_name"]))
-        if key in sent:
-            continue
-        if check_config_name(key[1]) is not None or check_project_id(key[0]) is not None:
-            raise UsageError(f"{path}: record {number} names an invalid project or config")
-        sent[key] = record["sent"]
-        before = record["before"]
-        body = b"null" if before is None else encode_body(sendable(writable_body(before)))
+    for path in sorted(paths, key=_newest_record, reverse=True):
+        seen: set[tuple[str, str]] = set()
+        for number, record in enumerate(read_backup(path), start=1):
+            key = (str(record["project_id"]), str(record["config_name"]))
+            if check_config_name(key[1]) is not None or check_project_id(key[0]) is not None:
+                raise UsageError(f"{path}: record {number} names an invalid project or config")
+            if key in seen:
+                continue
+            seen.add(key)
+            sent.setdefault(key, record["sent"])  # the newest run's
+            before[key] = record["before"]        # the oldest run's, in the end
+    jobs = []
+    for number, (key, state) in enumerate(before.items(), start=1):
+        body = b"null" if state is None else encode_body(sendable(writable_body(state)))
         jobs.append(Job(number, key[0], key[1], body, hashlib.sha256(body).hexdigest()))
     return jobs, sent
+
+
+def _newest_record(path: Path) -> tuple[str, int]:
+    """When a backup was last written to: its newest record's time (ISO text sorts as time), then
+    the file's modification time (for records of the same millisecond)."""
+    return max((str(record.get("time", "")) for record in read_backup(path)), default=""), path.stat().st_mtime_ns

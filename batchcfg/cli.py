@@ -10,11 +10,12 @@ imports (aiohttp, pandas) happen after the flags are parsed, so ``--help`` is in
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import signal
 import sys
 import threading
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from .arguments import build_parser
-from .errors import EXIT_INTERRUPTED, BatchcfgError, LockHeld, UsageError
+from .errors import EXIT_CHANGES_PENDING, EXIT_INTERRUPTED, BatchcfgError, LockHeld, UsageError
 from .settings import AUTO, SETTINGS
 
 if TYPE_CHECKING:
@@ -38,6 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args = build_parser().parse_args(argv)
         except SystemExit as exc:  # --help and --version
             return exc.code if isinstance(exc.code, int) else 0
+        args.argv = list(sys.argv[1:] if argv is None else argv)
         return _run(args)
     except BatchcfgError as exc:
         print(f"batchcfg: error: {exc}", file=sys.stderr)
@@ -55,6 +57,11 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     if args.command == "config":
         return _config_show(args)
+    if args.command == "completion":
+        import shtab
+
+        print(shtab.complete(build_parser(), shell=args.shell))
+        return 0
     from . import logs
 
     logs.configure(verbose=args.verbose, quiet=args.quiet, log_format=args.log_format, log_file=args.log_file)
@@ -94,23 +101,22 @@ def _resolved(args: argparse.Namespace) -> dict[str, Any]:
     return resolve(flags, os.environ, getattr(args, "config", None), getattr(args, "profile", None))
 
 
-def _options(args: argparse.Namespace, **connection: Any) -> Options:
-    """The run's options: the flags, the settings resolved from flags, environment and profile,
-    and ``connection`` (the sandbox's endpoint and credentials)."""
+def _options(args: argparse.Namespace) -> Options:
+    """The run's options: the flags, and the settings resolved from flags, environment and profile."""
     from .options import Options
     from .report import default_report_path
 
     settings = {key: item.value for key, item in _resolved(args).items()}
     report_dir = settings.pop("report_dir")
     if getattr(args, "report", None) is None and report_dir is not None:
-        args.report = report_dir / default_report_path().name
+        args.report = default_report_path(report_dir)
     names = ("sheet", "encoding", "report", "failed_manifest", "token_file", "max_failures", "resume",
              "max_rows", "ca_bundle", "allow_http", "dry_run", "backup", "no_backup", "replace",
              "send_unchanged", "create_missing", "force", "online", "preflight", "name_pattern",
              "config_type", "project_column", "overwrite")
     values = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
     values.update({key: value for key, value in settings.items() if value is not None})
-    return Options.of(**{**values, **connection})
+    return Options.of(**values)
 
 
 def _config_show(args: argparse.Namespace) -> int:
@@ -134,8 +140,10 @@ def _config_show(args: argparse.Namespace) -> int:
 
 async def _connected(args: argparse.Namespace) -> int:
     """apply, plan, rollback and validate --online: against the endpoint, or the sandbox."""
+    options = _options(args)  # a bad setting is an error before a sandbox starts
     async with _endpoint(args) as connection:
-        options = _options(args, **connection)
+        if connection:
+            options = dataclasses.replace(options, connection=dataclasses.replace(options.connection, **connection))
         if args.command == "validate":
             from .commands import validate_online
 
@@ -157,7 +165,7 @@ async def _endpoint(args: argparse.Namespace) -> AsyncIterator[dict[str, Any]]:
     check_default_project(project_id)
     async with serve(SandboxConfig(project_id=project_id)) as sandbox:
         if args.command in ("apply", "plan"):
-            seed_earlier_states(sandbox, args.manifest, sheet=args.sheet, encoding=args.encoding)
+            args.sandbox_seeded = seed_earlier_states(sandbox, args.manifest, sheet=args.sheet, encoding=args.encoding)
         yield {"endpoint": sandbox.endpoint, "credentials": sandbox.signer(), "project_id": project_id,
                "region": None}
 
@@ -171,6 +179,8 @@ async def _send(args: argparse.Namespace, options: Options) -> int:
     run = {"apply": commands.apply, "plan": commands.plan, "rollback": commands.rollback,
            "export": commands.export}[args.command]
     source = getattr(args, {"rollback": "backup_file", "export": "output"}.get(args.command, "manifest"))
+    if args.command == "rollback":
+        source = _expanded(source)
     stop, stop_now = anyio.Event(), anyio.Event()
     received: list[int] = []
     progress = Progress(args.command, interval=args.progress_interval, bar=not args.no_progress)
@@ -187,7 +197,7 @@ async def _send(args: argparse.Namespace, options: Options) -> int:
         group.start_soon(progress.report_every_interval)
         try:
             with progress.routed():
-                summary = await run(source, options, on_outcome=ended, on_ready=progress.ready,
+                summary = await run(source, options, on_outcome=ended, on_ready=_confirmed(args, options, progress.ready),
                                     stop=stop, stop_now=stop_now)
         except BatchcfgError as exc:
             summary = exc  # raised below, outside the task group, which would wrap it in a group
@@ -197,9 +207,49 @@ async def _send(args: argparse.Namespace, options: Options) -> int:
     if isinstance(summary, BatchcfgError):
         raise summary
     if diff is not None:
-        diff.show()
+        diff.show(json_logs=args.log_format == "json")
     summary.signal = received[0] if received else None
-    return _summarise(args, summary)
+    code = _summarise(args, summary)
+    if getattr(args, "detailed_exitcode", False) and code == 0 and (summary.counts["changed"] or summary.counts["create"]):
+        return EXIT_CHANGES_PENDING
+    return code
+
+
+def _confirmed(args: argparse.Namespace, options: Options, ready: Callable[[int], None]) -> Callable[[int], None]:
+    """``ready``, after a person at a terminal said yes to changing configs at a real endpoint
+    (not on the sandbox, not in a dry run, not with ``--yes``, and never without a terminal)."""
+    asks = (args.command in ("apply", "rollback") and not getattr(args, "yes", False) and not args.dry_run
+            and not getattr(args, "sandbox", False) and sys.stdin.isatty() and sys.stderr.isatty())
+    if not asks:
+        return ready
+
+    def ask(rows: int) -> None:
+        connection = options.connection
+        where = connection.endpoint or connection.region or "the endpoint"
+        project = connection.project_id or os.environ.get("HUAWEICLOUD_SDK_PROJECT_ID", "")
+        verb = "put back" if args.command == "rollback" else "change"
+        sys.stderr.write(f"batchcfg: {args.command}: {rows} rows, to {verb} configs at {where}"
+                         f"{f' in project {project}' if project else ''}. Go ahead? [y/N] ")
+        sys.stderr.flush()
+        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+            raise UsageError("not confirmed: nothing was sent")
+        ready(rows)
+    return ask
+
+
+def _expanded(paths: list[Path]) -> list[Path]:
+    """Backup paths, with a pattern the shell did not expand (a quoted glob, a cron line)
+    expanded here; a pattern that matches nothing is kept, to be reported as missing."""
+    import glob
+
+    found: list[Path] = []
+    for path in paths:
+        matches = sorted(glob.glob(str(path))) if glob.has_magic(str(path)) and not path.exists() else []
+        if matches:
+            found.extend(Path(match) for match in matches)
+        else:
+            found.append(path)
+    return found
 
 
 async def _watch_signals(stop: anyio.Event, stop_now: anyio.Event, received: list[int]) -> None:
@@ -222,7 +272,13 @@ def _summarise(args: argparse.Namespace, summary: Summary) -> int:
     """The summary on stderr, the report path on stdout, the metrics file; the exit code."""
     from .screen import show_summary
 
-    show_summary(summary, json_logs=getattr(args, "log_format", "text") == "json")
+    json_logs = getattr(args, "log_format", "text") == "json"
+    if getattr(args, "sandbox_seeded", 0):
+        from .screen import say
+
+        say(f"sandbox: its {args.sandbox_seeded} configs held invented earlier states (every third already as the "
+            "manifest has it), so that there was something to change", json_logs=json_logs)
+    show_summary(summary, json_logs=json_logs, next_step=_resume_command(args, summary))
     if getattr(args, "metrics_file", None) is not None:
         from .metrics import write_metrics
         from .screen import say
@@ -233,6 +289,25 @@ def _summarise(args: argparse.Namespace, summary: Summary) -> int:
             say(f"cannot write --metrics-file {args.metrics_file} ({exc.strerror or exc})",
                 json_logs=args.log_format == "json")
     return summary.exit_code
+
+
+def _resume_command(args: argparse.Namespace, summary: Summary) -> str:
+    """After an apply that was interrupted or left rows failed or cancelled: the command that
+    resumes it (the same one, with ``--resume`` the report; a new report of its own)."""
+    if args.command != "apply" or not (summary.interrupted or summary.counts["failed"] or summary.counts["cancelled"]):
+        return ""
+    import shlex
+
+    argv, skip = [], False
+    for arg in args.argv:
+        if skip:
+            skip = False
+        elif arg in ("--resume", "--report"):
+            skip = True
+        elif not arg.startswith(("--resume=", "--report=", "--overwrite")):
+            argv.append(arg)
+    again = ["--overwrite"] if summary.failed_manifest is not None else []  # its rows to fix, anew
+    return "to resume: " + shlex.join(["batchcfg", *argv, *again, "--resume", str(summary.report)])
 
 
 async def _sandbox(args: argparse.Namespace) -> int:

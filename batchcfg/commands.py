@@ -13,7 +13,7 @@ and sends the jobs through one shared way (:func:`_send`) with the action that f
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,7 +55,7 @@ async def validate_online(manifest: str | Path, options: Options) -> Summary:
     """``validate`` with ``online``, in a running event loop."""
     async with AsyncExitStack() as stack:
         ledger = stack.enter_context(Ledger(options, manifest, sending=False))
-        target = _target(options)
+        target = _target(options, ledger)
         checked = stack.enter_context(ledger.check(target.project_id, project_required=True))
         client, sender = await _sending(stack, target, options)
         catalogs = await _catalogs(client, sender, checked.projects)
@@ -94,7 +94,7 @@ async def apply(manifest: str | Path, options: Options = Options(), *,
     done = resume.done_keys(options.resume) if options.resume else set()
     async with AsyncExitStack() as stack:
         ledger = stack.enter_context(Ledger(options, manifest, sending=not options.dry_run))
-        target = _target(options)
+        target = _target(options, ledger)
         checked = stack.enter_context(ledger.check(target.project_id, project_required=True))
         items: Iterator[Job | Outcome] = checked.items()
         if options.dry_run and not options.preflight:
@@ -121,10 +121,10 @@ def _modify_action(stack: AsyncExitStack, ledger: Ledger, client: Client, option
         return Put(client)  # nothing to read: the row is the whole body, sent whatever it changes
     backup = None
     if not options.outputs.no_backup:
-        path = (options.outputs.backup or resume.backup_of(options.resume)
-                or default_backup_path(ledger.report))
+        continued = resume.backup_of(options.resume)  # a resumed run adds to its own chain's backup
+        path = options.outputs.backup or continued or default_backup_path(ledger.report)
         with writing(path, error=UsageError):
-            backup = stack.enter_context(Backup(path))
+            backup = stack.enter_context(Backup(path, new=path != continued))
         ledger.summary.backup = path
     return Modify(client, backup, replace=options.replace, send_unchanged=options.send_unchanged,
                   create_missing=options.create_missing)
@@ -142,7 +142,7 @@ async def plan(manifest: str | Path, options: Options = Options(), *,
     events = Events(on_ready, on_outcome, stop, stop_now)
     async with AsyncExitStack() as stack:
         ledger = stack.enter_context(Ledger(options, manifest, sending=True))
-        target = _target(options)
+        target = _target(options, ledger)
         checked = stack.enter_context(ledger.check(target.project_id, project_required=True))
         client, sender = await _sending(stack, target, options)
         events.ready(checked.rows)
@@ -150,24 +150,27 @@ async def plan(manifest: str | Path, options: Options = Options(), *,
         return await _send(ledger, sender, ledger.to_send(checked.items()), action, events)
 
 
-async def rollback(backup: str | Path, options: Options = Options(), *,
+async def rollback(backup: str | Path | Sequence[str | Path], options: Options = Options(), *,
                    on_ready: Callable[[int], None] | None = None,
                    on_outcome: Callable[[Outcome], None] | None = None,
                    stop: anyio.Event | None = None, stop_now: anyio.Event | None = None) -> Summary:
-    """Put every config of a backup file back as it was, unless it changed since the run that
-    backed it up (``skipped`` with ``conflict``; ``force`` restores it anyway). A config already
-    as backed up is ``skipped`` (``unchanged``): rolling back twice is harmless. The report's
-    ``row`` is the backup record's number."""
+    """Put every config of one or more backup files back as it was (newest backup first), unless
+    it changed since the run that backed it up (``conflict``; ``force`` restores it anyway). A
+    config already as backed up is ``skipped`` (``unchanged``): rolling back twice is harmless.
+    With ``dry_run`` nothing is sent: a row that would be restored is ``changed``. The report's
+    ``row`` numbers the configs in the order restored."""
     from .actions import Rollback
     from .backup import restore_jobs
 
     events = Events(on_ready, on_outcome, stop, stop_now)
-    restore, sent = restore_jobs(Path(backup))
+    paths = [Path(backup)] if isinstance(backup, str | Path) else [Path(b) for b in backup]
+    restore, sent = restore_jobs(paths)
     async with AsyncExitStack() as stack:
         ledger = stack.enter_context(Ledger(options, None, sending=True))
         client, sender = await _sending(stack, _target(options), options)
         events.ready(len(restore))
-        return await _send(ledger, sender, ledger.to_send(restore), Rollback(client, sent, options.force), events)
+        action = Rollback(client, sent, options.force, dry_run=options.dry_run)
+        return await _send(ledger, sender, ledger.to_send(restore), action, events)
 
 
 async def export(output: str | Path, options: Options = Options(), *,
@@ -252,12 +255,18 @@ class _Target:
     project_id: str
 
 
-def _target(options: Options) -> _Target:
+def _target(options: Options, ledger: Ledger | None = None) -> _Target:
+    """The endpoint, credentials and default project of a run; a run whose rows cannot all have a
+    project (none given, and no ``project_id`` column in the ledger's manifest) cannot start."""
     connection = options.connection
     from .endpoints import endpoint_for
 
     project_id = auth.discover_project_id(connection.project_id, connection.env)
     check_default_project(project_id)
+    if not project_id and ledger is not None and ledger.manifest is not None \
+            and "project_id" not in ledger.manifest.columns:
+        raise UsageError("no project id: pass --project-id, set HUAWEICLOUD_SDK_PROJECT_ID, or add a "
+                         "project_id column to the manifest")
     endpoint = endpoint_for(connection.endpoint, connection.region, allow_http=connection.allow_http)
     credentials = connection.credentials or auth.discover_auth(connection.env, connection.token_file)
     return _Target(endpoint, credentials, project_id)

@@ -22,6 +22,7 @@ import signal as signals
 EXIT_OK = 0
 EXIT_ROWS_FAILED = 1
 EXIT_CANNOT_START = 2
+EXIT_CHANGES_PENDING = 3  # plan --detailed-exitcode: every row planned, and some would change
 EXIT_IO_ERROR = 74  # EX_IOERR: the journal or the report cannot be written
 EXIT_LOCKED = 75  # EX_TEMPFAIL: another run holds the lock; try again later
 EXIT_INTERRUPTED = 130  # 128 + SIGINT
@@ -39,6 +40,7 @@ CONNECTION = "BATCHCFG.CONNECTION"
 BAD_RESPONSE = "BATCHCFG.BAD_RESPONSE"
 CANCELLED = "BATCHCFG.CANCELLED"
 BACKUP = "BATCHCFG.BACKUP"  # the config could not be backed up, so it was not changed
+CHANGED_SINCE = "BATCHCFG.CHANGED_SINCE"  # a conflict: the config changed since the run or the plan
 SPEC = "BATCHCFG.SPEC"      # preflight: spec_id is not one of the project's training specs
 ENGINE = "BATCHCFG.ENGINE"  # preflight: engine_id is not one of the project's engines
 

@@ -16,6 +16,7 @@ import io
 import json
 import os
 import re
+import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -115,7 +116,7 @@ def _write_xlsx(handle: IO[bytes], columns: Sequence[str], rows: Iterable[Sequen
         iterator = iter(rows)
         first = [[spreadsheet_safe(value) for value in row] for row in itertools.islice(iterator, XLSX_SAMPLE_ROWS)]
         for column, header in enumerate(columns):  # widths that fit the header and the first rows
-            width = max([len(str(header)), *(len(str(row[column])) for row in first if column < len(row))])
+            width = max([_width(header), *(_width(row[column]) for row in first if column < len(row))])
             sheet.set_column(column, column, min(XLSX_MAX_WIDTH, width + 2))
         sheet.freeze_panes(1, 0)
         sheet.write_row(0, 0, columns)
@@ -129,6 +130,16 @@ def _write_xlsx(handle: IO[bytes], columns: Sequence[str], rows: Iterable[Sequen
             workbook.close()
         except xlsxwriter.exceptions.XlsxFileError as exc:  # it wraps the OSError of a full disk
             raise exc.args[0] if exc.args and isinstance(exc.args[0], OSError) else OSError(str(exc)) from None
+
+
+def _width(value: Any) -> int:
+    """How many character widths a cell needs: its longest line, a Chinese character (East Asian
+    wide or full-width) counting two."""
+    text = str(value)
+    lines = text.splitlines() or [""]
+    if text.isascii():
+        return max(map(len, lines))
+    return max(sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in line) for line in lines)
 
 
 def json_lines(path: Path) -> Iterator[dict[str, Any]]:

@@ -37,6 +37,9 @@ class Ledger:
         self.report = check_output_path(outputs.report or default_report_path(), "--report", REPORT_SUFFIXES)
         self.failed_manifest = (check_output_path(outputs.failed_manifest, "--failed-manifest", FAILED_SUFFIXES)
                                 if outputs.failed_manifest and manifest is not None else None)
+        for path, option in ((self.report, "--report"), (self.failed_manifest, "--failed-manifest")):
+            if path is not None and path.exists() and not outputs.overwrite:
+                raise UsageError(f"{path} exists (an earlier run's?): choose another {option}, or --overwrite")
         self.manifest = (open_manifest(manifest, sheet=options.input.sheet, encoding=options.input.encoding)
                          if manifest is not None else None)
         self.journal = self._open_journal() if sending else None
@@ -97,9 +100,7 @@ class Ledger:
         self.pending.pop(outcome.row, None)
         if self.journal is not None:
             self.journal.write(outcome)
-        self.summary.counts[outcome.status] += 1
-        if outcome.error_code:
-            self.summary.error_codes[outcome.error_code] += 1
+        self.summary.note(outcome)
         if self.failed_manifest is not None and outcome.status in TO_FIX_STATUSES:
             error = f"{outcome.error_code}: {outcome.error_message}" if outcome.error_code else ""
             self.to_fix[outcome.row] = (outcome.status, error)
@@ -137,7 +138,8 @@ class Ledger:
                                   f"--resume {journal.path} sends the others (again)")
             kept = f"; every row's result is in the journal {journal.path}"
         with writing(self.report, kept):
-            write_report(self.report, self._recorded(in_row_order) if journal is None else journal.outcomes())
+            write_report(self.report, self._recorded(in_row_order) if journal is None else journal.outcomes(),
+                         bom=self.manifest is not None and self.manifest.bom)
         if self.failed_manifest is not None and self.manifest is not None:
             with writing(self.failed_manifest, kept):
                 write_failed_manifest(self.manifest, self.to_fix, self.failed_manifest)

@@ -3,7 +3,9 @@
 Every cell is read as text, exactly as typed: ``NA``, ``None``, ``null`` and leading zeros stay,
 surrounding white space is dropped, and an empty cell means "not set". Row numbers are the
 spreadsheet's: the header is row 1, the first config row 2. Rows whose cells are all empty are
-skipped (their numbers are not reused).
+skipped (their numbers are not reused). A row also says which cells were numbers (in a workbook
+or a JSON-lines file), for a failed-row manifest that writes them back. Workbooks are checked, and
+their sheet found, by :mod:`batchcfg.workbook`.
 
 >>> manifest = open_manifest("samples/training_job_configs.csv")
 >>> first = next(iter(manifest.rows()))
@@ -13,9 +15,9 @@ skipped (their numbers are not reused).
 
 from __future__ import annotations
 
+import codecs
 import difflib
-import warnings
-import zipfile
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,29 +25,31 @@ from typing import Any
 
 from .errors import ManifestError
 from .schema import COLUMNS, PARAM_PREFIX
+from .workbook import check_workbook, one_line, read_sheet
 
 CSV_SUFFIXES = (".csv",)
 EXCEL_SUFFIXES = (".xlsx", ".xlsm")
 JSONL_SUFFIXES = (".jsonl",)  # one JSON object a row, the first one's keys the header (batchcfg export writes it)
 DEFAULT_ENCODING = "utf-8-sig"  # UTF-8, with or without a byte order mark
 CHUNK_ROWS = 10_000
-MAX_WORKBOOK_BYTES = 2 * 2**30  # what a workbook may unpack to
-MAX_WORKBOOK_ENTRIES = 10_000
-MAX_PACKING_RATIO = 200  # real sheets pack 5-50 times; zip bombs a thousand and more
 IGNORED_PREFIX = "#"  # columns such as "#status" are notes for people, not fields
 FAILED_MARKER = "#status"  # the columns batchcfg adds to a failed-row manifest
 ERROR_MARKER = "#error"
 EXPORT_MARKER = "#exported"  # the column batchcfg export adds: when the row was read
+_GENERIC_WORDS = frozenset({"id", "url", "num"})  # words of field names too common to hint at one field
 
 
 @dataclass(frozen=True, slots=True)
 class Row:
-    """One non-empty manifest row: its spreadsheet row number, its cells by column name, and the
-    text of every cell in file order (for writing the row back out)."""
+    """One non-empty manifest row: its spreadsheet row number, its cells by column name, the
+    text of every cell in file order (for writing the row back out), and the positions in
+    ``values`` of the cells that were numbers in the file (an Excel number cell, a JSON number;
+    never in a CSV file), so that a row written back to a workbook keeps them numbers."""
 
     number: int
     cells: dict[str, str]
     values: tuple[str, ...] = ()
+    numeric: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -55,17 +59,20 @@ class Manifest:
     path: Path
     header: tuple[str, ...]   # row 1 as typed
     columns: tuple[str, ...]  # the name of each column: "" without a header, "#..." for notes
-    sheet: str | int = 0
+    sheet: str | int = 0      # a workbook's sheet: its name (open_manifest finds it), or its index from 0
     encoding: str = DEFAULT_ENCODING
+    bom: bool = False         # the CSV file began with a UTF-8 byte order mark (Excel's "CSV UTF-8")
 
     def rows(self) -> Iterator[Row]:
         """Yield the non-empty rows in file order. Raises :class:`ManifestError` on a malformed file."""
+        typed = self.path.suffix.lower() not in CSV_SUFFIXES  # a CSV file's cells are all text
         for first_number, block in self._blocks():
             for offset, values in enumerate(block):
                 number = first_number + offset
                 texts = [v.strip() if v.__class__ is str else _text(v) for v in values]
                 if not any(texts):
                     continue
+                numeric = tuple(i for i, v in enumerate(values) if v.__class__ in (int, float)) if typed else ()
                 if self.unquote:
                     texts = [_unquote(text) for text in texts]
                 cells = {}
@@ -75,7 +82,7 @@ class Manifest:
                                             f"{_column_letter(position)}, which has no header")
                     if name and not name.startswith(IGNORED_PREFIX):
                         cells[name] = text
-                yield Row(number, cells, tuple(texts))
+                yield Row(number, cells, tuple(texts), numeric)
 
     @property
     def unquote(self) -> bool:
@@ -87,8 +94,7 @@ class Manifest:
     def _blocks(self) -> Iterator[tuple[int, list[list[Any]]]]:
         """Yield (row number of the block's first row, its rows as lists of values), header excluded."""
         if self.path.suffix.lower() in EXCEL_SUFFIXES:
-            frame = _read_excel(self.path, self.sheet)
-            yield 2, frame.values.tolist()[1:]
+            yield 2, read_sheet(self.path, self.sheet)[1][1:]
             return
         if self.path.suffix.lower() in JSONL_SUFFIXES:
             yield from _jsonl_blocks(self.path, self.header)
@@ -104,10 +110,12 @@ class Manifest:
 
 
 def open_manifest(path: str | Path, *, sheet: str | None = None, encoding: str | None = None) -> Manifest:
-    """Open a ``.csv``, ``.xlsx`` or ``.xlsm`` manifest and check its header row.
+    """Open a ``.csv``, ``.xlsx``, ``.xlsm`` or ``.jsonl`` manifest and check its header row.
+    ``sheet`` names a workbook's sheet (any case) or gives its position, counted from 1.
 
-    Raises :class:`ManifestError` for a missing, empty, unreadable or unsupported file, and for an
-    unknown or repeated column (naming it, and the nearest known name).
+    Raises :class:`ManifestError` for a missing, empty, unreadable or unsupported file, a missing
+    sheet (listing the sheets), and for every unknown, repeated or label-less column at once
+    (naming each, with the nearest known name).
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -118,93 +126,115 @@ def open_manifest(path: str | Path, *, sheet: str | None = None, encoding: str |
         raise ManifestError(f"{path}: no such file")
     if path.stat().st_size == 0:
         raise ManifestError(f"{path}: the file is empty")
+    found: str | int = 0
+    bom = False
     if suffix in JSONL_SUFFIXES:
         if sheet is not None or encoding:
             raise ManifestError("--sheet and --encoding apply to .xlsx and .csv files only")
-        header = next(_jsonl_records(path), ({}, 1))[0]
+        header = list(next(_jsonl_records(path), ({}, 1))[0])
     elif suffix in EXCEL_SUFFIXES:
         if encoding:
             raise ManifestError("--encoding applies to .csv files only")
         check_workbook(path)
-        frame = _read_excel(path, sheet if sheet is not None else 0)
-        header = frame.values.tolist()[0] if len(frame) else []
+        found, head = read_sheet(path, sheet, nrows=1)
+        header = head[0] if head else []
     else:
         if sheet is not None:
             raise ManifestError("--sheet applies to .xlsx and .xlsm files only")
-        encoding = encoding or DEFAULT_ENCODING
+        bom = _starts_with_bom(path)
+        encoding = _with_bom(encoding or DEFAULT_ENCODING, bom)
         frame = next(iter(_read_csv(path, encoding, chunksize=1)), None)
         header = frame.values.tolist()[0] if frame is not None and len(frame) else []
     texts = tuple(_text(value) for value in header)
-    return Manifest(path, texts, _map_header(path, list(texts)), sheet if sheet is not None else 0,
-                    encoding or DEFAULT_ENCODING)
+    return Manifest(path, texts, _map_header(path, list(texts)), found, encoding or DEFAULT_ENCODING, bom)
+
+
+def _starts_with_bom(path: Path) -> bool:
+    try:
+        with path.open("rb") as handle:
+            return handle.read(len(codecs.BOM_UTF8)) == codecs.BOM_UTF8
+    except OSError as exc:
+        raise ManifestError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+
+
+def _with_bom(encoding: str, bom: bool) -> str:
+    """``--encoding utf-8`` reads a file with a byte order mark as ``utf-8-sig``: the mark is not
+    part of the first header."""
+    try:
+        return "utf-8-sig" if bom and codecs.lookup(encoding).name == "utf-8" else encoding
+    except LookupError:
+        raise ManifestError(f"unknown encoding {encoding!r}") from None
 
 
 def _map_header(path: Path, header: list[str]) -> tuple[str, ...]:
     """Header cells -> column names. Case and surrounding spaces of field names are ignored;
-    ``param.<label>`` keeps the label as typed. Columns headed ``#...`` are ignored."""
+    ``param.<label>`` keeps the label as typed. Columns headed ``#...`` are ignored. Every bad
+    header is named in one :class:`ManifestError`."""
     if not any(header):
         raise ManifestError(f"{path}: row 1 (the header) is empty")
     columns: list[str] = []
-    seen: dict[str, int] = {}
+    problems: list[tuple[int, str]] = []  # (column, what is wrong with it)
+    unmatched = False  # an unknown name with no near field name: the message lists the fields
+    where: dict[str, list[int]] = {}
     for position, raw in enumerate(header):
         text = raw.strip()
-        if not text or text.startswith(IGNORED_PREFIX):
-            columns.append(text.lower())
-            continue
-        if text.lower().startswith(PARAM_PREFIX):
-            label = text[len(PARAM_PREFIX):].strip()
-            if not label:
-                raise ManifestError(f"{path}: column {_column_letter(position)} {text!r} has no "
-                                    "parameter label after 'param.'")
-            name = PARAM_PREFIX + label
-        else:
-            name = text.lower()
-            if name not in COLUMNS:
-                hint = difflib.get_close_matches(name, COLUMNS, n=1, cutoff=0.6)
-                nearest = f" (did you mean {hint[0]!r}?)" if hint else ""
-                raise ManifestError(f"{path}: unknown column {text!r} in column "
-                                    f"{_column_letter(position)}{nearest}")
-        if name in seen:
-            raise ManifestError(f"{path}: column {name!r} appears twice (columns "
-                                f"{_column_letter(seen[name])} and {_column_letter(position)})")
-        seen[name] = position
+        name = text.lower()
+        if text.lower().startswith(PARAM_PREFIX) and not text.startswith(IGNORED_PREFIX):
+            name = PARAM_PREFIX + text[len(PARAM_PREFIX):].strip()
+            if name == PARAM_PREFIX:
+                problems.append((position, f"{text!r} in column {_column_letter(position)} "
+                                           "(no parameter label after 'param.')"))
+        elif text and not text.startswith(IGNORED_PREFIX) and name not in COLUMNS:
+            hint = _nearest(name)
+            unmatched = unmatched or not hint
+            problems.append((position, f"{text!r} in column {_column_letter(position)} "
+                                       f"({hint or 'no such field'})"))
+        if text and not text.startswith(IGNORED_PREFIX):
+            where.setdefault(name, []).append(position)
         columns.append(name)
-    if "config_name" not in seen:
+    for name, positions in where.items():
+        if len(positions) > 1 and name != PARAM_PREFIX:
+            times = "twice" if len(positions) == 2 else f"{len(positions)} times"
+            letters = [_column_letter(position) for position in positions]
+            problems.append((positions[1], f"{name!r} appears {times} (columns "
+                                           f"{', '.join(letters[:-1])} and {letters[-1]})"))
+    if problems:
+        raise ManifestError(_bad_columns(path, problems, unmatched, "config_name" not in where))
+    if "config_name" not in where:
         raise ManifestError(f"{path}: no config_name column")
     return tuple(columns)
 
 
-def check_workbook(path: Path) -> None:
-    """Refuse a workbook before parsing it: a zip bomb (it would unpack to more than
-    ``MAX_WORKBOOK_BYTES``, or an entry packs implausibly tight) or XML with a DTD (entity
-    expansion: "billion laughs"). Reads only the zip directory and the first bytes of each part."""
-    try:
-        archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise ManifestError(f"{path}: not an Excel workbook ({_one_line(exc)})") from None
-    with archive:
-        entries = archive.infolist()
-        if len(entries) > MAX_WORKBOOK_ENTRIES:
-            raise ManifestError(f"{path}: refused: {len(entries)} parts in the workbook")
-        unpacked = 0
-        for entry in entries:
-            unpacked += entry.file_size
-            if unpacked > MAX_WORKBOOK_BYTES:
-                raise ManifestError(f"{path}: refused: it unpacks to more than "
-                                    f"{MAX_WORKBOOK_BYTES // 2**20} MiB")
-            if entry.file_size > 2**20 and entry.file_size > MAX_PACKING_RATIO * max(1, entry.compress_size):
-                raise ManifestError(f"{path}: refused: {entry.filename} unpacks to "
-                                    f"{entry.file_size // max(1, entry.compress_size)} times its size "
-                                    "(a decompression bomb?)")
-            if entry.filename.endswith((".xml", ".rels")):
-                try:
-                    with archive.open(entry) as part:
-                        head = part.read(4096)
-                except (zipfile.BadZipFile, OSError, EOFError, RuntimeError) as exc:
-                    raise ManifestError(f"{path}: damaged workbook ({_one_line(exc)})") from None
-                if b"<!DOCTYPE" in head or b"<!ENTITY" in head:
-                    raise ManifestError(f"{path}: refused: {entry.filename} declares a DTD "
-                                        "(XML entities are not accepted in a workbook)")
+def _bad_columns(path: Path, problems: list[tuple[int, str]], unmatched: bool, no_config_name: bool) -> str:
+    """One line for every bad header, in column order; the field names when one had no near match."""
+    count = f"{len(problems)} bad columns" if len(problems) > 1 else "bad column"
+    message = f"{path}: {count}: " + ", ".join(text for _, text in sorted(problems))
+    if no_config_name:
+        message += "; and no config_name column"
+    if unmatched:
+        message += (f". Fields: {', '.join(COLUMNS)}, {PARAM_PREFIX}<label> (docs/manifest.md); "
+                    f"start a header with {IGNORED_PREFIX!r} for notes")
+    return message
+
+
+def _nearest(name: str) -> str:
+    """``did you mean 'spec_id'?`` for a name close to a field's (``specid``) or to one of its
+    words (``workers``: worker_server_num; ``description``: config_desc), when one or two fit."""
+    close = difflib.get_close_matches(name, COLUMNS, n=1, cutoff=0.6)
+    if not close:
+        words = [word for word in re.split(r"[\s_.\-]+", name) if len(word) >= 3 and word not in _GENERIC_WORDS]
+        close = [field for field in COLUMNS
+                 if any(_alike(word, part) for word in words for part in field.split("_") if part not in _GENERIC_WORDS)]
+    if not close or len(close) > 2:
+        return ""
+    return "did you mean " + " or ".join(repr(field) for field in close) + "?"
+
+
+def _alike(word: str, part: str) -> bool:
+    """A word of a header like a word of a field name: ``workers``/``worker``, ``description``/``desc``."""
+    if min(len(word), len(part)) >= 4 and (word.startswith(part) or part.startswith(word)):
+        return True
+    return difflib.SequenceMatcher(None, word, part).ratio() >= 0.8
 
 
 def _jsonl_records(path: Path) -> Iterator[tuple[dict[str, Any], int]]:
@@ -229,8 +259,9 @@ def _jsonl_records(path: Path) -> Iterator[tuple[dict[str, Any], int]]:
 
 
 def _jsonl_blocks(path: Path, header: tuple[str, ...]) -> Iterator[tuple[int, list[list[Any]]]]:
-    """Rows of a JSON-lines manifest as lists of cell texts, in the header's order (the first
-    object's keys). Each line is a row, numbered line + 1 as if the keys were a header row 1."""
+    """Rows of a JSON-lines manifest as lists of cells, in the header's order (the first object's
+    keys): text, and numbers as numbers (their text is their JSON text). Each line is a row,
+    numbered line + 1 as if the keys were a header row 1."""
     import json
 
     known = set(header)
@@ -239,7 +270,7 @@ def _jsonl_blocks(path: Path, header: tuple[str, ...]) -> Iterator[tuple[int, li
         if unknown:
             raise ManifestError(f"{path}: line {number} has the key {unknown[0]!r}, which the first line lacks")
         values = [record.get(key) for key in header]
-        yield number + 1, [[value if isinstance(value, str) else "" if value is None
+        yield number + 1, [[value if value.__class__ in (str, int, float) else "" if value is None
                             else json.dumps(value, ensure_ascii=False, separators=(",", ":")) for value in values]]
 
 
@@ -259,23 +290,7 @@ def _read_csv(path: Path, encoding: str, chunksize: int) -> Iterator[Any]:
     except pd.errors.EmptyDataError:
         raise ManifestError(f"{path}: the file is empty") from None
     except pd.errors.ParserError as exc:
-        raise ManifestError(f"{path}: malformed CSV: {_one_line(exc)}") from None
-
-
-def _read_excel(path: Path, sheet: str | int) -> Any:
-    import pandas as pd
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return pd.read_excel(path, sheet_name=sheet, header=None, dtype=str, na_filter=False,
-                                 engine="calamine")
-    except ValueError as exc:
-        if "not found" in str(exc).lower() or "worksheet" in str(exc).lower():
-            raise ManifestError(f"{path}: no sheet named {sheet!r}") from None
-        raise ManifestError(f"{path}: cannot read the workbook: {_one_line(exc)}") from None
-    except Exception as exc:  # calamine reports a damaged or foreign file in several ways
-        raise ManifestError(f"{path}: cannot read the workbook: {_one_line(exc)}") from None
+        raise ManifestError(f"{path}: malformed CSV: {one_line(exc)}") from None
 
 
 def _text(value: Any) -> str:
@@ -297,7 +312,3 @@ def _column_letter(position: int) -> str:
         position, rest = divmod(position - 1, 26)
         letters = chr(ord("A") + rest) + letters
     return letters
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__

@@ -27,9 +27,12 @@ CHANGED = "changed"      # plan: the row would change the fields in ``changes``
 MISSING = "missing"      # plan: there is no such config
 CREATE = "create"        # plan with --create-missing: the config would be created
 CREATED = "created"      # apply with --create-missing: the config did not exist and was created
-STATUSES = (SUCCEEDED, CREATED, FAILED, INVALID, CANCELLED, SKIPPED, VALID, UNCHANGED, CHANGED, CREATE, MISSING)
+CONFLICT = "conflict"    # rollback, and apply of a saved plan: the config changed since; not sent
+STATUSES = (SUCCEEDED, CREATED, FAILED, INVALID, CANCELLED, CONFLICT, SKIPPED, VALID, UNCHANGED, CHANGED, CREATE,
+            MISSING)
 DONE_STATUSES = (SUCCEEDED, CREATED, SKIPPED)    # what --resume does not send again
-TO_FIX_STATUSES = (INVALID, FAILED, CANCELLED)   # exit code 1; the failed-row manifest
+TO_FIX_STATUSES = (INVALID, FAILED, CANCELLED, CONFLICT)  # exit code 1; the failed-row manifest
+EXAMPLE_CODES, EXAMPLE_ROWS, EXAMPLE_CHANGES = 50, 5, 1000  # what a summary keeps of its rows
 
 
 class Job(NamedTuple):
@@ -59,8 +62,9 @@ class Outcome:
     attempts: int = 0
     duration_ms: int | None = None
     request_id: str = ""
-    body_sha256: str = ""  # of the body sent (or that would be): what --resume matches on
-    changes: str = ""      # what the row changes, when the config was read first (plan, backups)
+    changes: str = ""      # what the row changes, when the config was read first (plan, apply)
+    started_at: str = ""   # when the row's first request was sent (UTC, ISO 8601)
+    body_sha256: str = ""  # of what the row asks for: what --resume matches on
     backup: str = ""       # the backup file that holds the config as it was before this row
 
     @classmethod
@@ -98,6 +102,26 @@ class Summary:
     http_statuses: Counter[int] = field(default_factory=Counter)  # of every attempt; 0: no answer
     latency_p50: float | None = None  # seconds per attempt
     latency_p95: float | None = None
+    # The first rows of each error code (row, config name, message), and what the changes were,
+    # with how many rows each: bounded samples for the screen, whatever the number of rows.
+    error_rows: dict[str, list[tuple[int, str, str]]] = field(default_factory=dict)
+    change_totals: Counter[str] = field(default_factory=Counter)
+
+    def note(self, outcome: Outcome) -> None:
+        """Count one row's outcome, and keep it as an example when there is room."""
+        self.counts[outcome.status] += 1
+        if outcome.error_code:
+            self.error_codes[outcome.error_code] += 1
+            if outcome.status in (INVALID, FAILED, CONFLICT):
+                examples = self.error_rows.get(outcome.error_code)
+                if examples is None and len(self.error_rows) < EXAMPLE_CODES:
+                    examples = self.error_rows[outcome.error_code] = []
+                if examples is not None and len(examples) < EXAMPLE_ROWS:
+                    examples.append((outcome.row, outcome.config_name, outcome.error_message))
+        if outcome.changes and outcome.status in (CHANGED, CREATE, SUCCEEDED, CREATED):
+            for change in outcome.changes.split("; "):
+                if change in self.change_totals or len(self.change_totals) < EXAMPLE_CHANGES:
+                    self.change_totals[change] += 1
 
     @property
     def request_rate(self) -> float:

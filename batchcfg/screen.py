@@ -1,57 +1,111 @@
-"""What a person sees when a run ends: the summary on stderr, the report's path on stdout, and
-the diff of a small plan. With JSON logs, every line on stderr is a JSON object."""
+"""What a person sees when a run ends: the summary on stderr, the report's path on stdout.
+
+The summary reads at a glance: counts per status (conflicts on a line of their own), the rows
+with errors grouped by code (a few of each, and how many more), what changes field by field
+(``spec_id: 1 -> 2  x280``), the sending, the files written, and what to run next. On a
+terminal it has colour, unless ``NO_COLOR`` is set; piped, in cron or with JSON logs, none, and
+with JSON logs every line on stderr is a JSON object.
+"""
 
 from __future__ import annotations
 
+import os
 import sys
-
 from .logs import log
-from .model import STATUSES, Outcome, Summary
+from .model import CONFLICT, STATUSES, Outcome, Summary
 
 PLAN_DIFF_ROWS = 20  # a plan of at most this many changed rows is shown as a diff on stderr
+ERROR_CODES_SHOWN, ERROR_ROWS_SHOWN = 5, 3
+CHANGE_LINES_SHOWN = 12
+_COLOURS = {"red": "31", "green": "32", "yellow": "33", "bold": "1", "dim": "2"}
+
+
+class Screen:
+    """Lines for stderr: ``batchcfg: ...`` text, in colour on a terminal, or JSON log lines."""
+
+    def __init__(self, *, json_logs: bool = False) -> None:
+        self.json_logs = json_logs
+        self.colour = not json_logs and sys.stderr.isatty() and not os.environ.get("NO_COLOR")
+
+    def paint(self, text: str, colour: str) -> str:
+        return f"\x1b[{_COLOURS[colour]}m{text}\x1b[0m" if self.colour else text
+
+    def say(self, text: str, indent: int | None = None) -> None:
+        """A summary line (``batchcfg: ...``), or with ``indent`` a line of a listing under it."""
+        if self.json_logs:
+            log.info(text.strip())
+        else:
+            print(("batchcfg: " if indent is None else "    " * indent) + text, file=sys.stderr)
 
 
 def say(text: str, *, json_logs: bool = False) -> None:
     """One summary line on stderr: ``batchcfg: ...``, or a JSON log line."""
-    if json_logs:
-        log.info(text)
-    else:
-        print(f"batchcfg: {text}", file=sys.stderr)
+    Screen(json_logs=json_logs).say(text)
 
 
-def show_summary(summary: Summary, *, json_logs: bool = False) -> None:
-    """Counts per status, the most common errors, the sending, the files written."""
-    def line(text: str) -> None:
-        say(text, json_logs=json_logs)
-
-    counts = ", ".join(f"{summary.counts[s]} {s}" for s in STATUSES if summary.counts[s]) or "no rows"
+def show_summary(summary: Summary, *, json_logs: bool = False, next_step: str = "") -> None:
+    """The end-of-run summary; ``next_step`` is a command to run next (how to resume)."""
+    screen = Screen(json_logs=json_logs)
     rows = sum(summary.counts.values())
-    line(f"{rows} row{'' if rows == 1 else 's'}: {counts}")
-    if summary.error_codes:
-        line("most common errors: " + ", ".join(f"{code} x{count}"
-                                                for code, count in summary.error_codes.most_common(3)))
+    counts = ", ".join(f"{summary.counts[s]} {s}" for s in STATUSES if summary.counts[s] and s != CONFLICT)
+    screen.say(f"{rows} row{'' if rows == 1 else 's'}: {counts or 'none'}")
+    if summary.counts[CONFLICT]:
+        screen.say(screen.paint(f"{summary.counts[CONFLICT]} conflict{'' if summary.counts[CONFLICT] == 1 else 's'}: "
+                                "changed since, not sent (--force to send anyway)", "red"))
+    _show_errors(screen, summary)
+    _show_changes(screen, summary)
     if summary.requests:
         latency = (f"; latency p50 {summary.latency_p50 * 1000:.0f} ms, p95 {summary.latency_p95 * 1000:.0f} ms"
                    if summary.latency_p50 is not None and summary.latency_p95 is not None else "")
-        line(f"{summary.requests} request{'' if summary.requests == 1 else 's'} ({summary.retries} retries) "
-             f"in {summary.elapsed:.1f} s, "
-             f"{summary.request_rate:.1f} requests/s{latency}")
+        screen.say(f"{summary.requests} request{'' if summary.requests == 1 else 's'} ({summary.retries} retries) "
+                   f"in {summary.elapsed:.1f} s, {summary.request_rate:.1f} requests/s{latency}")
     if summary.lowest_rate < summary.max_rate:
-        line(f"throttled: the rate went down to {summary.lowest_rate:.2g}/s (asked for {summary.max_rate:g}/s)")
+        screen.say(f"throttled: the rate went down to {summary.lowest_rate:.2g}/s (asked for {summary.max_rate:g}/s)")
     if summary.stop_reason:
-        line(f"stopped early: {summary.stop_reason}")
-    if summary.failed_manifest is not None:
-        line(f"rows to fix: {summary.failed_manifest}")
-    if summary.output is not None:
-        line(f"exported: {summary.output}")
-    if summary.backup is not None and summary.backup.exists():
-        line(f"backup (for rollback): {summary.backup}")
-    line(f"report: {summary.report}")
+        screen.say(screen.paint(f"stopped early: {summary.stop_reason}", "yellow"))
+    for label, path in (("rows to fix", summary.failed_manifest), ("exported", summary.output),
+                        ("backup (for rollback)", summary.backup if summary.backup and summary.backup.exists() else None),
+                        ("report", summary.report)):
+        if path is not None:
+            screen.say(f"{label}: {path}")
+    if next_step:
+        screen.say(screen.paint(f"next: {next_step}", "bold"))
     print(summary.report)
 
 
+def _show_errors(screen: Screen, summary: Summary) -> None:
+    """The rows with errors, grouped by code: a few of each, and how many more."""
+    codes = [(code, count) for code, count in summary.error_codes.most_common() if code in summary.error_rows]
+    for code, count in codes[:ERROR_CODES_SHOWN]:
+        screen.say(screen.paint(f"{code} x{count}", "red"))
+        for row, name, message in summary.error_rows[code][:ERROR_ROWS_SHOWN]:
+            screen.say(f"row {row} {name}: {message}", indent=1)
+        if count > ERROR_ROWS_SHOWN:
+            screen.say(screen.paint(f"... and {count - ERROR_ROWS_SHOWN} more", "dim"), indent=1)
+    rest = codes[ERROR_CODES_SHOWN:]
+    if rest:
+        screen.say(f"... and {sum(count for _, count in rest)} more rows with {len(rest)} other error codes: "
+                   "see the report")
+
+
+def _show_changes(screen: Screen, summary: Summary) -> None:
+    """What changes, field by field, with the number of rows each: ``spec_id: 1 -> 2  x280``."""
+    if not summary.change_totals:
+        return
+    screen.say("changes:")
+    lines = summary.change_totals.most_common()
+    for change, count in lines[:CHANGE_LINES_SHOWN]:
+        colour = "red" if change.endswith("-> (unset)") else "green" if ": (unset) -> " in change else "yellow"
+        screen.say(f"{screen.paint(change, colour)}  x{count}", indent=1)
+    if len(lines) > CHANGE_LINES_SHOWN:
+        more = sum(count for _, count in lines[CHANGE_LINES_SHOWN:])
+        screen.say(screen.paint(f"... and {len(lines) - CHANGE_LINES_SHOWN} more kinds of change ({more} in all): "
+                                "the report's changes column has every one", "dim"), indent=1)
+
+
 class PlanDiff:
-    """The changes of a plan's first changed rows, shown on stderr when there are few."""
+    """The changes of a plan's changed rows, shown row by row on stderr when there are few (the
+    totals say it better when there are many)."""
 
     def __init__(self, limit: int = PLAN_DIFF_ROWS) -> None:
         self.limit = limit
@@ -61,10 +115,11 @@ class PlanDiff:
         if outcome.changes and len(self.changed) <= self.limit:
             self.changed.append(outcome)
 
-    def show(self) -> None:
-        for outcome in sorted(self.changed, key=lambda o: o.row)[:self.limit]:
-            print(f"row {outcome.row} {outcome.config_name}:", file=sys.stderr)
-            for change in outcome.changes.split("; "):
-                print(f"    {change}", file=sys.stderr)
+    def show(self, *, json_logs: bool = False) -> None:
         if len(self.changed) > self.limit:
-            print("... and more: the report's changes column has every one", file=sys.stderr)
+            return
+        screen = Screen(json_logs=json_logs)
+        for outcome in sorted(self.changed, key=lambda o: o.row):
+            screen.say(f"row {outcome.row} {outcome.config_name}:", indent=0)
+            for change in outcome.changes.split("; "):
+                screen.say(screen.paint(change, "red" if change.endswith("-> (unset)") else "yellow"), indent=1)

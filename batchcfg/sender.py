@@ -6,9 +6,11 @@ given the client's request itself (a function of no arguments that returns an
 :class:`~batchcfg.client.Answer`), and sends it within the run's limits:
 
 - a fixed pool of workers pulls jobs from one iterator, so memory does not grow with the rows;
-- every attempt, retries too, first takes an in-flight slot (``concurrency`` of them, or with
-  ``auto`` as many as :class:`~batchcfg.ratelimit.AutoConcurrency` says), then a start from the
-  :class:`~batchcfg.ratelimit.RateLimiter`, which adapts to throttling;
+- a row in progress holds a slot (``concurrency`` of them, or with ``auto`` as many as
+  :class:`~batchcfg.ratelimit.AutoConcurrency` says), so that its requests (a read, then a PUT)
+  follow each other closely and rows finish from the start, rather than every row's read first;
+- every attempt, retries too, takes a start from the :class:`~batchcfg.ratelimit.RateLimiter`,
+  which adapts to throttling;
 - failed attempts are retried as the :class:`~batchcfg.retry.RetryPolicy` says, after waits on
   the injected :class:`~batchcfg.clock.Clock` that a stop cuts short.
 
@@ -24,10 +26,12 @@ exception: in a task group one escaped exception would cancel every sibling.
 from __future__ import annotations
 
 import logging
+import time
 from array import array
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
 import anyio
 
@@ -91,6 +95,7 @@ class Sender:
         # on first use, inside the event loop.
         self._gated = concurrency == AUTO
         self._gate: anyio.CapacityLimiter | None = None
+        self._first_sent: dict[int, tuple[float, float]] = {}  # row -> its first request's clock and wall time
         self._max_failures = max_failures
         self._pauses: set[anyio.CancelScope] = set()  # retry waits, cut short by stop()
         self._debug = log.isEnabledFor(logging.DEBUG)  # checked once: a log call per attempt adds up
@@ -147,11 +152,22 @@ class Sender:
             await self._finish(job, action, on_outcome)
 
     async def _finish(self, job: Job, action: Action, on_outcome: Callable[[Outcome], None]) -> None:
-        started = self._clock.now()
-        outcome = await action(self, job)
-        if outcome.status != CANCELLED:
-            outcome.duration_ms = round((self._clock.now() - started) * 1000)
-        elif not outcome.error_message:
+        gate = self._gate_now()
+        if gate is not None:  # anyio's acquire() yields to the loop even when a slot is free: try first
+            try:
+                gate.acquire_nowait()
+            except anyio.WouldBlock:
+                await gate.acquire()
+        try:
+            outcome = await action(self, job)
+        finally:
+            if gate is not None:
+                gate.release()
+        first_sent = self._first_sent.pop(job.row, None)
+        if first_sent is not None:  # the row's own time: from its first request, not its queueing
+            outcome.duration_ms = round((self._clock.now() - first_sent[0]) * 1000)
+            outcome.started_at = datetime.fromtimestamp(first_sent[1], timezone.utc).isoformat(timespec="milliseconds")
+        if outcome.status == CANCELLED and not outcome.error_message:
             outcome.error_message = self.stop_reason  # the run stopped while the row waited
         if outcome.status == FAILED:
             self.failures += 1
@@ -163,46 +179,42 @@ class Sender:
                    outcome: Outcome | None = None) -> Answer | None:
         """Send ``request`` within the run's limits, retried as the policy says. Returns the last
         answer (a failed attempt with no HTTP answer has status 0), or None when the run stopped
-        before it was sent. ``job`` names the row in debug logs; the attempts are counted in
-        ``outcome`` when given (the report's ``attempts`` are the PUT's)."""
+        before it was sent, or while a failed attempt waited for its retry (the row then ends
+        ``cancelled``, not ``failed``). ``job`` is the row (its time, debug logs); the attempts
+        are counted in ``outcome`` when given."""
         attempts = 0
         answer: Answer | None = None
         stats, clock = self.stats, self._clock
         while True:
-            gate = self._gate_now()
-            if gate is not None:  # a slot first, then a start: the start is when it is sent
-                try:  # anyio's acquire() yields to the loop even when a slot is free: try first
-                    gate.acquire_nowait()
-                except anyio.WouldBlock:
-                    await gate.acquire()
+            if self._limiter is not None and not self.stop_reason:
+                await self._limiter.acquire()
+            if self.stop_reason:
+                return None  # before the first attempt, or while waiting to retry: not sent again
+            sent_at = clock.now()
+            if job is not None and job.row not in self._first_sent:
+                self._first_sent[job.row] = (sent_at, time.time())
+            attempts += 1
+            if outcome is not None:
+                outcome.attempts += 1
+            stats.requests += 1
+            self.in_flight += 1
             try:
-                if self._limiter is not None and not self.stop_reason:
-                    await self._limiter.acquire()
-                if self.stop_reason:
-                    return answer  # None before the first attempt, else the last failure
-                sent_at = clock.now()
-                attempts += 1
-                if outcome is not None:
-                    outcome.attempts += 1
-                stats.requests += 1
-                self.in_flight += 1
-                try:
-                    answer = await request()
-                except TransportError as exc:
-                    answer = Answer(0, False, exc.code, str(exc))
-                finally:
-                    self.in_flight -= 1
+                answer = await request()
+            except TransportError as exc:
+                answer = Answer(0, False, exc.code, str(exc))
             finally:
-                if gate is not None:
-                    gate.release()
+                self.in_flight -= 1
             self._observe(answer, clock.now() - sent_at, job, request, attempts)
             if answer.ok:
                 return answer
             if is_auth_failure(answer.status, answer.error_code):
                 where = f" on row {job.row}" if job is not None else ""
                 self.stop(f"not sent: authentication failed{where} ({answer.error_code}); check the credentials")
-            if self.stop_reason or not self._retry.retries(attempts, answer.status, answer.error_code):
                 return answer
+            if not self._retry.retries(attempts, answer.status, answer.error_code):
+                return answer
+            if self.stop_reason:
+                return None  # it would be tried again, but the run stopped: cancelled, not failed
             stats.retries += 1
             await self._pause(self._retry.backoff.delay(attempts, answer.retry_after))
 

@@ -129,11 +129,11 @@ def test_rollback_reports_a_conflict_instead_of_overwriting(tmp_path: Path) -> N
             sandbox.seed(someone, {**stored(sandbox)[someone], "worker_server_num": 7})  # changed by hand
             summary = await rollback(backup, options(sandbox, tmp_path / "rb.csv"))
             records = {r["config_name"]: r for r in read_report(tmp_path / "rb.csv")}
-            assert records[someone]["status"] == "skipped"
+            assert (records[someone]["status"], records[someone]["error_code"]) == ("conflict", "BATCHCFG.CHANGED_SINCE")
             assert records[someone]["error_message"].startswith("conflict: changed since the run")
             assert "worker_server_num: 2 -> 7" in records[someone]["error_message"]
             assert stored(sandbox)[someone]["worker_server_num"] == 7, "not overwritten"
-            assert summary.counts == {"succeeded": len(patches) - 1, "skipped": 1}
+            assert summary.counts == {"succeeded": len(patches) - 1, "conflict": 1} and summary.exit_code == 1
             summary = await rollback(backup, options(sandbox, tmp_path / "forced.csv", force=True))
             assert summary.counts == {"succeeded": 1, "skipped": len(patches) - 1}
             assert all(same(stored(sandbox)[name], seeded[name]) for name in patches)

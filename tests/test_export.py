@@ -114,7 +114,7 @@ def test_a_created_config_changed_since_is_not_deleted_without_force(tmp_path: P
                                                    backup=tmp_path / "b.jsonl"))
             target.seed("a", {**target.state.configs[(OTHER, "a")], "worker_server_num": 9})
             summary = await rollback(tmp_path / "b.jsonl", options(target, tmp_path / "3.csv"))
-            assert summary.counts == {"skipped": 1} and (OTHER, "a") in target.state.configs
+            assert summary.counts == {"conflict": 1} and (OTHER, "a") in target.state.configs
             assert "conflict" in read_report(tmp_path / "3.csv")[0]["error_message"]
             summary = await rollback(tmp_path / "b.jsonl", options(target, tmp_path / "4.csv", force=True))
             assert summary.counts == {"succeeded": 1} and not target.state.configs

@@ -73,6 +73,16 @@ def test_csv_utf8_with_or_without_bom(tmp_path, bom):
 GBK_TEXT = "config_name,config_desc\nresnet,\u6df1\u5ea6\u5b66\u4e60\u8bad\u7ec3\u914d\u7f6e\n"
 
 
+@pytest.mark.parametrize(("bom", "encoding"), [("", None), ("\ufeff", None), ("\ufeff", "utf-8"), ("\ufeff", "UTF8"),
+                                               ("", "utf-8")])
+def test_manifest_knows_whether_it_began_with_a_bom(tmp_path, bom, encoding):
+    """The report writers keep the mark (Excel needs it to read UTF-8); ``--encoding utf-8`` does not
+    read the mark into the first header."""
+    manifest = open_manifest(write_csv(tmp_path, bom + "config_name\nx\n"), encoding=encoding)
+    assert manifest.bom is bool(bom)
+    assert manifest.columns == ("config_name",)
+
+
 def test_csv_gbk_with_encoding(tmp_path):
     path = write_csv(tmp_path, GBK_TEXT, encoding="gbk")
     columns, rows = read(path, encoding="gbk")
@@ -131,7 +141,48 @@ def test_unknown_column_named_with_nearest(tmp_path, bad, nearest):
 
 def test_unknown_column_without_near_name(tmp_path):
     path = write_csv(tmp_path, "config_name,zzzzqqq\nx,1\n")
-    assert "zzzzqqq" in read_error(path)
+    message = read_error(path)
+    assert "'zzzzqqq' in column B (no such field)" in message
+    # the hint: every field name, param.<label>, and how to keep a column of notes
+    assert "worker_server_num" in message and "user_image_url" in message and "param.<label>" in message
+    assert "docs/manifest.md" in message and "'#'" in message
+
+
+@pytest.mark.parametrize(("bad", "nearest"), [
+    ("workers", "'worker_server_num'"),
+    ("Description", "'config_desc'"),
+    ("image", "'user_image_url'"),
+    ("job_name", "'config_name'"),
+    ("dataset version", "'dataset_version_id'"),
+])
+def test_unknown_column_named_by_a_word_of_a_field(tmp_path, bad, nearest):
+    """No field name is near the whole header, but one field has a word like one of its words."""
+    message = read_error(write_csv(tmp_path, f"config_name,{bad}\nx,1\n"))
+    assert f"did you mean {nearest}?" in message
+    assert "Fields:" not in message, "a hint that names the field needs no list"
+
+
+def test_every_bad_header_in_one_line(tmp_path):
+    path = write_csv(tmp_path, "config_name,zzzzqqq,specid,spec_id,param.,spec_id,#note,param.lr,param.lr\n")
+    message = read_error(path)
+    assert message.startswith(f"{path}: 5 bad columns: ")
+    items = ["'zzzzqqq' in column B (no such field)",
+             "'specid' in column C (did you mean 'spec_id'?)",
+             "'param.' in column E (no parameter label after 'param.')",
+             "'spec_id' appears twice (columns D and F)",
+             "'param.lr' appears twice (columns H and I)"]
+    positions = [message.index(item) for item in items]
+    assert positions == sorted(positions), "in column order"
+    assert "Fields: config_name," in message  # one list, for the name with no near match
+    assert message.count("Fields:") == 1
+
+
+def test_bad_headers_and_no_config_name(tmp_path):
+    message = read_error(write_csv(tmp_path, "name,spec_id,SPEC_ID,Spec_Id\nx,1,1,1\n"))
+    assert "2 bad columns" in message
+    assert "'name' in column A (did you mean 'config_name'?)" in message
+    assert "'spec_id' appears 3 times (columns B, C and D)" in message
+    assert message.endswith("; and no config_name column")
 
 
 @pytest.mark.parametrize(("header", "name"), [
@@ -317,6 +368,70 @@ def test_xlsx_named_sheet(tmp_path):
 def test_xlsx_unknown_sheet(tmp_path):
     path = write_xlsx(tmp_path, [["config_name"], ["x"]])
     assert "nope" in read_error(path, sheet="nope")
+
+
+def test_unknown_sheet_lists_the_sheets(tmp_path):
+    path = write_xlsx(tmp_path, [["config_name"], ["x"]], sheets={"Migration": [["config_name"]], "old": []})
+    message = read_error(path, sheet="Migrations")
+    assert message == f"{path}: no sheet named 'Migrations'; the workbook's 3 sheets are 'first', 'Migration' and 'old'"
+
+
+def test_unknown_sheet_in_a_workbook_of_many_lists_the_first_ten(tmp_path):
+    path = write_xlsx(tmp_path, [["config_name"]], sheets={f"s{i}": [] for i in range(2, 15)})
+    message = read_error(path, sheet="nope")
+    assert "the workbook's 14 sheets are 'first', 's2'," in message and "'s10' and 4 more" in message
+
+
+@pytest.mark.parametrize("sheet", ["migration", "MIGRATION", "Migration", " migration "])
+def test_sheet_name_ignores_case_as_excel_does(tmp_path, sheet):
+    path = write_xlsx(tmp_path, [["config_name"], ["on-first"]], sheets={"Migration": [["config_name"], ["on-named"]]})
+    manifest = open_manifest(path, sheet=sheet)
+    assert manifest.sheet == "Migration"
+    assert [row.cells["config_name"] for row in manifest.rows()] == ["on-named"]
+
+
+@pytest.mark.parametrize(("sheet", "expected"), [("1", "on-first"), ("2", "on-second"), ("3", "on-third"),
+                                                 (None, "on-first")])
+def test_sheet_by_position_counted_from_1(tmp_path, sheet, expected):
+    path = write_xlsx(tmp_path, [["config_name"], ["on-first"]],
+                      sheets={"second": [["config_name"], ["on-second"]], "third": [["config_name"], ["on-third"]]})
+    assert read(path, sheet=sheet)[1] == [(2, {"config_name": expected})]
+
+
+@pytest.mark.parametrize("sheet", ["0", "4", "99"])
+def test_sheet_position_out_of_range(tmp_path, sheet):
+    path = write_xlsx(tmp_path, [["config_name"], ["x"]], sheets={"second": [], "third": []})
+    message = read_error(path, sheet=sheet)
+    assert f"no sheet named {sheet!r}, and no sheet {int(sheet)} counting from 1" in message
+    assert "'first', 'second' and 'third'" in message
+
+
+def test_a_sheet_named_1_wins_over_the_position(tmp_path):
+    path = write_xlsx(tmp_path, [["config_name"], ["on-first"]], sheets={"1": [["config_name"], ["on-named-1"]]})
+    assert read(path, sheet="1")[1] == [(2, {"config_name": "on-named-1"})]
+    assert read(path, sheet="2")[1] == [(2, {"config_name": "on-named-1"})]  # the second sheet, too
+
+
+def test_xlsx_rows_know_their_number_cells(tmp_path):
+    """Cells are text as typed; the row also says which were numbers, for writing it back."""
+    path = write_xlsx(tmp_path, [["config_name", "worker_server_num", "spec_id", "param.bs", "param.on", "config_desc"],
+                                 ["a", 3, "4", 0.010, True, -2.5]])
+    [row] = open_manifest(path).rows()
+    assert row.values == ("a", "3", "4", "0.01", "True", "-2.5")
+    assert row.numeric == (1, 3, 5)
+
+
+def test_csv_rows_have_no_number_cells(tmp_path):
+    [row] = open_manifest(write_csv(tmp_path, "config_name,spec_id\nx,3\n")).rows()
+    assert row.numeric == ()
+
+
+def test_jsonl_numbers_are_number_cells_with_their_json_text(tmp_path):
+    path = tmp_path / "m.jsonl"
+    path.write_text('{"config_name": "x", "spec_id": 3, "param.lr": 0.010, "param.on": true, "config_desc": "7"}\n')
+    [row] = open_manifest(path).rows()
+    assert row.values == ("x", "3", "0.01", "true", "7")
+    assert row.numeric == (1, 2)
 
 
 @pytest.mark.parametrize("content", [random.Random(1).randbytes(4096), b"PK\x03\x04" + random.Random(2).randbytes(512),

@@ -268,8 +268,8 @@ def test_a_dataset_row_drops_data_url_and_rollback_restores_everything(tmp_path:
             await run(apply, manifest, sandbox, tmp_path / "again.csv", backup=tmp_path / "b2.jsonl")
             sandbox.seed("url", {**sandbox.state.configs[(PROJECT, "url")], "log_url": "/bucket/other/"})
             summary = await run(rollback, tmp_path / "b2.jsonl", sandbox, tmp_path / "rb2.csv")
-            assert summary.counts == {"succeeded": 3, "skipped": 1}
-            conflict = [r for r in read_report(tmp_path / "rb2.csv") if r["status"] == "skipped"][0]
+            assert summary.counts == {"succeeded": 3, "conflict": 1}
+            conflict = [r for r in read_report(tmp_path / "rb2.csv") if r["status"] == "conflict"][0]
             assert conflict["config_name"] == "url" and "log_url: /bucket/log/ -> /bucket/other/" in conflict["error_message"]
 
     anyio.run(scenario)

@@ -173,8 +173,8 @@ def test_no_secret_reaches_any_output_or_file(tmp_path: Path, monkeypatch: pytes
             codes.append(await anyio.to_thread.run_sync(cli, "validate", manifest, "-vv", "--report", "6.csv"))
             monkeypatch.delenv("HUAWEICLOUD_SDK_AK")
             monkeypatch.setenv("BATCHCFG_IAM_TOKEN", SECRETS["token"])
-            codes.append(await anyio.to_thread.run_sync(cli, "apply", manifest, "--dry-run", "-vv",
-                                                        "--endpoint", sandbox.endpoint, "--report", "7.csv"))
+            codes.append(await anyio.to_thread.run_sync(cli, "apply", manifest, "--dry-run", "-vv", "--project-id",
+                                                        PROJECT, "--endpoint", sandbox.endpoint, "--report", "7.csv"))
 
     anyio.run(scenario)
     for argv in (["--help"], ["apply", "--help"], ["validate", "--help"], ["sandbox", "--help"]):

@@ -146,20 +146,23 @@ def read_seed(path: Path) -> list[dict[str, Any]]:
 
 
 def seed_earlier_states(sandbox: RunningSandbox, manifest: Path, *, sheet: str | None = None,
-                        encoding: str | None = None) -> None:
+                        encoding: str | None = None) -> int:
     """Give the sandbox an earlier state (:func:`earlier_state`) of every config a manifest's
     valid rows name, so that a first ``apply --sandbox`` or ``plan --sandbox`` has configs to
-    change. A manifest that cannot be read seeds nothing: the run will say why."""
+    change; returns how many. A manifest that cannot be read seeds nothing: the run will say why."""
     from ..checked import check
     from ..errors import ManifestError
     from ..manifest import open_manifest
     from ..model import Job
 
+    seeded = 0
     try:
         opened = open_manifest(manifest, sheet=sheet, encoding=encoding)
         with check(opened, sandbox.config.project_id) as checked:
             for item in checked.items():
                 if isinstance(item, Job):
                     sandbox.seed(item.config_name, earlier_state(Patch.decode(item.body), item.row), item.project_id)
+                    seeded += 1
     except ManifestError:
-        return
+        pass
+    return seeded

@@ -1,0 +1,274 @@
+"""What a person sees: problems on screen, totals, colour on a terminal, the next step, safe re-runs."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import pty
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from batchcfg import Options, apply, rollback
+from batchcfg.sandbox import SandboxConfig, serve
+
+from .conftest import PROJECT, VALID_CELLS, cli, read_report, seed, valid_manifest, write_csv
+
+ENV = {"HUAWEICLOUD_SDK_AK": SandboxConfig.ak, "HUAWEICLOUD_SDK_SK": SandboxConfig.sk}
+
+
+def bad_sheet(path: Path, good: int = 20) -> Path:
+    rows = [[f"c{i}", *VALID_CELLS.values()] for i in range(good)]
+    rows[3][1] = "2.5"       # BATCHCFG.TYPE
+    rows[7][1] = "x"         # BATCHCFG.TYPE
+    rows[9][0] = "bad name"  # BATCHCFG.FORMAT
+    rows[12][2] = "0"        # BATCHCFG.RANGE
+    return write_csv(path, ["config_name", *VALID_CELLS], rows)
+
+
+def test_validate_shows_the_invalid_rows_grouped_by_code(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli("validate", bad_sheet(tmp_path / "m.csv"), "--report", tmp_path / "r.csv") == 1
+    err = capsys.readouterr().err
+    assert "batchcfg: 20 rows: 4 invalid, 16 valid" in err
+    assert "batchcfg: BATCHCFG.TYPE x2\n    row 5 c3: worker_server_num: '2.5' is not an integer\n" \
+           "    row 9 c7: worker_server_num: 'x' is not an integer\n" in err
+    assert "    row 11 bad name: config_name: 'bad name' is not 1-64 letters, digits, '_' or '-'" in err
+    assert "row 14 c12: spec_id: 0 is not between 1 and" in err
+
+
+def test_rows_with_errors_are_capped_with_a_count_of_the_rest(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rows = [[f"c{i}", "x", "1", "7", "/bucket/d/"] for i in range(40)]
+    manifest = write_csv(tmp_path / "m.csv", ["config_name", *VALID_CELLS], rows)
+    assert cli("validate", manifest, "--report", tmp_path / "r.csv") == 1
+    err = capsys.readouterr().err
+    assert err.count("is not an integer") == 3 and "    ... and 37 more\n" in err
+
+
+@pytest.mark.parametrize("command", ["apply", "plan"])
+def test_no_project_at_all_is_one_line_before_any_row_is_read(command: str, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str],
+                                                               monkeypatch: pytest.MonkeyPatch, clean_env: None) -> None:
+    monkeypatch.chdir(tmp_path)
+    for name, value in ENV.items():
+        monkeypatch.setenv(name, value)
+    manifest = valid_manifest(tmp_path / "m.csv", [f"c{i}" for i in range(300)])
+    assert cli(command, manifest, "--endpoint", "http://127.0.0.1:9") == 2
+    err = capsys.readouterr().err
+    assert err.splitlines() == ["batchcfg: error: no project id: pass --project-id, set HUAWEICLOUD_SDK_PROJECT_ID, "
+                                "or add a project_id column to the manifest"]
+    assert not list(tmp_path.glob("batchcfg-report-*"))
+
+
+def test_an_existing_report_or_failed_manifest_is_kept_unless_asked(tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    manifest = bad_sheet(tmp_path / "m.csv")
+    (tmp_path / "r.csv").write_text("an earlier report\n")
+    assert cli("validate", manifest, "--report", tmp_path / "r.csv") == 2
+    assert capsys.readouterr().err == (f"batchcfg: error: {tmp_path / 'r.csv'} exists (an earlier run's?): choose "
+                                       "another --report, or --overwrite\n")
+    assert (tmp_path / "r.csv").read_text() == "an earlier report\n"
+    (tmp_path / "f.csv").write_text("rows to fix\n")
+    assert cli("validate", manifest, "--report", tmp_path / "r2.csv", "--failed-manifest", tmp_path / "f.csv") == 2
+    assert cli("validate", manifest, "--report", tmp_path / "r.csv", "--failed-manifest", tmp_path / "f.csv",
+               "--overwrite") == 1
+    assert read_report(tmp_path / "r.csv")[0]["config_name"] == "c0"
+
+
+def test_another_runs_backup_is_never_added_to(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    manifest = valid_manifest(tmp_path / "m.csv", ["a"])
+    (tmp_path / "b.jsonl").write_text('{"project_id": "p", "config_name": "x", "before": {}, "sent": {}}\n')
+    assert cli("apply", manifest, "--sandbox", "--backup", tmp_path / "b.jsonl", "--report", tmp_path / "r.csv") == 2
+    assert "is another run's backup" in capsys.readouterr().err
+    assert (tmp_path / "b.jsonl").read_text().count("\n") == 1
+
+
+def test_an_interrupted_apply_prints_the_command_that_resumes_it(tmp_path: Path) -> None:
+    names = [f"c{i}" for i in range(40)]
+    manifest = valid_manifest(tmp_path / "m.csv", names)
+
+    async def scenario() -> tuple[Any, list[str]]:
+        async with serve(SandboxConfig(latency_ms=20)) as sandbox:
+            seed(sandbox, names)
+            from batchcfg.cli import main
+
+            def run() -> int:
+                return main(["apply", str(manifest), "--endpoint", sandbox.endpoint, "--project-id", PROJECT,
+                             "--report", str(tmp_path / "r.csv"), "--max-failures", "1", "--rate", "0"])
+
+            sandbox.state.configs.pop((PROJECT, "c5"))  # c5 fails: --max-failures 1 stops the run
+            code = await anyio.to_thread.run_sync(run)
+            return code, [name for _, _, name in sandbox.state.puts]
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), pytest.MonkeyPatch.context() as patch:
+        for name, value in ENV.items():
+            patch.setenv(name, value)
+        code, _ = anyio.run(scenario)
+    assert code == 1
+    lines = [line for line in err.getvalue().splitlines() if line.startswith("batchcfg: next: to resume: ")]
+    assert lines == [f"batchcfg: next: to resume: batchcfg apply {manifest} --endpoint "
+                     f"{lines[0].split('--endpoint ')[1].split()[0]} --project-id {PROJECT} --max-failures 1 "
+                     f"--rate 0 --resume {tmp_path / 'r.csv'}"]
+
+
+def test_rollback_takes_several_backups_newest_first_and_plans_with_dry_run(tmp_path: Path) -> None:
+    first = write_csv(tmp_path / "1.csv", ["config_name", "worker_server_num"], [["a", "3"], ["b", "3"]])
+    second = write_csv(tmp_path / "2.csv", ["config_name", "worker_server_num"], [["a", "4"], ["c", "4"]])
+
+    def options(report: str, **extra: Any) -> Options:
+        return Options.of(endpoint=sandbox.endpoint, project_id=PROJECT, env=ENV, rate=0,
+                          report=tmp_path / report, **extra)
+
+    async def scenario() -> None:
+        nonlocal sandbox
+        async with serve(SandboxConfig()) as sandbox:
+            seed(sandbox, ["a", "b", "c"])
+            earlier = {key: dict(body) for key, body in sandbox.state.configs.items()}
+            await apply(first, options("r1.csv", backup=tmp_path / "b1.jsonl"))
+            await apply(second, options("r2.csv", backup=tmp_path / "b2.jsonl"))
+            plan = await rollback([tmp_path / "b1.jsonl", tmp_path / "b2.jsonl"], options("p.csv", dry_run=True))
+            assert plan.counts == {"changed": 3} and len(sandbox.state.puts) == 4, "a plan sends nothing"
+            assert {r["config_name"]: r["changes"] for r in read_report(tmp_path / "p.csv")}["a"] == \
+                "worker_server_num: 4 -> 2"
+            summary = await rollback([tmp_path / "b1.jsonl", tmp_path / "b2.jsonl"], options("rb.csv"))
+            assert summary.counts == {"succeeded": 3}
+            assert all(sandbox.state.configs[key]["worker_server_num"] == body["worker_server_num"]
+                       for key, body in earlier.items()), "a back to its state before the older run"
+
+    sandbox: Any = None
+    anyio.run(scenario)
+
+
+def test_a_quoted_glob_of_backups_is_expanded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    manifest = valid_manifest(tmp_path / "m.csv", ["a", "b"])
+    assert cli("apply", manifest, "--sandbox", "--report", "r.csv") == 0
+    capsys.readouterr()
+    assert cli("rollback", "batchcfg-backup-*.jsonl", "--sandbox", "--dry-run", "--report", "rb.csv") == 1
+    assert "missing" not in capsys.readouterr().err
+    assert {r["error_code"] for r in read_report(tmp_path / "rb.csv")} == {"ModelArts.0102"}, \
+        "read from a new sandbox (the first one is gone): the glob found the backup"
+
+
+def test_plan_totals_per_field(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rows = [[f"c{i}", "4", "1", "7", "/bucket/data/"] for i in range(40)]
+    manifest = write_csv(tmp_path / "m.csv", ["config_name", *VALID_CELLS], rows)
+    assert cli("plan", manifest, "--sandbox", "--report", tmp_path / "p.csv") == 0
+    err = capsys.readouterr().err
+    assert "batchcfg: 40 rows: 13 unchanged, 27 changed\n" in err  # the sandbox's earlier states: every third as is
+    assert "batchcfg: changes:\n    worker_server_num: 3 -> 4  x27\n" in err
+    assert "row 2 c0:" not in err, "27 changed rows: totals, not 27 diffs"
+
+
+def run_in_terminal(argv: list[str], env: dict[str, str], cwd: Path) -> str:
+    """The command with stderr on a pseudo-terminal; what the terminal showed."""
+    leader, follower = pty.openpty()
+    process = subprocess.Popen([sys.executable, "-m", "batchcfg", *argv], stdout=subprocess.DEVNULL,
+                               stderr=follower, stdin=subprocess.DEVNULL, env=env, cwd=cwd)
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    process.wait(timeout=60)
+    os.close(leader)
+    return b"".join(chunks).decode(errors="replace")
+
+
+@pytest.mark.parametrize("no_color", [False, True])
+def test_colour_on_a_terminal_unless_no_color(no_color: bool, tmp_path: Path) -> None:
+    manifest = bad_sheet(tmp_path / "m.csv")
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), "PYTHONPATH": os.getcwd(), "TERM": "xterm"}
+    if no_color:
+        env["NO_COLOR"] = "1"
+    shown = run_in_terminal(["validate", str(manifest), "--report", str(tmp_path / "r.csv")], env, tmp_path)
+    assert "BATCHCFG.TYPE x2" in shown
+    assert ("\x1b[31m" in shown) is not no_color
+
+
+def test_no_colour_when_piped(tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "batchcfg", "validate", str(bad_sheet(tmp_path / "m.csv")),
+                             "--report", str(tmp_path / "r.csv")], capture_output=True, text=True, timeout=60,
+                            env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": os.getcwd()})
+    assert "BATCHCFG.TYPE x2" in result.stderr and "\x1b[" not in result.stderr
+
+
+def test_plan_detailed_exitcode_says_changes_are_pending(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    pending = valid_manifest(tmp_path / "m.csv", ["a", "b"])  # row 2 changes; row 3 is already as wanted
+    assert cli("plan", pending, "--sandbox", "--detailed-exitcode", "--report", "1.csv") == 3
+    assert cli("plan", pending, "--sandbox", "--report", "2.csv") == 0, "opt-in"
+    nothing = valid_manifest(tmp_path / "n.csv", ["skip", "b"])  # row 3 only: unchanged
+    write_csv(nothing, ["config_name", *VALID_CELLS], [["x", "y", "1", "7", "/bucket/d/"], ["b", *VALID_CELLS.values()]])
+    assert cli("plan", nothing, "--sandbox", "--detailed-exitcode", "--report", "3.csv") == 1, "an invalid row wins"
+
+
+def test_a_mistyped_command_gets_a_suggestion(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli("aply", "m.csv") == 2
+    assert "no command 'aply' (did you mean 'apply'?)" in capsys.readouterr().err
+
+
+def test_apply_asks_at_a_terminal_and_yes_skips_it(tmp_path: Path) -> None:
+    from .conftest import SandboxProcess, seed_file
+
+    sandbox = SandboxProcess("--seed", str(seed_file(tmp_path / "seed.jsonl", ["a", "b"])))
+    try:
+        manifest = valid_manifest(tmp_path / "m.csv", ["a", "b"])
+        env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), "PYTHONPATH": os.getcwd(), "TERM": "xterm",
+               **ENV, "HUAWEICLOUD_SDK_PROJECT_ID": PROJECT}
+        argv = ["apply", str(manifest), "--endpoint", sandbox.endpoint, "--no-progress"]
+        shown, code = answer_in_terminal([*argv, "--report", str(tmp_path / "1.csv")], env, tmp_path, "n\n")
+        assert "Go ahead? [y/N]" in shown and code == 2 and "not confirmed: nothing was sent" in shown
+        assert sandbox.get("/_sandbox/stats")["requests"] == 0
+        shown, code = answer_in_terminal([*argv, "--report", str(tmp_path / "2.csv")], env, tmp_path, "y\n")
+        assert code == 0 and sandbox.get("/_sandbox/stats")["methods"].get("PUT") == 2
+        shown, code = answer_in_terminal([*argv, "--yes", "--report", str(tmp_path / "3.csv")], env, tmp_path, "")
+        assert code == 0 and "Go ahead?" not in shown
+    finally:
+        sandbox.close()
+
+
+def answer_in_terminal(argv: list[str], env: dict[str, str], cwd: Path, answer: str) -> tuple[str, int]:
+    """The command on a pseudo-terminal (stdin and stderr), answering its question; what the
+    terminal showed, and the exit code."""
+    leader, follower = pty.openpty()
+    process = subprocess.Popen([sys.executable, "-m", "batchcfg", *argv], stdin=follower, stdout=subprocess.DEVNULL,
+                               stderr=follower, env=env, cwd=cwd)
+    os.close(follower)
+    shown = b""
+    answered = not answer
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        shown += chunk
+        if not answered and b"[y/N]" in shown:
+            os.write(leader, answer.encode())
+            answered = True
+    code = process.wait(timeout=60)
+    os.close(leader)
+    return shown.decode(errors="replace"), code
+
+
+def test_help_is_grouped_with_examples_and_completion_is_offered(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli("apply", "--help") == 0
+    shown = capsys.readouterr().out
+    for group in ("input:", "outputs:", "connection:", "sending:", "what apply does:", "examples:"):
+        assert f"\n{group}\n" in shown, group
+    assert cli("completion", "bash") == 0
+    script = capsys.readouterr().out
+    assert "batchcfg" in script and "--create-missing" in script and "export" in script
