@@ -25,6 +25,7 @@ from . import errors
 from .backup import Backup
 from .client import Answer, Client
 from .merge import Patch, changes, whole, writable_body
+from .planfile import PlanWriter
 from .model import (CHANGED, CONFLICT, CREATE, CREATED, FAILED, INVALID, MISSING, SKIPPED, SUCCEEDED, UNCHANGED,
                     Job, Outcome)
 from .schema import check_body, describe, encode_body
@@ -125,9 +126,11 @@ class Plan(_Action):
     ``create_missing``), ``invalid`` (the row laid over the config breaks a rule), or ``failed``
     to read."""
 
-    def __init__(self, client: Client, *, replace: bool = False, create_missing: bool = False) -> None:
+    def __init__(self, client: Client, *, replace: bool = False, create_missing: bool = False,
+                 saved: PlanWriter | None = None) -> None:
         super().__init__(client, replace=replace)
         self.create_missing = create_missing
+        self.saved = saved  # plan --out: each row that would change, as it would be sent
 
     async def __call__(self, sender: Sender, job: Job) -> Outcome:
         outcome = Outcome.cancelled(job)
@@ -145,6 +148,8 @@ class Plan(_Action):
                 found = changes(current, body)
                 outcome.changes = "; ".join(found)
                 outcome.status = CREATE if is_missing(answer) else CHANGED if found else UNCHANGED
+                if self.saved is not None and outcome.status != UNCHANGED:
+                    self.saved.add(job, None if is_missing(answer) else current, body)
         return outcome
 
 
@@ -210,6 +215,35 @@ class Modify(_Action):
             return False
         outcome.backup = str(self.backup.path)
         return True
+
+
+class Planned(Modify):
+    """``apply`` of a saved plan: each row's ``send`` exactly as planned, unless its config
+    changed since it was planned (``conflict``, not sent)."""
+
+    async def __call__(self, sender: Sender, job: Job) -> Outcome:
+        outcome = Outcome.cancelled(job)
+        planned = json.loads(job.body)
+        before, send = planned["before"], planned["send"]
+        current = await self._read(sender, job, outcome)
+        missing = current is None and is_missing(outcome)
+        if current is None and not missing:
+            return outcome
+        drift = changes(before, current) if before is not None and current is not None else []
+        if (before is None) != missing or drift:
+            outcome.status, outcome.error_code, outcome.attempts = CONFLICT, errors.CHANGED_SINCE, 0
+            why = "; ".join(drift) or ("created since" if before is None else "deleted since")
+            outcome.error_message = f"conflict: changed since it was planned ({why}); plan again"
+            return outcome
+        outcome.error_code = outcome.error_message = ""
+        outcome.changes = "; ".join(changes(current or {}, send))
+        if not await self._backed_up(sender, job, current, send, outcome):
+            return outcome
+        if missing:
+            request = partial(self.client.create_config, job.project_id,
+                              encode_body({"config_name": job.config_name, **send}))
+            return settle(outcome, await sender.call(request, job=job, outcome=outcome), CREATED)
+        return await self._put(sender, job, outcome, encode_body(send))
 
 
 class Rollback(_Action):

@@ -94,7 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     def input_options(command: argparse.ArgumentParser) -> argparse._ArgumentGroup:
         group = command.add_argument_group("input")
-        group.add_argument("manifest", type=Path, help="the .csv, .xlsx, .xlsm or .jsonl manifest")
+        group.add_argument("manifest", type=Path, help="the .csv, .xlsx, .xlsm or .jsonl manifest (apply: or a "
+                                                       "plan saved with plan --out)")
         group.add_argument("--sheet", help="the Excel sheet to read, by name (any case) or position from 1 "
                                            "(default: the first)")
         group.add_argument("--encoding", help="the CSV file's encoding (default: UTF-8, BOM or not)")
@@ -200,6 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
     planning.add_argument("--detailed-exitcode", action="store_true",
                           help=f"exit {EXIT_CHANGES_PENDING} when every row could be planned and some would change "
                                "(0: nothing to change; 1: rows invalid or failed)")
+    planning.add_argument("--out", dest="plan_out", type=Path, metavar="FILE",
+                          help="save what would change (.jsonl): 'batchcfg apply FILE' sends exactly that, "
+                               "refusing rows whose config changed since")
     planning.add_argument("--create-missing", action="store_true",
                           help="show a config that does not exist as one apply --create-missing would create")
 

@@ -113,7 +113,7 @@ def _options(args: argparse.Namespace) -> Options:
     names = ("sheet", "encoding", "report", "failed_manifest", "token_file", "max_failures", "resume",
              "max_rows", "ca_bundle", "allow_http", "dry_run", "backup", "no_backup", "replace",
              "send_unchanged", "create_missing", "force", "online", "preflight", "name_pattern",
-             "config_type", "project_column", "overwrite")
+             "config_type", "project_column", "overwrite", "plan_out")
     values = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
     values.update({key: value for key, value in settings.items() if value is not None})
     return Options.of(**values)

@@ -34,6 +34,7 @@ from .settings import AUTO_MAX_CONCURRENCY
 # where a run sends: an offline validate starts without it.
 if TYPE_CHECKING:
     from .auth import Auth
+    from .backup import Backup
     from .catalog import Catalog
     from .client import Client
     from .sender import Action, Sender
@@ -90,6 +91,10 @@ async def apply(manifest: str | Path, options: Options = Options(), *,
     ``on_outcome`` as each row ends; ``stop`` and ``stop_now`` stop the run (see
     :class:`Events`). Either way the report is written.
     """
+    from .planfile import is_plan
+
+    if is_plan(Path(manifest)):
+        return await _apply_plan(Path(manifest), options, Events(on_ready, on_outcome, stop, stop_now))
     events = Events(on_ready, on_outcome, stop, stop_now)
     done = resume.done_keys(options.resume) if options.resume else set()
     async with AsyncExitStack() as stack:
@@ -112,22 +117,45 @@ async def apply(manifest: str | Path, options: Options = Options(), *,
         return await _send(ledger, sender, ledger.to_send(items, done), action, events)
 
 
+async def _apply_plan(path: Path, options: Options, events: Events) -> Summary:
+    """``apply`` of a saved plan: exactly what was planned, row by row, each refused when its
+    config changed since (see :mod:`batchcfg.planfile`)."""
+    from .actions import Planned
+    from .planfile import planned_jobs
+
+    done = resume.done_keys(options.resume) if options.resume else set()
+    jobs = list(planned_jobs(path))
+    async with AsyncExitStack() as stack:
+        ledger = stack.enter_context(Ledger(options, None, sending=True))
+        client, sender = await _sending(stack, _target(options), options)
+        backup = _backup(stack, ledger, options)
+        events.ready(len(jobs))
+        return await _send(ledger, sender, ledger.to_send(jobs, done), Planned(client, backup), events)
+
+
+def _backup(stack: AsyncExitStack, ledger: Ledger, options: Options) -> Backup | None:
+    """The run's backup (None with ``no_backup``): a new file, or the one a resumed run's chain
+    started."""
+    from .backup import Backup
+
+    if options.outputs.no_backup:
+        return None
+    continued = resume.backup_of(options.resume)  # a resumed run adds to its own chain's backup
+    path = options.outputs.backup or continued or default_backup_path(ledger.report)
+    with writing(path, error=UsageError):
+        backup = stack.enter_context(Backup(path, new=path != continued))
+    ledger.summary.backup = path
+    return backup
+
+
 def _modify_action(stack: AsyncExitStack, ledger: Ledger, client: Client, options: Options) -> Action:
     """apply's action: read first and back up (the default), or a plain PUT (``no_backup``)."""
     from .actions import Modify, Put
-    from .backup import Backup
 
     if options.outputs.no_backup and options.replace and options.send_unchanged and not options.create_missing:
         return Put(client)  # nothing to read: the row is the whole body, sent whatever it changes
-    backup = None
-    if not options.outputs.no_backup:
-        continued = resume.backup_of(options.resume)  # a resumed run adds to its own chain's backup
-        path = options.outputs.backup or continued or default_backup_path(ledger.report)
-        with writing(path, error=UsageError):
-            backup = stack.enter_context(Backup(path, new=path != continued))
-        ledger.summary.backup = path
-    return Modify(client, backup, replace=options.replace, send_unchanged=options.send_unchanged,
-                  create_missing=options.create_missing)
+    return Modify(client, _backup(stack, ledger, options), replace=options.replace,
+                  send_unchanged=options.send_unchanged, create_missing=options.create_missing)
 
 
 async def plan(manifest: str | Path, options: Options = Options(), *,
@@ -145,8 +173,15 @@ async def plan(manifest: str | Path, options: Options = Options(), *,
         target = _target(options, ledger)
         checked = stack.enter_context(ledger.check(target.project_id, project_required=True))
         client, sender = await _sending(stack, target, options)
+        saved = None
+        if options.outputs.plan_out is not None:
+            from .planfile import PlanWriter
+
+            saved = stack.enter_context(PlanWriter(options.outputs.plan_out, overwrite=options.outputs.overwrite,
+                                                   manifest=str(manifest), replace=options.replace))
+            ledger.summary.saved_plan = options.outputs.plan_out
         events.ready(checked.rows)
-        action = Plan(client, replace=options.replace, create_missing=options.create_missing)
+        action = Plan(client, replace=options.replace, create_missing=options.create_missing, saved=saved)
         return await _send(ledger, sender, ledger.to_send(checked.items()), action, events)
 
 

@@ -90,6 +90,7 @@ class Summary:
     failed_manifest: Path | None = None
     backup: Path | None = None
     output: Path | None = None  # the manifest an export wrote
+    saved_plan: Path | None = None  # plan --out
     elapsed: float = 0.0
     requests: int = 0
     retries: int = 0

@@ -67,7 +67,8 @@ class Outputs:
     failed_manifest: Path | None = None
     backup: Path | None = None   # where apply backs configs up
     no_backup: bool = False
-    overwrite: bool = False      # export: replace an existing output file
+    overwrite: bool = False      # replace an existing report, failed-row manifest, export or saved plan
+    plan_out: Path | None = None  # plan: save what it planned here, for apply
 
 
 @dataclass(frozen=True)

@@ -64,6 +64,7 @@ def show_summary(summary: Summary, *, json_logs: bool = False, next_step: str = 
     if summary.stop_reason:
         screen.say(screen.paint(f"stopped early: {summary.stop_reason}", "yellow"))
     for label, path in (("rows to fix", summary.failed_manifest), ("exported", summary.output),
+                        ("saved plan (for apply)", summary.saved_plan),
                         ("backup (for rollback)", summary.backup if summary.backup and summary.backup.exists() else None),
                         ("report", summary.report)):
         if path is not None:

@@ -272,3 +272,34 @@ def test_help_is_grouped_with_examples_and_completion_is_offered(capsys: pytest.
     assert cli("completion", "bash") == 0
     script = capsys.readouterr().out
     assert "batchcfg" in script and "--create-missing" in script and "export" in script
+
+
+def test_a_saved_plan_is_applied_exactly_and_refuses_what_changed_since(tmp_path: Path) -> None:
+    names = [f"c{i}" for i in range(6)]
+    manifest = write_csv(tmp_path / "m.csv", ["config_name", "worker_server_num", "log_url"],
+                         [[name, "4", "/bucket/new-log/"] for name in names])
+
+    def options(report: str, **extra: Any) -> Options:
+        return Options.of(endpoint=sandbox.endpoint, project_id=PROJECT, env=ENV, rate=0,
+                          report=tmp_path / report, **extra)
+
+    async def scenario() -> None:
+        nonlocal sandbox
+        async with serve(SandboxConfig()) as sandbox:
+            seed(sandbox, names)
+            from batchcfg import plan
+
+            summary = await plan(manifest, options("plan.csv", plan_out=tmp_path / "plan.jsonl"))
+            assert summary.counts == {"changed": 6} and summary.saved_plan == tmp_path / "plan.jsonl"
+            sandbox.seed("c2", {**sandbox.state.configs[(PROJECT, "c2")], "spec_id": 3})  # behind its back
+            summary = await apply(tmp_path / "plan.jsonl", options("apply.csv"))
+            assert summary.counts == {"succeeded": 5, "conflict": 1} and summary.exit_code == 1
+            refused = [r for r in read_report(tmp_path / "apply.csv") if r["status"] == "conflict"]
+            assert [r["config_name"] for r in refused] == ["c2"]
+            assert "changed since it was planned (spec_id: 1 -> 3)" in refused[0]["error_message"]
+            assert sorted(name for _, _, name in sandbox.state.puts) == ["c0", "c1", "c3", "c4", "c5"]
+            assert sandbox.state.configs[(PROJECT, "c0")]["log_url"] == "/bucket/new-log/"
+            assert sandbox.state.configs[(PROJECT, "c2")]["spec_id"] == 3, "not overwritten"
+
+    sandbox: Any = None
+    anyio.run(scenario)
