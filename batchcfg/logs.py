@@ -94,9 +94,9 @@ class Progress:
         self.done[outcome.status] += 1
         if self._bar is not None:
             self._bar.update(1)
-            failed = self.done["failed"] + self.done["cancelled"]
-            if failed:
-                self._bar.set_postfix(failed=failed, refresh=False)
+            if outcome.status != "succeeded":  # the statuses as the summary counts them
+                self._bar.set_postfix({status: count for status, count in sorted(self.done.items())
+                                       if status != "succeeded"}, refresh=False)
 
     def line(self) -> None:
         """The periodic progress line (when there is no bar)."""

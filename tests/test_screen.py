@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import io
 import os
 import pty
+import struct
+import termios
 import subprocess
 import sys
 from pathlib import Path
@@ -243,6 +246,7 @@ def answer_in_terminal(argv: list[str], env: dict[str, str], cwd: Path, answer: 
     """The command on a pseudo-terminal (stdin and stderr), answering its question; what the
     terminal showed, and the exit code."""
     leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a 100-column terminal
     process = subprocess.Popen([sys.executable, "-m", "batchcfg", *argv], stdin=follower, stdout=subprocess.DEVNULL,
                                stderr=follower, env=env, cwd=cwd)
     os.close(follower)
@@ -303,3 +307,22 @@ def test_a_saved_plan_is_applied_exactly_and_refuses_what_changed_since(tmp_path
 
     sandbox: Any = None
     anyio.run(scenario)
+
+
+def test_the_progress_bar_moves_from_the_start_and_counts_as_the_summary(tmp_path: Path) -> None:
+    """On a pseudo-terminal: the bar reaches every row, and names the statuses the summary names."""
+    from .conftest import SandboxProcess, seed_file
+
+    names = [f"c{i}" for i in range(30)]
+    sandbox = SandboxProcess("--latency-ms", "20", "--seed", str(seed_file(tmp_path / "seed.jsonl", names[:-3])))
+    try:
+        manifest = valid_manifest(tmp_path / "m.csv", names)  # the last three do not exist: failed
+        env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), "PYTHONPATH": os.getcwd(), "TERM": "xterm",
+               **ENV, "HUAWEICLOUD_SDK_PROJECT_ID": PROJECT}
+        shown, code = answer_in_terminal(["apply", str(manifest), "--endpoint", sandbox.endpoint, "--yes",
+                                          "--rate", "100", "--report", str(tmp_path / "r.csv")], env, tmp_path, "")
+    finally:
+        sandbox.close()
+    assert code == 1
+    assert "30/30" in shown and "failed=3" in shown, shown[-600:]
+    assert "batchcfg: 30 rows: 27 succeeded, 3 failed" in shown
