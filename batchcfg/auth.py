@@ -1,4 +1,5 @@
-"""Authentication: the ``SDK-HMAC-SHA256`` signer, IAM tokens, and where credentials come from.
+"""Authentication: the ``SDK-HMAC-SHA256`` signer, IAM tokens, and where credentials come from
+(temporary ones from the ECS metadata service: :mod:`batchcfg.metadata`).
 
 The signer agrees with Huawei's own (``huaweicloudsdkcore.signer.signer.Signer``); the tests hold
 it to that on many generated requests. The sandbox verifies signatures with the same functions.
@@ -22,10 +23,13 @@ import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import quote, unquote
 
 from .errors import UsageError
+
+if TYPE_CHECKING:
+    import aiohttp
 
 ALGORITHM = "SDK-HMAC-SHA256"
 DATE_FORMAT = "%Y%m%dT%H%M%SZ"
@@ -39,6 +43,7 @@ ENV_IAM_TOKEN = "BATCHCFG_IAM_TOKEN"
 DEFAULT_CREDENTIALS_FILE = Path("~/.huaweicloud/credentials")
 log = logging.getLogger(__name__)
 _PLAIN_PATH = re.compile(r"[A-Za-z0-9/_.~-]*")
+_warned: set[str] = set()  # the secrets files already warned about in this process
 
 
 class Auth(Protocol):
@@ -46,6 +51,16 @@ class Auth(Protocol):
 
     def headers(self, method: str, host: str, path: str, body: bytes,
                 query: Sequence[tuple[str, str]] = (), body_sha256: str | None = None) -> dict[str, str]:
+        ...
+
+
+class Refreshing(Auth, Protocol):
+    """Credentials that expire and renew themselves (the ECS metadata service's): the client
+    awaits ``ready`` with its session before it signs each request. ``ready`` must cost next to
+    nothing when no renewal is due."""
+
+    async def ready(self, session: aiohttp.ClientSession) -> None:
+        """Renew the credentials, on ``session``, if they are due."""
         ...
 
 
@@ -150,7 +165,9 @@ class TokenAuth:
 
 def discover_auth(env: Mapping[str, str] = os.environ, token_file: Path | None = None) -> Auth:
     """Credentials in docs/contract.md's order: ``--token-file``; AK/SK from the environment; AK/SK from
-    the credentials file; ``BATCHCFG_IAM_TOKEN``. Raises :class:`UsageError` when there are none."""
+    the credentials file; ``BATCHCFG_IAM_TOKEN``; and only when there are none of those, temporary
+    AK/SK from the ECS metadata service (a :class:`Refreshing` object; see :mod:`batchcfg.metadata`).
+    Raises :class:`UsageError` when there are none."""
     if token_file is not None:
         return TokenAuth(_read_token(token_file))
     ak, sk = env.get(ENV_AK, "").strip(), env.get(ENV_SK, "").strip()
@@ -166,9 +183,19 @@ def discover_auth(env: Mapping[str, str] = os.environ, token_file: Path | None =
     token = env.get(ENV_IAM_TOKEN, "").strip()
     if token:
         return TokenAuth(token)
+    from .metadata import ENV_METADATA_URL, MetadataError, metadata_credentials
+
+    try:
+        found = metadata_credentials(env)
+    except MetadataError as exc:
+        why = f"the ECS metadata service gave none: {exc}"
+    else:
+        if found is not None:
+            return found
+        why = f"{ENV_METADATA_URL} is off"
     raise UsageError(f"no credentials: set {ENV_AK} and {ENV_SK}, write them to "
-                     f"{_credentials_path(env)} ([basic] ak, sk), or give an IAM token in "
-                     f"{ENV_IAM_TOKEN} or --token-file")
+                     f"{_credentials_path(env)} ([basic] ak, sk), give an IAM token in "
+                     f"{ENV_IAM_TOKEN} or --token-file, or run on an ECS with an agency ({why})")
 
 
 def discover_project_id(option: str | None, env: Mapping[str, str] = os.environ) -> str:
@@ -216,9 +243,13 @@ def _read_token(path: Path) -> str:
 
 def _warn_if_shared(path: Path) -> None:
     """A secrets file that group or others may read is worth a warning (not an error: the user
-    may have reasons, and the run should not fail at 3 a.m. over it)."""
+    may have reasons, and the run should not fail at 3 a.m. over it); once per file and process,
+    however often the file is read."""
     if os.name == "posix" and path.stat().st_mode & 0o077:
-        log.warning("%s can be read by other users: run chmod 600 %s", path, path)
+        key = os.path.abspath(path)
+        if key not in _warned:
+            _warned.add(key)
+            log.warning("%s can be read by other users: run chmod 600 %s", path, path)
 
 
 def _mask(secret: str) -> str:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 import ssl
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import quote
@@ -64,6 +64,8 @@ class Client:
         self._base = parse_endpoint(endpoint)
         self._host = self._base.host_port_subcomponent or ""
         self._auth = auth
+        # Credentials that renew themselves (auth.Refreshing) are made ready before each request.
+        self._ready: Callable[[aiohttp.ClientSession], Awaitable[None]] | None = getattr(auth, "ready", None)
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._connections = connections
         self._ssl = _tls_context(ca_bundle)
@@ -116,6 +118,8 @@ class Client:
         no complete HTTP answer; every HTTP answer, good or bad, is an :class:`Answer`."""
         if self._session is None:
             raise RuntimeError("Client is not open: use 'async with Client(...)'")
+        if self._ready is not None:
+            await self._ready(self._session)  # may raise ConnectionFailed: expired, not renewed
         headers = self._auth.headers(method, self._host, path, body, query=query, body_sha256=body_sha256)
         url = URL.build(scheme=self._base.scheme, authority=self._host, path=path,
                         query_string=canonical_query(query), encoded=True)  # parts, not a string to parse

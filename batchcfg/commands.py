@@ -302,7 +302,8 @@ def _target(options: Options, ledger: Ledger | None = None) -> _Target:
             and "project_id" not in ledger.manifest.columns:
         raise UsageError("no project id: pass --project-id, set HUAWEICLOUD_SDK_PROJECT_ID, or add a "
                          "project_id column to the manifest")
-    endpoint = endpoint_for(connection.endpoint, connection.region, allow_http=connection.allow_http)
+    endpoint = endpoint_for(connection.endpoint, connection.region, allow_http=connection.allow_http,
+                            env=connection.env)
     credentials = connection.credentials or auth.discover_auth(connection.env, connection.token_file)
     return _Target(endpoint, credentials, project_id)
 

@@ -52,6 +52,12 @@ AUTO_UNLIMITED_CONCURRENCY = 32  # auto with --rate 0: no rate to follow
 DEFAULT_MAX_RETRIES = 5      # so at most 6 attempts
 DEFAULT_TIMEOUT = 30.0       # seconds per attempt
 DEFAULT_MAX_ROWS = 1_000_000
+# Upper bounds: a value beyond is a mistake (1e19 requests a second, a million workers), refused
+# with one line wherever it comes from (flag, environment, profile).
+MAX_RATE = 100_000.0         # far above any API limit (200/s per API at most)
+MAX_CONCURRENCY = 1024       # and never more workers than rows, nor than the open-file limit allows
+MAX_RETRIES = 100
+MAX_TIMEOUT = 3600.0         # an hour per attempt
 DEFAULT_PROGRESS_INTERVAL = 30.0  # seconds between progress lines without a terminal
 SANDBOX_HOST = "127.0.0.1"
 SANDBOX_PORT = 8765
@@ -61,11 +67,13 @@ ENV_PROFILE = "BATCHCFG_PROFILE"
 
 @dataclass(frozen=True)
 class Number:
-    """A number at least ``minimum`` (above it, when ``above``); whole when ``integer``."""
+    """A number at least ``minimum`` (above it, when ``above``) and at most ``maximum``; whole
+    when ``integer``."""
 
     minimum: float
     integer: bool = False
     above: bool = False
+    maximum: float = math.inf
 
     def __call__(self, value: Any) -> Any:
         text = str(value).strip()
@@ -84,6 +92,8 @@ class Number:
                 raise ValueError("must be a number")
         if number < self.minimum or (self.above and number == self.minimum):
             raise ValueError(f"must be {'above' if self.above else 'at least'} {self.minimum:g}")
+        if number > self.maximum:
+            raise ValueError(f"must be at most {self.maximum:g}")
         return number
 
 
@@ -92,9 +102,9 @@ def concurrency(value: Any) -> int:
     if str(value).strip().lower() == "auto":
         return AUTO
     try:
-        return int(Number(1, integer=True)(value))
+        return int(Number(1, integer=True, maximum=MAX_CONCURRENCY)(value))
     except ValueError:
-        raise ValueError('must be "auto" or a whole number of at least 1') from None
+        raise ValueError(f'must be "auto" or a whole number from 1 to {MAX_CONCURRENCY}') from None
 
 
 def text(value: Any) -> str:
@@ -120,22 +130,22 @@ SETTINGS: dict[str, Setting] = {
     "endpoint": Setting(text, "BATCHCFG_ENDPOINT", None),
     "region": Setting(text, "BATCHCFG_REGION", None),
     "project_id": Setting(text, "HUAWEICLOUD_SDK_PROJECT_ID", None),
-    "rate": Setting(Number(0), "BATCHCFG_RATE", DEFAULT_RATE),
+    "rate": Setting(Number(0, maximum=MAX_RATE), "BATCHCFG_RATE", DEFAULT_RATE),
     "concurrency": Setting(concurrency, "BATCHCFG_CONCURRENCY", DEFAULT_CONCURRENCY),
-    "max_retries": Setting(Number(0, integer=True), "BATCHCFG_MAX_RETRIES", DEFAULT_MAX_RETRIES),
-    "timeout": Setting(Number(0, above=True), "BATCHCFG_TIMEOUT", DEFAULT_TIMEOUT),
+    "max_retries": Setting(Number(0, integer=True, maximum=MAX_RETRIES), "BATCHCFG_MAX_RETRIES", DEFAULT_MAX_RETRIES),
+    "timeout": Setting(Number(0, above=True, maximum=MAX_TIMEOUT), "BATCHCFG_TIMEOUT", DEFAULT_TIMEOUT),
     "report_dir": Setting(directory, "BATCHCFG_REPORT_DIR", None),
 }
 
 # The numbers only the command line gives.
 FLAGS: dict[str, Callable[[Any], Any]] = {
-    "max_rows": Number(1, integer=True),
-    "max_failures": Number(1, integer=True),
-    "progress_interval": Number(0),
-    "port": Number(0, integer=True),
-    "fail_rate": Number(0),
-    "throttle_rps": Number(0),
-    "latency_ms": Number(0),
+    "max_rows": Number(1, integer=True, maximum=100_000_000),
+    "max_failures": Number(1, integer=True, maximum=100_000_000),
+    "progress_interval": Number(0, maximum=86_400),
+    "port": Number(0, integer=True, maximum=65_535),
+    "fail_rate": Number(0, maximum=1),
+    "throttle_rps": Number(0, maximum=1_000_000),
+    "latency_ms": Number(0, maximum=600_000),
 }
 
 

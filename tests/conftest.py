@@ -45,12 +45,24 @@ def seed_file(path: Path, names: list[str]) -> Path:
     return path
 
 
+# No test may reach a real ECS metadata service (169.254.169.254 answers TCP on some machines):
+# the source is off in this process and its children, and its default address is a closed port.
+os.environ["BATCHCFG_METADATA_URL"] = "off"
+
+
+@pytest.fixture(autouse=True)
+def no_metadata_service(monkeypatch: pytest.MonkeyPatch) -> None:
+    """For library calls given an environment of their own (``Options.of(env=...)``) too."""
+    monkeypatch.setattr("batchcfg.metadata.DEFAULT_URL", "http://127.0.0.1:9")
+
+
 @pytest.fixture
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """The test never sees the developer's own credentials, project or profile."""
     for name in list(os.environ):
         if name.startswith(("HUAWEICLOUD_SDK_", "BATCHCFG_")):
             monkeypatch.delenv(name)
+    monkeypatch.setenv("BATCHCFG_METADATA_URL", "off")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
 
 
@@ -248,6 +260,7 @@ def read_report(path: Path) -> list[dict[str, Any]]:
 
 
 SANDBOX_ENV = {"PATH": os.environ.get("PATH", ""), "HOME": "/nonexistent", "PYTHONPATH": os.getcwd(),
+               "BATCHCFG_METADATA_URL": "off",
                "HUAWEICLOUD_SDK_AK": SandboxConfig.ak, "HUAWEICLOUD_SDK_SK": SandboxConfig.sk,
                "HUAWEICLOUD_SDK_PROJECT_ID": PROJECT}
 

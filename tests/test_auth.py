@@ -4,16 +4,21 @@ Sections:
 1. agreement with Huawei's own signer (``huaweicloudsdkcore``) on 500 generated requests;
 2. docs/api.md's published test vector;
 3. ``canonical_uri`` / ``canonical_query``, and the ``X-Sdk-Date`` header;
-4. credential and project id discovery (docs/contract.md's order);
+4. credential and project id discovery (docs/contract.md's order), and the shared-file warning;
 5. secrets never show in ``repr`` or error messages.
+
+The ECS metadata source and region overrides are tested in test_credentials.py. Here the metadata
+service's default address is a closed loopback port: no test reaches the real one.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import random
 import re
+import socket
 import string
 import traceback
 from dataclasses import dataclass
@@ -25,6 +30,8 @@ from huaweicloudsdkcore.auth.credentials import BasicCredentials
 from huaweicloudsdkcore.sdk_request import SdkRequest
 from huaweicloudsdkcore.signer.signer import Signer as HuaweiSigner
 
+from batchcfg import auth as auth_module
+from batchcfg import metadata
 from batchcfg.auth import (
     Signer,
     TokenAuth,
@@ -307,10 +314,17 @@ CONFIG_PATH = "/v1/0123456789abcdef0123456789abcdef/training-job-configs/x"
 
 @pytest.fixture(autouse=True)
 def fake_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Every test gets an empty HOME, so the real ``~/.huaweicloud/credentials`` is never read."""
+    """Every test gets an empty HOME, so the real ``~/.huaweicloud/credentials`` is never read; the
+    metadata service's default address is a closed loopback port, so the real one (169.254.169.254)
+    is never asked; and no file counts as already warned about."""
     home = tmp_path / "home"
     home.mkdir()
     monkeypatch.setenv("HOME", str(home))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    monkeypatch.setattr(metadata, "DEFAULT_URL", f"http://127.0.0.1:{closed}")
+    monkeypatch.setattr(auth_module, "_warned", set())
     return home
 
 
@@ -401,9 +415,30 @@ def test_credentials_file_without_basic_section_falls_through(tmp_path: Path) ->
 
 
 def test_no_credentials_at_all() -> None:
-    """Nothing anywhere: UsageError."""
-    with pytest.raises(UsageError, match="no credentials"):
+    """Nothing anywhere, and no metadata service (or it is off): UsageError, saying why."""
+    with pytest.raises(UsageError, match="no credentials.*ECS metadata service gave none"):
         discover_auth({})
+    with pytest.raises(UsageError, match="no credentials.*BATCHCFG_METADATA_URL is off"):
+        discover_auth({"BATCHCFG_METADATA_URL": "off"})
+
+
+def test_shared_file_warned_once_per_process(cred_file: Path, tmp_path: Path,
+                                             caplog: pytest.LogCaptureFixture) -> None:
+    """A credentials file others may read is warned about once, however often it is read (config
+    show reads it three times); another file gets its own warning; a private one none."""
+    cred_file.chmod(0o644)
+    other = write_credentials(tmp_path / "other" / "credentials", "[basic]\nak = A\nsk = S\n")
+    other.chmod(0o604)
+    private = write_credentials(tmp_path / "private" / "credentials", "[basic]\nak = A\nsk = S\n")
+    private.chmod(0o600)
+    with caplog.at_level(logging.WARNING, logger="batchcfg.auth"):
+        for _ in range(3):
+            discover_auth({"HUAWEICLOUD_SDK_CREDENTIALS_FILE": str(cred_file)})
+            discover_project_id(None, {"HUAWEICLOUD_SDK_CREDENTIALS_FILE": str(cred_file)})
+        discover_auth({"HUAWEICLOUD_SDK_CREDENTIALS_FILE": str(other)})
+        discover_auth({"HUAWEICLOUD_SDK_CREDENTIALS_FILE": str(private)})
+    assert [record.getMessage() for record in caplog.records] == [
+        f"{path} can be read by other users: run chmod 600 {path}" for path in (cred_file, other)]
 
 
 @pytest.mark.parametrize("env", [

@@ -20,7 +20,7 @@ from batchcfg.sandbox import SandboxConfig
 from .conftest import PROJECT, VALID_CELLS, cli, read_report, seed, valid_manifest, write_csv
 
 SAMPLES = Path(__file__).parent.parent / "samples"
-CLEAN_ENV = {"PATH": os.environ.get("PATH", ""), "HOME": "/nonexistent"}
+CLEAN_ENV = {"PATH": os.environ.get("PATH", ""), "HOME": "/nonexistent", "BATCHCFG_METADATA_URL": "off"}
 
 
 pytestmark = pytest.mark.usefixtures("clean_env")

@@ -30,7 +30,8 @@ from .perf.measure import measured
 
 SECRETS = {"ak": "AKSECRETQ7Q2M4X9T0B1", "sk": "sk-9f8e7d6c5b4a-very-secret", "token": "iam-token-0123-secret",
            "security_token": "sts-temporary-secret-token"}
-CHILD_ENV = {"PATH": os.environ.get("PATH", ""), "HOME": "/nonexistent", "PYTHONPATH": os.getcwd()}
+CHILD_ENV = {"PATH": os.environ.get("PATH", ""), "HOME": "/nonexistent", "PYTHONPATH": os.getcwd(),
+             "BATCHCFG_METADATA_URL": "off"}
 
 
 pytestmark = pytest.mark.usefixtures("clean_env")
