@@ -13,8 +13,8 @@ from typing import Any, NoReturn
 
 from . import __version__
 from .errors import EXIT_CHANGES_PENDING, EXIT_LOCKED, UsageError
-from .settings import (AUTO_MAX_CONCURRENCY, DEFAULT_MAX_ROWS, DEFAULT_PROGRESS_INTERVAL, DEFAULT_RATE, FLAGS,
-                       SANDBOX_HOST, SANDBOX_PORT, SETTINGS)
+from .settings import (AUTO_MAX_CONCURRENCY, DEFAULT_MAX_ROWS, DEFAULT_MAX_UNAVAILABLE, DEFAULT_PROGRESS_INTERVAL,
+                       DEFAULT_RATE, FLAGS, SANDBOX_HOST, SANDBOX_PORT, SETTINGS)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -150,6 +150,12 @@ def build_parser() -> argparse.ArgumentParser:
                                 f"the latency seen, up to {AUTO_MAX_CONCURRENCY}")
         group.add_argument("--max-failures", type=_type("max_failures"), metavar="N",
                            help="stop after N failed rows; the rest end cancelled (default: no limit)")
+        group.add_argument("--max-unavailable", type=_type("max_unavailable"), metavar="N",
+                           help="stop when N rows in a row fail because the service is unavailable (5xx, "
+                                f"timeouts, no connection) with no success between (default {DEFAULT_MAX_UNAVAILABLE}; "
+                                "0 = never)")
+        group.add_argument("--deadline", type=_type("deadline"), metavar="SECONDS",
+                           help="stop starting rows after this long; the rest end cancelled, ready to --resume")
         group.add_argument("--no-progress", action="store_true", help="no progress bar")
         group.add_argument("--progress-interval", type=_type("progress_interval"), default=DEFAULT_PROGRESS_INTERVAL,
                            metavar="SECONDS", help="without a terminal, log progress this often "

@@ -64,6 +64,7 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     from . import logs
 
+    _check_paths(args)
     logs.configure(verbose=args.verbose, quiet=args.quiet, log_format=args.log_format, log_file=args.log_file)
     with _locked(args.lock):
         if args.command == "validate" and not args.online:
@@ -94,6 +95,26 @@ def _locked(path: Path | None) -> Iterator[None]:
         yield
 
 
+def _check_paths(args: argparse.Namespace) -> None:
+    """No file a run writes may be one it reads, or another it writes."""
+    from .files import check_distinct
+    from .journal import journal_path
+
+    def given(*names: str) -> dict[str, Path]:
+        return {f"--{name.replace('_', '-')}": getattr(args, name) for name in names
+                if isinstance(getattr(args, name, None), Path)}
+
+    inputs = {**{"the manifest": path for path in [getattr(args, "manifest", None)] if path is not None},
+              **given("resume"),
+              **{f"backup {path}": path for path in getattr(args, "backup_file", None) or []}}
+    outputs = given("report", "failed_manifest", "backup", "metrics_file", "plan_out", "log_file")
+    if getattr(args, "command", "") == "export":
+        outputs["export"] = args.output
+    if "--report" in outputs:
+        outputs["the journal"] = journal_path(outputs["--report"])
+    check_distinct(outputs, inputs, allowed={frozenset(("the journal", "--resume"))})
+
+
 def _resolved(args: argparse.Namespace) -> dict[str, Any]:
     from .settings import resolve
 
@@ -104,16 +125,12 @@ def _resolved(args: argparse.Namespace) -> dict[str, Any]:
 def _options(args: argparse.Namespace) -> Options:
     """The run's options: the flags, and the settings resolved from flags, environment and profile."""
     from .options import Options
-    from .report import default_report_path
 
     settings = {key: item.value for key, item in _resolved(args).items()}
-    report_dir = settings.pop("report_dir")
-    if getattr(args, "report", None) is None and report_dir is not None:
-        args.report = default_report_path(report_dir)
     names = ("sheet", "encoding", "report", "failed_manifest", "token_file", "max_failures", "resume",
              "max_rows", "ca_bundle", "allow_http", "dry_run", "backup", "no_backup", "replace",
              "send_unchanged", "create_missing", "force", "online", "preflight", "name_pattern",
-             "config_type", "project_column", "overwrite", "plan_out")
+             "config_type", "project_column", "overwrite", "plan_out", "max_unavailable", "deadline")
     values = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
     values.update({key: value for key, value in settings.items() if value is not None})
     return Options.of(**values)

@@ -28,6 +28,7 @@ from .auth import Auth, canonical_query
 from .endpoints import parse_endpoint
 from .errors import AttemptTimeout, ConnectionFailed, UsageError
 from .retry import parse_retry_after
+from .text import MAX_CODE_CHARS, MAX_ID_CHARS, MAX_MESSAGE_CHARS, clip, from_server, printable
 
 MAX_ANSWER_BYTES = 1024 * 1024
 _PLAIN = re.compile(r"[A-Za-z0-9_.~-]+")  # nothing to percent-encode
@@ -86,6 +87,10 @@ class Client:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the session and its connections (at once, or when the block ends)."""
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -148,9 +153,12 @@ def _tls_context(ca_bundle: Path | None) -> ssl.SSLContext:
 
 
 async def _read_limited(response: aiohttp.ClientResponse) -> bytes | None:
-    """The body, or None when it is larger than any answer of this API should be."""
-    if response.content_length is not None:  # the usual case: one read, no chunk loop
-        return await response.read() if response.content_length <= MAX_ANSWER_BYTES else None
+    """The body, or None when it is larger than any answer of this API should be. The bound is on
+    the body as decoded (a gzip body of a megabyte may inflate to a gigabyte), while it is read."""
+    if response.content_length is not None and response.content_length > MAX_ANSWER_BYTES:
+        return None
+    if response.content_length is not None and "Content-Encoding" not in response.headers:
+        return await response.read()  # the usual case: one read, no chunk loop
     chunks: list[bytes] = []
     size = 0
     async for chunk in response.content.iter_chunked(64 * 1024):
@@ -162,7 +170,7 @@ async def _read_limited(response: aiohttp.ClientResponse) -> bytes | None:
 
 
 def _interpret(status: int, reason: str, headers: Any, raw: bytes | None) -> Answer:
-    request_id = headers.get("X-Request-Id", "")
+    request_id = from_server(headers.get("X-Request-Id", ""), MAX_ID_CHARS)
     retry_after = parse_retry_after(headers.get("Retry-After")) if status >= 300 else None
     payload: Any = None
     if raw:
@@ -172,35 +180,38 @@ def _interpret(status: int, reason: str, headers: Any, raw: bytes | None) -> Ans
             payload = None
     data = payload if isinstance(payload, dict) else None
     if data is not None:
-        request_id = request_id or str(data.get("request_id") or "")
+        request_id = request_id or from_server(data.get("request_id") or "", MAX_ID_CHARS)
     if 200 <= status < 300:
         if data is None:
             what = "an oversized body" if raw is None else "no JSON object"
             return Answer(status, False, errors.BAD_RESPONSE, f"HTTP {status} with {what}",
                           request_id, retry_after)
-        if data.get("is_success") is False:
-            return Answer(status, False, _code(data, status), _message(data, reason), request_id,
-                          retry_after, data)
-        return Answer(status, True, request_id=request_id, body=data)
+        success = data.get("is_success")
+        if success is True or (success is None and not data.get("error_code")):
+            return Answer(status, True, request_id=request_id, body=data)
+        if success is not False and not data.get("error_code"):  # "false", 0, ...: not the API's boolean
+            return Answer(status, False, errors.BAD_RESPONSE,
+                          f"HTTP {status} with is_success {from_server(repr(success), 40)}", request_id, retry_after)
+        return Answer(status, False, _code(data, status), _message(data, reason), request_id, retry_after, data)
     if 300 <= status < 400:
         location = headers.get("Location", "")
-        return Answer(status, False, f"HTTP.{status}", f"redirect to {location!r} not followed",
+        return Answer(status, False, f"HTTP.{status}", f"redirect to {clip(repr(location), 200)} not followed",
                       request_id, retry_after)
     if data is None:
         snippet = " ".join((raw or b"").decode("utf-8", "replace").split())[:200]
-        return Answer(status, False, f"HTTP.{status}", snippet or reason, request_id, retry_after)
+        return Answer(status, False, f"HTTP.{status}", printable(snippet or reason), request_id, retry_after)
     return Answer(status, False, _code(data, status), _message(data, reason), request_id,
                   retry_after, data)
 
 
 def _code(data: dict[str, Any], status: int) -> str:
     code = data.get("error_code")
-    return str(code) if code else f"HTTP.{status}"
+    return from_server(code, MAX_CODE_CHARS) if code else f"HTTP.{status}"
 
 
 def _message(data: dict[str, Any], reason: str) -> str:
     message = data.get("error_message") or data.get("error_msg")
-    return " ".join(str(message).split()) if message else reason
+    return from_server(" ".join(str(message).split()) if message else reason, MAX_MESSAGE_CHARS)
 
 
 def _describe(exc: aiohttp.ClientError) -> str:

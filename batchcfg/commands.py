@@ -25,7 +25,7 @@ from . import auth, resume
 from .errors import UsageError
 from .ledger import Ledger, writing
 from .model import INVALID, VALID, Job, Outcome, Summary
-from .options import Options
+from .options import Options, Sending
 from .report import default_backup_path
 from .schema import check_project_id, describe
 from .settings import AUTO_MAX_CONCURRENCY
@@ -114,7 +114,7 @@ async def apply(manifest: str | Path, options: Options = Options(), *,
             return ledger.finish(map(_valid_or_invalid, items))
         action = _modify_action(stack, ledger, client, options)
         events.ready(checked.rows)
-        return await _send(ledger, sender, ledger.to_send(items, done), action, events)
+        return await _send(ledger, sender, ledger.to_send(items, done), action, events, client, checked.rows)
 
 
 async def _apply_plan(path: Path, options: Options, events: Events) -> Summary:
@@ -130,7 +130,8 @@ async def _apply_plan(path: Path, options: Options, events: Events) -> Summary:
         client, sender = await _sending(stack, _target(options), options)
         backup = _backup(stack, ledger, options)
         events.ready(len(jobs))
-        return await _send(ledger, sender, ledger.to_send(jobs, done), Planned(client, backup), events)
+        return await _send(ledger, sender, ledger.to_send(jobs, done), Planned(client, backup), events, client,
+                           len(jobs))
 
 
 def _backup(stack: AsyncExitStack, ledger: Ledger, options: Options) -> Backup | None:
@@ -182,7 +183,7 @@ async def plan(manifest: str | Path, options: Options = Options(), *,
             ledger.summary.saved_plan = options.outputs.plan_out
         events.ready(checked.rows)
         action = Plan(client, replace=options.replace, create_missing=options.create_missing, saved=saved)
-        return await _send(ledger, sender, ledger.to_send(checked.items()), action, events)
+        return await _send(ledger, sender, ledger.to_send(checked.items()), action, events, client, checked.rows)
 
 
 async def rollback(backup: str | Path | Sequence[str | Path], options: Options = Options(), *,
@@ -205,7 +206,7 @@ async def rollback(backup: str | Path | Sequence[str | Path], options: Options =
         client, sender = await _sending(stack, _target(options), options)
         events.ready(len(restore))
         action = Rollback(client, sent, options.force, dry_run=options.dry_run)
-        return await _send(ledger, sender, ledger.to_send(restore), action, events)
+        return await _send(ledger, sender, ledger.to_send(restore), action, events, client, len(restore))
 
 
 async def export(output: str | Path, options: Options = Options(), *,
@@ -238,7 +239,7 @@ async def export(output: str | Path, options: Options = Options(), *,
         jobs = [Job(row, target.project_id, name, b"") for row, name in enumerate(names, start=2)]
         found: dict[int, dict[str, Any]] = {}
         events.ready(len(jobs))
-        summary = await _send(ledger, sender, iter(jobs), Read(client, found), events)
+        summary = await _send(ledger, sender, iter(jobs), Read(client, found), events, client, len(jobs))
         when = datetime.now(timezone.utc).isoformat(timespec="seconds")
         columns, rows = exporting.manifest_table(
             ((job.config_name, job.project_id, found[job.row]) for job in jobs if job.row in found),
@@ -249,29 +250,39 @@ async def export(output: str | Path, options: Options = Options(), *,
         return summary
 
 
-async def _send(ledger: Ledger, sender: Sender, jobs: Iterator[Job], action: Action, events: Events) -> Summary:
-    """The one way a command sends: ``action`` on every job through the sender; every row gets
-    its one record, and the report is written, even when the run is stopped."""
+async def _send(ledger: Ledger, sender: Sender, jobs: Iterator[Job], action: Action, events: Events,
+                client: Client, rows: int | None = None) -> Summary:
+    """The one way a command sends: ``action`` on every job through the sender (never more
+    workers than ``rows``); every row gets its one record, and the report is written, even when
+    the run is stopped, after the connections are closed (their sockets count as open files)."""
     ledger.on_outcome = events.on_outcome
     ledger.stop_sending = sender.stop
     try:
-        async with _stoppable(sender, events):
-            await sender.run(jobs, action, ledger.record)
+        async with _stoppable(sender, events, ledger.options.sending):
+            await sender.run(jobs, action, ledger.record, rows)
     finally:
         ledger.close_sending(sender, jobs, interrupted=events.stop is not None and events.stop.is_set())
+        await client.close()
     return ledger.finish()
 
 
 @asynccontextmanager
-async def _stoppable(sender: Sender, events: Events) -> AsyncIterator[None]:
+async def _stoppable(sender: Sender, events: Events, sending: Sending) -> AsyncIterator[None]:
     """The block runs until it ends, or until ``events.stop_now`` cancels it; ``events.stop``
-    stops the sender gracefully."""
+    stops the sender gracefully, and so does the run's ``deadline``."""
     async with anyio.create_task_group() as group:
         for event, scope in ((events.stop, None), (events.stop_now, group.cancel_scope)):
             if event is not None:
                 group.start_soon(_stop_when_set, event, sender, scope)
+        if sending.deadline is not None:
+            group.start_soon(_stop_at_deadline, sender, sending)
         yield
         group.cancel_scope.cancel()
+
+
+async def _stop_at_deadline(sender: Sender, sending: Sending) -> None:
+    await sending.clock.sleep(sending.deadline or 0.0)
+    sender.stop(f"not sent: the run's --deadline of {sending.deadline:g} s passed")
 
 
 async def _stop_when_set(event: anyio.Event, sender: Sender, scope: anyio.CancelScope | None) -> None:
@@ -317,10 +328,24 @@ async def _sending(stack: AsyncExitStack, target: _Target, options: Options) -> 
     connection, sending = options.connection, options.sending
     client = await stack.enter_async_context(
         Client(target.endpoint, target.credentials, timeout=connection.timeout,
-               connections=sending.concurrency or AUTO_MAX_CONCURRENCY, ca_bundle=connection.ca_bundle))
+               connections=_connections(sending.concurrency or AUTO_MAX_CONCURRENCY), ca_bundle=connection.ca_bundle))
     sender = Sender(rate=sending.rate, concurrency=sending.concurrency, retry=RetryPolicy(sending.max_retries),
-                    max_failures=sending.max_failures, clock=sending.clock)
+                    max_failures=sending.max_failures, max_unavailable=sending.max_unavailable, clock=sending.clock)
     return client, sender
+
+
+def _connections(wanted: int) -> int:
+    """Connections for ``wanted`` in flight, within the open-file limit: the files a run writes
+    (the report, the journal, the backup) need descriptors too, after the sockets."""
+    import logging
+    import resource
+
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    room = max(8, soft - 64) if soft != resource.RLIM_INFINITY else wanted
+    if wanted > room:
+        logging.getLogger("batchcfg").warning("%d requests in flight would need more open files than the limit "
+                                              "(ulimit -n %d) allows: at most %d", wanted, soft, room)
+    return min(wanted, room)
 
 
 async def _catalogs(client: Client, sender: Sender, projects: set[str]) -> dict[str, Catalog]:

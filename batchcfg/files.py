@@ -45,6 +45,27 @@ def atomic_write(path: Path, mode: str = "w", **open_args: Any) -> Iterator[IO[A
         temporary.unlink(missing_ok=True)
 
 
+def same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one file: through a link, ``..`` or another spelling too."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist yet
+        return a.resolve() == b.resolve()
+
+
+def check_distinct(outputs: dict[str, Path], inputs: dict[str, Path], allowed: set[frozenset[str]] = set()) -> None:
+    """Refuse a run that would write one of its ``outputs`` over one of its ``inputs`` or over
+    another output (``--report m.csv``), before anything is read or sent. ``allowed`` names
+    pairs that may be one file (a resumed run continues its journal)."""
+    for name, path in outputs.items():
+        for other, other_path in [*inputs.items(), *outputs.items()]:
+            if other != name and frozenset((name, other)) not in allowed and same_file(path, other_path):
+                what = "is the same file as" if other in outputs else "would write over"
+                raise UsageError(f"{name} {path} {what} {other} {other_path}: choose another file")
+            if other == name:
+                break  # each pair of outputs once
+
+
 def check_output_path(path: Path, option: str, suffixes: Sequence[str]) -> Path:
     """Refuse an output path of a type we cannot write, or in no directory, before any work."""
     if path.suffix.lower() not in suffixes:

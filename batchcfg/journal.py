@@ -10,12 +10,15 @@ journal is removed. A journal can be given to ``apply --resume``.
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import os
 from array import array
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import orjson
 
+from .errors import UsageError
 from .files import open_lines, write_all
 from .model import Outcome
 
@@ -23,6 +26,31 @@ from .model import Outcome
 def journal_path(report: Path) -> Path:
     """Where the journal of a run with this report goes."""
     return report.with_name(report.stem + ".journal.jsonl")
+
+
+def running_pid(path: Path) -> int | None:
+    """The process of a live run writing the journal ``path`` (its lock is held), or None. The
+    process id is the one its journal's first line gives (0 when it cannot be read)."""
+    try:
+        with path.open("rb") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                try:
+                    return int(orjson.loads(handle.readline()).get("pid", 0))
+                except (ValueError, AttributeError, orjson.JSONDecodeError):
+                    return 0
+            fcntl.flock(handle, fcntl.LOCK_UN)
+    except OSError:
+        return None
+    return None
+
+
+def in_use(path: Path, pid: int | None) -> str:
+    """The message for a journal a live run is writing: wait for that run, never resume beside it."""
+    process = f" (process {pid})" if pid else ""
+    return (f"{path} is being written by a batchcfg run that is still going{process}: wait for it to end, "
+            "then resume from its report")
 
 
 class Journal:
@@ -39,13 +67,20 @@ class Journal:
         self.path = path
         self.created = not path.exists()
         self._handle = open_lines(path)
-        if resume is not None:
-            try:
-                write_all(self._handle, orjson.dumps({"resume": str(resume.resolve())},
-                                                     option=orjson.OPT_APPEND_NEWLINE))
-            except BaseException:
-                self._handle.close()
-                raise
+        try:
+            # Held for the run's lifetime: no other run resumes from a journal still being written.
+            fcntl.flock(self._handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._handle.close()
+            raise UsageError(in_use(path, running_pid(path))) from None
+        try:
+            header: dict[str, object] = {"pid": os.getpid()}
+            if resume is not None:
+                header["resume"] = str(resume.resolve())
+            write_all(self._handle, orjson.dumps(header, option=orjson.OPT_APPEND_NEWLINE))
+        except BaseException:
+            self._handle.close()
+            raise
         self._size = path.stat().st_size
         self._rows = array("q")
         self._offsets = array("q")

@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING
 from .checked import Spool, check
 from .errors import BatchcfgError, OutputError, UsageError
 from .files import check_output_path
-from .journal import Journal, journal_path
+from .journal import Journal, in_use, journal_path, running_pid
 from .manifest import open_manifest
 from .model import SKIPPED, TO_FIX_STATUSES, Job, Outcome, Summary
 from .options import Options
-from .report import (FAILED_SUFFIXES, REPORT_SUFFIXES, default_report_path, write_failed_manifest,
+from .report import (FAILED_SUFFIXES, REPORT_SUFFIXES, reserve_default_report, write_failed_manifest,
                      write_report)
 
 if TYPE_CHECKING:
@@ -34,15 +34,27 @@ class Ledger:
     def __init__(self, options: Options, manifest: str | Path | None, *, sending: bool) -> None:
         self.options = options
         outputs = options.outputs
-        self.report = check_output_path(outputs.report or default_report_path(), "--report", REPORT_SUFFIXES)
-        self.failed_manifest = (check_output_path(outputs.failed_manifest, "--failed-manifest", FAILED_SUFFIXES)
-                                if outputs.failed_manifest and manifest is not None else None)
-        for path, option in ((self.report, "--report"), (self.failed_manifest, "--failed-manifest")):
-            if path is not None and path.exists() and not outputs.overwrite:
-                raise UsageError(f"{path} exists (an earlier run's?): choose another {option}, or --overwrite")
-        self.manifest = (open_manifest(manifest, sheet=options.input.sheet, encoding=options.input.encoding)
-                         if manifest is not None else None)
-        self.journal = self._open_journal() if sending else None
+        self._reserved: Path | None = None
+        if outputs.report is None:  # a default name, taken at once: never another run's
+            if outputs.report_dir is not None and not outputs.report_dir.is_dir():
+                raise UsageError(f"--report-dir {outputs.report_dir}: no such directory")
+            self.report = self._reserved = reserve_default_report(outputs.report_dir or Path())
+        else:
+            self.report = check_output_path(outputs.report, "--report", REPORT_SUFFIXES)
+        self.journal: Journal | None = None
+        try:
+            self.failed_manifest = (check_output_path(outputs.failed_manifest, "--failed-manifest", FAILED_SUFFIXES)
+                                    if outputs.failed_manifest and manifest is not None else None)
+            for path, option in ((outputs.report, "--report"), (self.failed_manifest, "--failed-manifest")):
+                if path is not None and path.exists() and not outputs.overwrite:
+                    raise UsageError(f"{path} exists (an earlier run's?): choose another {option}, or --overwrite")
+            self.manifest = (open_manifest(manifest, sheet=options.input.sheet, encoding=options.input.encoding)
+                             if manifest is not None else None)
+            self._as_read = _stamp(self.manifest.path) if self.manifest is not None else None
+            self.journal = self._open_journal() if sending else None
+        except BaseException:
+            self._release()
+            raise
         self.summary = Summary(Counter(), self.report, self.failed_manifest)
         self.pending: dict[int, Job] = {}  # sent or about to be, not yet ended
         self.to_fix: dict[int, tuple[str, str]] = {}  # row -> (status, "code: message")
@@ -60,12 +72,21 @@ class Ledger:
             self.journal.close()
             if self.journal.created and not self.journal.records and self.journal.path.exists():
                 self.journal.path.unlink()  # stopped before any row ended: nothing to keep
+        self._release()
+
+    def _release(self) -> None:
+        """Give back a default report name taken for a report that was never written."""
+        if self._reserved is not None and self._reserved.exists() and not self._reserved.stat().st_size:
+            self._reserved.unlink()
 
     def _open_journal(self) -> Journal:
         """The journal beside the report; one left by an interrupted run is continued only when
         it is what this run resumes from, never overwritten."""
         path = journal_path(self.report)
         resume = self.options.resume
+        for busy in (path, resume):
+            if busy is not None and busy.exists() and (pid := running_pid(busy)) is not None:
+                raise UsageError(in_use(busy, pid))
         if path.exists() and (resume is None or path.resolve() != resume.resolve()):
             raise UsageError(f"{path} is the journal of an interrupted run: resume from it with "
                              f"--resume {path}, or move it away")
@@ -141,8 +162,13 @@ class Ledger:
             write_report(self.report, self._recorded(in_row_order) if journal is None else journal.outcomes(),
                          bom=self.manifest is not None and self.manifest.bom)
         if self.failed_manifest is not None and self.manifest is not None:
-            with writing(self.failed_manifest, kept):
-                write_failed_manifest(self.manifest, self.to_fix, self.failed_manifest)
+            if _stamp(self.manifest.path) != self._as_read:  # its rows are not the rows the run read
+                self.summary.notes.append(f"rows to fix not written: {self.manifest.path} changed during the run; "
+                                          "the report has every row")
+                self.summary.failed_manifest = None
+            else:
+                with writing(self.failed_manifest, kept):
+                    write_failed_manifest(self.manifest, self.to_fix, self.failed_manifest)
         if journal is not None:
             journal.close()
             journal.path.unlink(missing_ok=True)
@@ -152,6 +178,15 @@ class Ledger:
         for outcome in outcomes:
             self.record(outcome)
             yield outcome
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    """A file's size and modification time: enough to see that it changed."""
+    try:
+        status = path.stat()
+    except OSError:
+        return None
+    return status.st_size, status.st_mtime_ns
 
 
 def reason(error: OSError) -> str:

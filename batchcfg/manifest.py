@@ -16,6 +16,7 @@ their sheet found, by :mod:`batchcfg.workbook`.
 from __future__ import annotations
 
 import codecs
+import csv
 import difflib
 import re
 from collections.abc import Iterator
@@ -32,6 +33,8 @@ EXCEL_SUFFIXES = (".xlsx", ".xlsm")
 JSONL_SUFFIXES = (".jsonl",)  # one JSON object a row, the first one's keys the header (batchcfg export writes it)
 DEFAULT_ENCODING = "utf-8-sig"  # UTF-8, with or without a byte order mark
 CHUNK_ROWS = 10_000
+MAX_COLUMNS = 1000            # the API has 17 fields; a few hundred param.<label> columns at most
+MAX_HEADER_BYTES = 256 * 1024
 IGNORED_PREFIX = "#"  # columns such as "#status" are notes for people, not fields
 FAILED_MARKER = "#status"  # the columns batchcfg adds to a failed-row manifest
 ERROR_MARKER = "#error"
@@ -143,6 +146,7 @@ def open_manifest(path: str | Path, *, sheet: str | None = None, encoding: str |
             raise ManifestError("--sheet applies to .xlsx and .xlsm files only")
         bom = _starts_with_bom(path)
         encoding = _with_bom(encoding or DEFAULT_ENCODING, bom)
+        _check_header_size(path)
         frame = next(iter(_read_csv(path, encoding, chunksize=1)), None)
         header = frame.values.tolist()[0] if frame is not None and len(frame) else []
     texts = tuple(_text(value) for value in header)
@@ -235,6 +239,19 @@ def _alike(word: str, part: str) -> bool:
     if min(len(word), len(part)) >= 4 and (word.startswith(part) or part.startswith(word)):
         return True
     return difflib.SequenceMatcher(None, word, part).ratio() >= 0.8
+
+
+def _check_header_size(path: Path) -> None:
+    """Refuse a CSV whose header is too long or too wide before pandas builds a frame of it (a
+    million empty columns took 80 s and 2 GB): the first line is read, up to its bound, and its
+    separators counted (quoted commas only make the count high, never too low)."""
+    with path.open("rb") as handle:
+        first = handle.readline(MAX_HEADER_BYTES + 1)
+    if len(first) > MAX_HEADER_BYTES and not first.endswith(b"\n"):
+        raise ManifestError(f"{path}: the header (row 1) is longer than {MAX_HEADER_BYTES // 1024} KiB: "
+                            "is it a manifest?")
+    if first.count(b",") + 1 > MAX_COLUMNS and len(next(csv.reader([first.decode("utf-8", "replace")]), [])) > MAX_COLUMNS:
+        raise ManifestError(f"{path}: more than {MAX_COLUMNS} columns in the header (row 1): is it a manifest?")
 
 
 def _jsonl_records(path: Path) -> Iterator[tuple[dict[str, Any], int]]:

@@ -29,6 +29,7 @@ from typing import Any
 
 from .cells import parse_integer
 from .schema import ALTERNATIVES, BODY_FIELDS, INTEGER_FIELDS, JSON_FIELDS, PARAM_PREFIX, UNSET_COLUMN, encode_body
+from .text import printable
 
 UNSET = "(unset)"
 DEFAULTS: dict[str, Any] = {"engine_id": 1, "model_id": 0}  # what the API assumes when a field is unset
@@ -203,7 +204,7 @@ def _shown(value: Any) -> str:
     if value is None:
         return UNSET
     if isinstance(value, str):
-        text = value
+        text = printable(value)  # a config's field may hold anything another client sent
     elif type(value) is int:  # most values: the JSON text, without json.dumps' cost
         text = str(value)
     else:

@@ -91,6 +91,7 @@ class Summary:
     backup: Path | None = None
     output: Path | None = None  # the manifest an export wrote
     saved_plan: Path | None = None  # plan --out
+    notes: list[str] = field(default_factory=list)  # what else a person should know
     elapsed: float = 0.0
     requests: int = 0
     retries: int = 0

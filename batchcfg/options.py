@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .clock import SYSTEM_CLOCK, Clock
-from .settings import AUTO, DEFAULT_CONCURRENCY, DEFAULT_MAX_RETRIES, DEFAULT_MAX_ROWS, DEFAULT_RATE, DEFAULT_TIMEOUT
+from .settings import (AUTO, DEFAULT_CONCURRENCY, DEFAULT_MAX_RETRIES, DEFAULT_MAX_ROWS, DEFAULT_MAX_UNAVAILABLE,
+                       DEFAULT_RATE, DEFAULT_TIMEOUT)
 
 if TYPE_CHECKING:
     from .auth import Auth
@@ -56,6 +57,8 @@ class Sending:
     concurrency: int = DEFAULT_CONCURRENCY
     max_retries: int = DEFAULT_MAX_RETRIES
     max_failures: int = 0  # 0: no limit
+    max_unavailable: int = DEFAULT_MAX_UNAVAILABLE  # rows in a row failed by an unavailable service; 0: no stop
+    deadline: float | None = None  # seconds: then rows not yet sent end cancelled
     clock: Clock = field(default=SYSTEM_CLOCK, repr=False, compare=False)
 
 
@@ -64,6 +67,7 @@ class Outputs:
     """The files a run writes (defaults beside the report)."""
 
     report: Path | None = None
+    report_dir: Path | None = None  # where a default-named report goes
     failed_manifest: Path | None = None
     backup: Path | None = None   # where apply backs configs up
     no_backup: bool = False

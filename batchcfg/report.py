@@ -38,6 +38,18 @@ def default_report_path(directory: Path = Path(), now: datetime | None = None) -
                  lambda path: path.exists() or journal_path(path).exists())
 
 
+def reserve_default_report(directory: Path = Path()) -> Path:
+    """A default report name no other run has, taken now: the file is created, empty, exclusively
+    (runs started in the same second each get their own); the report replaces it at the end."""
+    while True:
+        path = default_report_path(directory)
+        try:
+            path.open("x").close()
+        except FileExistsError:
+            continue  # another run took it between the look and the take
+        return path
+
+
 def default_backup_path(report: Path) -> Path:
     """``batchcfg-backup-{UTC time}.jsonl`` beside the report (its time, for a default report),
     with ``-2``, ``-3``, ... when that name is taken: a new run never adds to another's backup."""

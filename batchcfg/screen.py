@@ -63,6 +63,8 @@ def show_summary(summary: Summary, *, json_logs: bool = False, next_step: str = 
         screen.say(f"throttled: the rate went down to {summary.lowest_rate:.2g}/s (asked for {summary.max_rate:g}/s)")
     if summary.stop_reason:
         screen.say(screen.paint(f"stopped early: {summary.stop_reason}", "yellow"))
+    for note in summary.notes:
+        screen.say(screen.paint(note, "yellow"))
     for label, path in (("rows to fix", summary.failed_manifest), ("exported", summary.output),
                         ("saved plan (for apply)", summary.saved_plan),
                         ("backup (for rollback)", summary.backup if summary.backup and summary.backup.exists() else None),

@@ -37,12 +37,12 @@ import anyio
 
 from .client import Answer
 from .clock import SYSTEM_CLOCK, Clock
-from .errors import TransportError
+from .errors import CONNECTION, TIMEOUT, TransportError
 from .model import CANCELLED, FAILED, Job, Outcome
 from .ratelimit import AdaptiveRate, AutoConcurrency, RateLimiter
-from .retry import THROTTLE_CODES, RetryPolicy
+from .retry import THROTTLE_CODES, RetryPolicy, is_retryable
 from .settings import (AUTO, AUTO_MAX_CONCURRENCY, AUTO_START_CONCURRENCY, AUTO_UNLIMITED_CONCURRENCY,
-                       DEFAULT_CONCURRENCY, DEFAULT_RATE)
+                       DEFAULT_CONCURRENCY, DEFAULT_MAX_UNAVAILABLE, DEFAULT_RATE, MAX_RETRY_WAIT)
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,8 @@ class Sender:
     yet sent end ``cancelled``."""
 
     def __init__(self, *, rate: float = DEFAULT_RATE, concurrency: int = DEFAULT_CONCURRENCY,
-                 retry: RetryPolicy | None = None, max_failures: int = 0, clock: Clock = SYSTEM_CLOCK) -> None:
+                 retry: RetryPolicy | None = None, max_failures: int = 0,
+                 max_unavailable: int = DEFAULT_MAX_UNAVAILABLE, clock: Clock = SYSTEM_CLOCK) -> None:
         self._clock = clock
         self._retry = retry or RetryPolicy()
         self._limiter = RateLimiter(rate, clock=clock) if rate > 0 else None
@@ -97,6 +98,8 @@ class Sender:
         self._gate: anyio.CapacityLimiter | None = None
         self._first_sent: dict[int, tuple[float, float]] = {}  # row -> its first request's clock and wall time
         self._max_failures = max_failures
+        self._max_unavailable = max_unavailable  # 0: never stop for that
+        self.unavailable = 0  # rows failed in a row because the service was unavailable
         self._pauses: set[anyio.CancelScope] = set()  # retry waits, cut short by stop()
         self._debug = log.isEnabledFor(logging.DEBUG)  # checked once: a log call per attempt adds up
         self.failures = 0
@@ -130,8 +133,12 @@ class Sender:
             for pause in self._pauses:
                 pause.cancel()
 
-    async def run(self, jobs: Iterable[Job], action: Action, on_outcome: Callable[[Outcome], None]) -> None:
-        """Run ``action`` on every job; returns when each has an outcome, given to ``on_outcome``."""
+    async def run(self, jobs: Iterable[Job], action: Action, on_outcome: Callable[[Outcome], None],
+                  rows: int | None = None) -> None:
+        """Run ``action`` on every job; returns when each has an outcome, given to ``on_outcome``.
+        ``rows``, when known, bounds the workers: never more than rows."""
+        if rows is not None:
+            self._workers = max(1, min(self._workers, rows))
         iterator = iter(jobs)
         first = next(iterator, None)
         if first is None:
@@ -173,6 +180,14 @@ class Sender:
             self.failures += 1
             if self._max_failures and self.failures >= self._max_failures:
                 self.stop(f"not sent: {self.failures} rows failed (--max-failures {self._max_failures})")
+            if is_retryable(outcome.http_status, outcome.error_code) or outcome.error_code in (TIMEOUT, CONNECTION):
+                self.unavailable += 1
+                if self._max_unavailable and self.unavailable >= self._max_unavailable:
+                    self.stop(f"not sent: the service looks unavailable: {self.unavailable} rows in a row failed "
+                              f"({outcome.error_code}) with no success between (--max-unavailable "
+                              f"{self._max_unavailable})")
+        elif outcome.status != CANCELLED:
+            self.unavailable = 0
         on_outcome(outcome)
 
     async def call(self, request: Request, *, job: Job | None = None,
@@ -215,8 +230,12 @@ class Sender:
                 return answer
             if self.stop_reason:
                 return None  # it would be tried again, but the run stopped: cancelled, not failed
+            if answer.retry_after is not None and answer.retry_after > MAX_RETRY_WAIT:
+                return answer._replace(error_message=f"{answer.error_message} (the server asked to wait "
+                                                     f"{answer.retry_after:.0f} s: more than the {MAX_RETRY_WAIT:g} s "
+                                                     "a run waits)")
             stats.retries += 1
-            await self._pause(self._retry.backoff.delay(attempts, answer.retry_after))
+            await self._pause(min(MAX_RETRY_WAIT, self._retry.backoff.delay(attempts, answer.retry_after)))
 
     def _gate_now(self) -> anyio.CapacityLimiter | None:
         if self._gate is None and self._gated:

@@ -58,6 +58,8 @@ MAX_RATE = 100_000.0         # far above any API limit (200/s per API at most)
 MAX_CONCURRENCY = 1024       # and never more workers than rows, nor than the open-file limit allows
 MAX_RETRIES = 100
 MAX_TIMEOUT = 3600.0         # an hour per attempt
+MAX_RETRY_WAIT = 300.0       # the longest wait before a retry; a Retry-After beyond it fails the row
+DEFAULT_MAX_UNAVAILABLE = 20  # rows in a row failed by an unavailable service (no success between): stop
 DEFAULT_PROGRESS_INTERVAL = 30.0  # seconds between progress lines without a terminal
 SANDBOX_HOST = "127.0.0.1"
 SANDBOX_PORT = 8765
@@ -141,6 +143,8 @@ SETTINGS: dict[str, Setting] = {
 FLAGS: dict[str, Callable[[Any], Any]] = {
     "max_rows": Number(1, integer=True, maximum=100_000_000),
     "max_failures": Number(1, integer=True, maximum=100_000_000),
+    "max_unavailable": Number(0, integer=True, maximum=100_000_000),
+    "deadline": Number(0, above=True, maximum=30 * 86_400),
     "progress_interval": Number(0, maximum=86_400),
     "port": Number(0, integer=True, maximum=65_535),
     "fail_rate": Number(0, maximum=1),

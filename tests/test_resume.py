@@ -353,7 +353,7 @@ def test_a_line_cut_off_by_a_kill_swallows_no_later_record(tmp_path: Path) -> No
     backup.write_text('{"project_id": "p", "config_name": "a", "before": {}, "sent": {}}\n{"project_id": "p", "co')
     with Journal(journal) as writer:
         writer.write(Outcome(4, "c", PROJECT, "succeeded"))
-    assert [r["row"] for r in json_lines(journal)] == [2, 4]
+    assert [r["row"] for r in json_lines(journal) if "row" in r] == [2, 4]  # (and this run's header line)
 
     async def save() -> None:
         with Backup(backup) as saver:
@@ -400,7 +400,7 @@ def test_a_full_disk_under_the_journal_stops_the_run_with_one_line(
 
     def filling_disk(handle: Any, data: bytes) -> None:  # fault injection at the write() call
         writes.append(len(data))
-        if len(writes) > 3:
+        if len(writes) > 4:  # the journal's header, then three groups of rows
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         real_write_all(handle, data)
 
@@ -424,6 +424,6 @@ def test_a_full_disk_under_the_journal_stops_the_run_with_one_line(
         "the run stopped. It holds the rows that ended before; once there is room, "
         f"--resume {tmp_path / 'r.journal.jsonl'} sends the others (again)"]
     assert puts < len(names) / 2, "sending stopped soon after the journal failed"
-    journaled = list(read_records(tmp_path / "r.journal.jsonl"))
+    journaled = [r for r in read_records(tmp_path / "r.journal.jsonl") if "status" in r]
     assert journaled and all(r["status"] == "succeeded" for r in journaled)
     assert not (tmp_path / "r.csv").exists()
