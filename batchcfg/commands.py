@@ -47,7 +47,7 @@ def validate(manifest: str | Path, options: Options = Options()) -> Summary:
         return anyio.run(validate_online, manifest, options)
     default_project = auth.discover_project_id(options.connection.project_id, options.connection.env)
     check_default_project(default_project)
-    with Ledger(options, manifest, sending=False) as ledger:
+    with Ledger(options, manifest, sending=False, command="validate") as ledger:
         with ledger.check(default_project, project_required=False) as checked:
             return ledger.finish(map(_valid_or_invalid, checked.items()))
 
@@ -55,7 +55,7 @@ def validate(manifest: str | Path, options: Options = Options()) -> Summary:
 async def validate_online(manifest: str | Path, options: Options) -> Summary:
     """``validate`` with ``online``, in a running event loop."""
     async with AsyncExitStack() as stack:
-        ledger = stack.enter_context(Ledger(options, manifest, sending=False))
+        ledger = stack.enter_context(Ledger(options, manifest, sending=False, command="validate"))
         target = _target(options, ledger)
         checked = stack.enter_context(ledger.check(target.project_id, project_required=True))
         client, sender = await _sending(stack, target, options)
@@ -98,7 +98,7 @@ async def apply(manifest: str | Path, options: Options = Options(), *,
     events = Events(on_ready, on_outcome, stop, stop_now)
     done = resume.done_keys(options.resume) if options.resume else set()
     async with AsyncExitStack() as stack:
-        ledger = stack.enter_context(Ledger(options, manifest, sending=not options.dry_run))
+        ledger = stack.enter_context(Ledger(options, manifest, sending=not options.dry_run, command="apply"))
         target = _target(options, ledger)
         checked = stack.enter_context(ledger.check(target.project_id, project_required=True))
         items: Iterator[Job | Outcome] = checked.items()
@@ -126,8 +126,9 @@ async def _apply_plan(path: Path, options: Options, events: Events) -> Summary:
     done = resume.done_keys(options.resume) if options.resume else set()
     jobs = list(planned_jobs(path))
     async with AsyncExitStack() as stack:
-        ledger = stack.enter_context(Ledger(options, None, sending=True))
-        client, sender = await _sending(stack, _target(options), options)
+        ledger = stack.enter_context(Ledger(options, None, sending=True, command="apply"))
+        ledger.summary.inputs = [path]
+        client, sender = await _sending(stack, _target(options, ledger), options)
         backup = _backup(stack, ledger, options)
         events.ready(len(jobs))
         return await _send(ledger, sender, ledger.to_send(jobs, done), Planned(client, backup), events, client,
@@ -170,7 +171,7 @@ async def plan(manifest: str | Path, options: Options = Options(), *,
 
     events = Events(on_ready, on_outcome, stop, stop_now)
     async with AsyncExitStack() as stack:
-        ledger = stack.enter_context(Ledger(options, manifest, sending=True))
+        ledger = stack.enter_context(Ledger(options, manifest, sending=True, command="plan"))
         target = _target(options, ledger)
         checked = stack.enter_context(ledger.check(target.project_id, project_required=True))
         client, sender = await _sending(stack, target, options)
@@ -202,8 +203,9 @@ async def rollback(backup: str | Path | Sequence[str | Path], options: Options =
     paths = [Path(backup)] if isinstance(backup, str | Path) else [Path(b) for b in backup]
     restore, sent = restore_jobs(paths)
     async with AsyncExitStack() as stack:
-        ledger = stack.enter_context(Ledger(options, None, sending=True))
-        client, sender = await _sending(stack, _target(options), options)
+        ledger = stack.enter_context(Ledger(options, None, sending=True, command="rollback"))
+        ledger.summary.inputs = paths
+        client, sender = await _sending(stack, _target(options, ledger), options)
         events.ready(len(restore))
         action = Rollback(client, sent, options.force, dry_run=options.dry_run)
         return await _send(ledger, sender, ledger.to_send(restore), action, events, client, len(restore))
@@ -228,8 +230,8 @@ async def export(output: str | Path, options: Options = Options(), *,
         raise UsageError(f"{output} exists: choose another name, or --overwrite")
     events = Events(on_ready, on_outcome, stop, stop_now)
     async with AsyncExitStack() as stack:
-        ledger = stack.enter_context(Ledger(options, None, sending=True))
-        target = _target(options)
+        ledger = stack.enter_context(Ledger(options, None, sending=True, command="export"))
+        target = _target(options, ledger)
         if not target.project_id:
             raise UsageError("export needs a project: --project-id, HUAWEICLOUD_SDK_PROJECT_ID or the "
                              "credentials file")
@@ -316,6 +318,8 @@ def _target(options: Options, ledger: Ledger | None = None) -> _Target:
     endpoint = endpoint_for(connection.endpoint, connection.region, allow_http=connection.allow_http,
                             env=connection.env)
     credentials = connection.credentials or auth.discover_auth(connection.env, connection.token_file)
+    if ledger is not None:
+        ledger.summary.endpoint, ledger.summary.project_id = endpoint, project_id
     return _Target(endpoint, credentials, project_id)
 
 

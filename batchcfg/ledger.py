@@ -9,6 +9,7 @@ kept here, for the summary and the failed-row manifest.
 from __future__ import annotations
 
 from collections import Counter
+from datetime import datetime, timezone
 from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 class Ledger:
     """The bookkeeping of one run. Use as a context manager."""
 
-    def __init__(self, options: Options, manifest: str | Path | None, *, sending: bool) -> None:
+    def __init__(self, options: Options, manifest: str | Path | None, *, sending: bool, command: str = "") -> None:
         self.options = options
         outputs = options.outputs
         self._reserved: Path | None = None
@@ -55,7 +56,9 @@ class Ledger:
         except BaseException:
             self._release()
             raise
-        self.summary = Summary(Counter(), self.report, self.failed_manifest)
+        self.summary = Summary(Counter(), self.report, self.failed_manifest, command=command,
+                               started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                               inputs=[Path(manifest)] if manifest is not None else [], settings=_settings(options))
         self.pending: dict[int, Job] = {}  # sent or about to be, not yet ended
         self.to_fix: dict[int, tuple[str, str]] = {}  # row -> (status, "code: message")
         self.on_outcome: Callable[[Outcome], None] | None = None
@@ -139,10 +142,20 @@ class Ledger:
         summary.elapsed, summary.requests, summary.retries = sender.elapsed(), stats.requests, stats.retries
         summary.max_rate, summary.lowest_rate = self.options.sending.rate, sender.lowest_rate
         summary.http_statuses = stats.statuses
+        started = stats.started_at or 0.0
+        summary.timeline = [(second, starts, throttled, retries)
+                            for second, (starts, throttled, retries) in sorted(stats.seconds.items())]
+        if sender.adaptive is not None:
+            summary.rate_changes = [(at - started, rate) for at, rate in sender.adaptive.changes]
         if stats.latencies:
             import numpy as np
 
-            summary.latency_p50, summary.latency_p95 = (float(q) for q in np.quantile(stats.latencies, [0.5, 0.95]))
+            latencies = np.frombuffer(stats.latencies, dtype=np.float64)
+            summary.latency_p50, summary.latency_p95, summary.latency_p99 = (
+                float(q) for q in np.quantile(latencies, [0.5, 0.95, 0.99]))
+            bounds = np.geomspace(0.001, max(0.002, float(latencies.max())), num=24)  # 1 ms up, log-spaced
+            counts = np.histogram(np.clip(latencies, 0.001, None), bins=np.concatenate(([0.0], bounds)))[0]
+            summary.latency_buckets = [(float(b), int(c)) for b, c in zip(bounds, counts)]
         summary.stop_reason = sender.stop_reason
         summary.interrupted = interrupted
 
@@ -178,6 +191,18 @@ class Ledger:
         for outcome in outcomes:
             self.record(outcome)
             yield outcome
+
+
+def _settings(options: Options) -> dict[str, str]:
+    """The settings a run ran with, as text, for its page: no credentials among them."""
+    sending, connection = options.sending, options.connection
+    shown: dict[str, object] = {
+        "rate": sending.rate or "no limit", "concurrency": sending.concurrency or "auto",
+        "max_retries": sending.max_retries, "timeout": connection.timeout, "max_failures": sending.max_failures or "",
+        "max_unavailable": sending.max_unavailable, "deadline": sending.deadline or "",
+        "replace": options.replace, "create_missing": options.create_missing, "dry_run": options.dry_run,
+        "send_unchanged": options.send_unchanged, "force": options.force, "resume": options.resume or ""}
+    return {key: str(value) for key, value in shown.items() if value not in ("", False)}
 
 
 def _stamp(path: Path) -> tuple[int, int] | None:

@@ -32,7 +32,7 @@ STATUSES = (SUCCEEDED, CREATED, FAILED, INVALID, CANCELLED, CONFLICT, SKIPPED, V
             MISSING)
 DONE_STATUSES = (SUCCEEDED, CREATED, SKIPPED)    # what --resume does not send again
 TO_FIX_STATUSES = (INVALID, FAILED, CANCELLED, CONFLICT)  # exit code 1; the failed-row manifest
-EXAMPLE_CODES, EXAMPLE_ROWS, EXAMPLE_CHANGES = 50, 5, 1000  # what a summary keeps of its rows
+EXAMPLE_CODES, EXAMPLE_ROWS, EXAMPLE_CHANGES, EXAMPLE_CHANGED_ROWS = 50, 5, 1000, 20  # what a summary keeps
 
 
 class Job(NamedTuple):
@@ -92,6 +92,7 @@ class Summary:
     output: Path | None = None  # the manifest an export wrote
     saved_plan: Path | None = None  # plan --out
     notes: list[str] = field(default_factory=list)  # what else a person should know
+    page: Path | None = None  # --html
     elapsed: float = 0.0
     requests: int = 0
     retries: int = 0
@@ -107,13 +108,30 @@ class Summary:
     # The first rows of each error code (row, config name, message), and what the changes were,
     # with how many rows each: bounded samples for the screen, whatever the number of rows.
     error_rows: dict[str, list[tuple[int, str, str]]] = field(default_factory=dict)
+    error_statuses: dict[str, int] = field(default_factory=dict)  # code -> an HTTP status seen with it
     change_totals: Counter[str] = field(default_factory=Counter)
+    changed_rows: list[tuple[int, str, str]] = field(default_factory=list)  # the first rows that change
+    # What the run was, for the page a run can leave (--html): set by the command.
+    command: str = ""
+    started_at: str = ""  # UTC, ISO 8601
+    endpoint: str = ""
+    project_id: str = ""
+    inputs: list[Path] = field(default_factory=list)
+    settings: dict[str, str] = field(default_factory=dict)  # never a secret
+    # How the sending went, second by second (from the first request): starts, throttled answers,
+    # retries; the limiter's rate each time it moved; the latencies as a histogram.
+    timeline: list[tuple[int, int, int, int]] = field(default_factory=list)
+    rate_changes: list[tuple[float, float]] = field(default_factory=list)
+    latency_p99: float | None = None
+    latency_buckets: list[tuple[float, int]] = field(default_factory=list)  # (upper bound in seconds, attempts)
 
     def note(self, outcome: Outcome) -> None:
         """Count one row's outcome, and keep it as an example when there is room."""
         self.counts[outcome.status] += 1
         if outcome.error_code:
             self.error_codes[outcome.error_code] += 1
+            if outcome.error_code not in self.error_statuses and len(self.error_statuses) < EXAMPLE_CODES:
+                self.error_statuses[outcome.error_code] = outcome.http_status or 0
             if outcome.status in (INVALID, FAILED, CONFLICT):
                 examples = self.error_rows.get(outcome.error_code)
                 if examples is None and len(self.error_rows) < EXAMPLE_CODES:
@@ -121,6 +139,8 @@ class Summary:
                 if examples is not None and len(examples) < EXAMPLE_ROWS:
                     examples.append((outcome.row, outcome.config_name, outcome.error_message))
         if outcome.changes and outcome.status in (CHANGED, CREATE, SUCCEEDED, CREATED):
+            if len(self.changed_rows) < EXAMPLE_CHANGED_ROWS:
+                self.changed_rows.append((outcome.row, outcome.config_name, outcome.changes))
             for change in outcome.changes.split("; "):
                 if change in self.change_totals or len(self.change_totals) < EXAMPLE_CHANGES:
                     self.change_totals[change] += 1

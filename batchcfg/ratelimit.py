@@ -103,8 +103,9 @@ class AdaptiveRate:
         self.limiter = limiter
         self.ceiling = limiter.rate
         self.lowest = limiter.rate  # the lowest rate reached, for the summary
+        self.changes: list[tuple[float, float]] = []  # (clock time, rate): cuts, and recovery once a second
         self._clock = clock
-        self._last_cut = -math.inf
+        self._last_cut = self._last_noted = -math.inf
 
     def __repr__(self) -> str:
         return f"AdaptiveRate(rate={self.limiter.rate:g}, ceiling={self.ceiling:g}, lowest={self.lowest:g})"
@@ -116,12 +117,18 @@ class AdaptiveRate:
             limiter = self.limiter
             limiter.rate = max(min(1.0, self.ceiling), limiter.rate / 2)
             self.lowest = min(self.lowest, limiter.rate)
+            self.changes.append((now, limiter.rate))
+            self._last_noted = now
             log.info("throttled by the server: rate lowered to %.3g/s", limiter.rate)
 
     def succeeded(self) -> None:
         limiter = self.limiter
         if limiter.rate < self.ceiling:
             limiter.rate = min(self.ceiling, limiter.rate + self.ceiling / 20 / limiter.rate)
+            now = self._clock.now()
+            if now - self._last_noted >= 1.0 or limiter.rate == self.ceiling:
+                self.changes.append((now, limiter.rate))
+                self._last_noted = now
 
 
 class AutoConcurrency:

@@ -68,6 +68,16 @@ class SendStats:
     latencies: array[float] = field(default_factory=lambda: array("d"))  # seconds, one per attempt
     started_at: float | None = None
     finished_at: float | None = None
+    # second since the first request -> [request starts, throttled answers, retries started]
+    seconds: dict[int, list[int]] = field(default_factory=dict)
+
+    def count(self, at: float, kind: int) -> None:
+        """One event (0: a start, 1: a throttled answer, 2: a retry) at clock time ``at``."""
+        second = int(at - (self.started_at if self.started_at is not None else at))
+        counts = self.seconds.get(second)
+        if counts is None:
+            counts = self.seconds[second] = [0, 0, 0]
+        counts[kind] += 1
 
     def elapsed(self, now: float) -> float:
         """Seconds from the first request to the end of the last (0 before any)."""
@@ -212,6 +222,7 @@ class Sender:
             if outcome is not None:
                 outcome.attempts += 1
             stats.requests += 1
+            stats.count(sent_at, 0)
             self.in_flight += 1
             try:
                 answer = await request()
@@ -235,6 +246,7 @@ class Sender:
                                                      f"{answer.retry_after:.0f} s: more than the {MAX_RETRY_WAIT:g} s "
                                                      "a run waits)")
             stats.retries += 1
+            stats.count(clock.now(), 2)
             await self._pause(min(MAX_RETRY_WAIT, self._retry.backoff.delay(attempts, answer.retry_after)))
 
     def _gate_now(self) -> anyio.CapacityLimiter | None:
@@ -250,8 +262,11 @@ class Sender:
             slots = self._auto.observe(latency)
             if slots != self._gate.total_tokens:
                 self._gate.total_tokens = slots
+        throttled = answer.status == 429 or answer.error_code in THROTTLE_CODES
+        if throttled:
+            self.stats.count(self._clock.now(), 1)
         if self.adaptive is not None:
-            if answer.status == 429 or answer.error_code in THROTTLE_CODES:
+            if throttled:
                 self.adaptive.throttled()
             elif answer.ok:
                 self.adaptive.succeeded()

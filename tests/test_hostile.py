@@ -240,20 +240,27 @@ def test_a_million_columns_are_refused_before_pandas_reads_them(tmp_path: Path, 
 # 9. Too many open files, and 10. a dead service ----------------------------------------------------
 
 def test_a_low_open_file_limit_caps_the_connections(tmp_path: Path) -> None:
-    """At --concurrency 1024 under ulimit -n 256 every row succeeds, and the report is written."""
+    """At --concurrency 1024 under ulimit -n 256 every row succeeds, and the report is written
+    (the sandbox in a process of its own, as a real endpoint is)."""
+    import subprocess
+
+    from .conftest import SANDBOX_ENV, SandboxProcess, seed_file
+
     names = [f"c{i}" for i in range(300)]
     manifest = valid_manifest(tmp_path / "m.csv", names)
+    sandbox = SandboxProcess("--seed", str(seed_file(tmp_path / "seed.jsonl", names)))
     script = f"""
 import resource, sys
 resource.setrlimit(resource.RLIMIT_NOFILE, (256, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
 from batchcfg.cli import main
-sys.exit(main(["apply", {str(manifest)!r}, "--sandbox", "--rate", "0", "--concurrency", "1024",
-               "--report", {str(tmp_path / 'r.csv')!r}]))
+sys.exit(main(["apply", {str(manifest)!r}, "--endpoint", {sandbox.endpoint!r}, "--rate", "0", "--concurrency",
+               "1024", "--report", {str(tmp_path / 'r.csv')!r}]))
 """
-    import subprocess
-
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
-                            env={**os.environ, "PYTHONPATH": os.getcwd()}, cwd=tmp_path)
+    try:
+        result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                                env=SANDBOX_ENV, cwd=tmp_path)
+    finally:
+        sandbox.close()
     assert result.returncode == 0, result.stderr[-2000:]
     assert "more open files than the limit" in result.stderr
     assert len(read_report(tmp_path / "r.csv")) == 300
