@@ -85,13 +85,7 @@ def full_report(exc: BaseException) -> str:
 # 1. Region overrides
 # --------------------------------------------------------------------------------------------
 
-def write(path: Path, text: str | bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if isinstance(text, bytes):
-        path.write_bytes(text)
-    else:
-        path.write_text(text, encoding="utf-8")
-    return path
+from .test_auth import write_credentials as write  # noqa: E402  (one writer of test files)
 
 
 def test_env_override_uses_the_first_endpoint() -> None:

@@ -25,6 +25,10 @@ from .conftest import PROJECT, VALID_CELLS, cli, read_report, seed, valid_manife
 ENV = {"HUAWEICLOUD_SDK_AK": SandboxConfig.ak, "HUAWEICLOUD_SDK_SK": SandboxConfig.sk}
 
 
+def sandbox_options(sandbox: Any, report: Path, **extra: Any) -> Options:
+    return Options.of(endpoint=sandbox.endpoint, project_id=PROJECT, env=ENV, rate=0, report=report, **extra)
+
+
 def bad_sheet(path: Path, good: int = 20) -> Path:
     rows = [[f"c{i}", *VALID_CELLS.values()] for i in range(good)]
     rows[3][1] = "2.5"       # BATCHCFG.TYPE
@@ -124,8 +128,7 @@ def test_rollback_takes_several_backups_newest_first_and_plans_with_dry_run(tmp_
     second = write_csv(tmp_path / "2.csv", ["config_name", "worker_server_num"], [["a", "4"], ["c", "4"]])
 
     def options(report: str, **extra: Any) -> Options:
-        return Options.of(endpoint=sandbox.endpoint, project_id=PROJECT, env=ENV, rate=0,
-                          report=tmp_path / report, **extra)
+        return sandbox_options(sandbox, tmp_path / report, **extra)
 
     async def scenario() -> None:
         nonlocal sandbox
@@ -284,8 +287,7 @@ def test_a_saved_plan_is_applied_exactly_and_refuses_what_changed_since(tmp_path
                          [[name, "4", "/bucket/new-log/"] for name in names])
 
     def options(report: str, **extra: Any) -> Options:
-        return Options.of(endpoint=sandbox.endpoint, project_id=PROJECT, env=ENV, rate=0,
-                          report=tmp_path / report, **extra)
+        return sandbox_options(sandbox, tmp_path / report, **extra)
 
     async def scenario() -> None:
         nonlocal sandbox
