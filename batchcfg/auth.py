@@ -1,5 +1,5 @@
-"""Authentication: the ``SDK-HMAC-SHA256`` signer, IAM tokens, and where credentials come from
-(temporary ones from the ECS metadata service: :mod:`batchcfg.metadata`).
+"""Authentication: the ``SDK-HMAC-SHA256`` signer and IAM tokens; where credentials come from is
+:mod:`batchcfg.credentials`.
 
 The signer agrees with Huawei's own (``huaweicloudsdkcore.signer.signer.Signer``); the tests hold
 it to that on many generated requests. The sandbox verifies signatures with the same functions.
@@ -13,20 +13,15 @@ it to that on many generated requests. The sandbox verifies signatures with the 
 
 from __future__ import annotations
 
-import configparser
 import hashlib
 import hmac
-import logging
-import os
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import quote, unquote
 
-from .errors import UsageError
 
 if TYPE_CHECKING:
     import aiohttp
@@ -37,13 +32,7 @@ CONTENT_TYPE = "application/json"
 ENV_AK = "HUAWEICLOUD_SDK_AK"
 ENV_SK = "HUAWEICLOUD_SDK_SK"
 ENV_SECURITY_TOKEN = "HUAWEICLOUD_SDK_SECURITY_TOKEN"
-ENV_PROJECT_ID = "HUAWEICLOUD_SDK_PROJECT_ID"
-ENV_CREDENTIALS_FILE = "HUAWEICLOUD_SDK_CREDENTIALS_FILE"
-ENV_IAM_TOKEN = "BATCHCFG_IAM_TOKEN"
-DEFAULT_CREDENTIALS_FILE = Path("~/.huaweicloud/credentials")
-log = logging.getLogger(__name__)
 _PLAIN_PATH = re.compile(r"[A-Za-z0-9/_.~-]*")
-_warned: set[str] = set()  # the secrets files already warned about in this process
 
 
 class Auth(Protocol):
@@ -161,95 +150,6 @@ class TokenAuth:
     def headers(self, method: str, host: str, path: str, body: bytes,
                 query: Sequence[tuple[str, str]] = (), body_sha256: str | None = None) -> dict[str, str]:
         return {"Content-Type": CONTENT_TYPE, "Host": host, "X-Auth-Token": self._token}
-
-
-def discover_auth(env: Mapping[str, str] = os.environ, token_file: Path | None = None) -> Auth:
-    """Credentials in docs/contract.md's order: ``--token-file``; AK/SK from the environment; AK/SK from
-    the credentials file; ``BATCHCFG_IAM_TOKEN``; and only when there are none of those, temporary
-    AK/SK from the ECS metadata service (a :class:`Refreshing` object; see :mod:`batchcfg.metadata`).
-    Raises :class:`UsageError` when there are none."""
-    if token_file is not None:
-        return TokenAuth(_read_token(token_file))
-    ak, sk = env.get(ENV_AK, "").strip(), env.get(ENV_SK, "").strip()
-    if ak or sk:
-        if not (ak and sk):
-            raise UsageError(f"{ENV_AK} and {ENV_SK} go together: set both")
-        return Signer(ak, sk, env.get(ENV_SECURITY_TOKEN, "").strip())
-    basic = _credentials_file(env)
-    if basic.get("ak") or basic.get("sk"):
-        if not (basic.get("ak") and basic.get("sk")):
-            raise UsageError(f"{_credentials_path(env)}: [basic] needs both ak and sk")
-        return Signer(basic["ak"], basic["sk"], basic.get("security_token", ""))
-    token = env.get(ENV_IAM_TOKEN, "").strip()
-    if token:
-        return TokenAuth(token)
-    from .metadata import ENV_METADATA_URL, MetadataError, metadata_credentials
-
-    try:
-        found = metadata_credentials(env)
-    except MetadataError as exc:
-        why = f"the ECS metadata service gave none: {exc}"
-    else:
-        if found is not None:
-            return found
-        why = f"{ENV_METADATA_URL} is off"
-    raise UsageError(f"no credentials: set {ENV_AK} and {ENV_SK}, write them to "
-                     f"{_credentials_path(env)} ([basic] ak, sk), give an IAM token in "
-                     f"{ENV_IAM_TOKEN} or --token-file, or run on an ECS with an agency ({why})")
-
-
-def discover_project_id(option: str | None, env: Mapping[str, str] = os.environ) -> str:
-    """``--project-id``, else ``HUAWEICLOUD_SDK_PROJECT_ID``, else the credentials file's; or ``""``."""
-    if option:
-        return option.strip()
-    if env.get(ENV_PROJECT_ID, "").strip():
-        return env[ENV_PROJECT_ID].strip()
-    return _credentials_file(env).get("project_id", "")
-
-
-def _credentials_path(env: Mapping[str, str]) -> Path:
-    return Path(env.get(ENV_CREDENTIALS_FILE) or DEFAULT_CREDENTIALS_FILE).expanduser()
-
-
-def _credentials_file(env: Mapping[str, str]) -> dict[str, str]:
-    """The ``[basic]`` section of the credentials file, or ``{}`` when there is no file."""
-    path = _credentials_path(env)
-    if not path.is_file():
-        if env.get(ENV_CREDENTIALS_FILE):
-            raise UsageError(f"{path}: no such credentials file ({ENV_CREDENTIALS_FILE})")
-        return {}
-    _warn_if_shared(path)
-    parser = configparser.ConfigParser(interpolation=None)
-    try:
-        parser.read(path, encoding="utf-8")
-    except (configparser.Error, UnicodeDecodeError, OSError) as exc:
-        # configparser quotes the offending line, which may hold a secret: name the file only.
-        raise UsageError(f"{path}: not a valid credentials file ({type(exc).__name__})") from None
-    if not parser.has_section("basic"):
-        return {}
-    return {key: value.strip() for key, value in parser.items("basic")}
-
-
-def _read_token(path: Path) -> str:
-    try:
-        _warn_if_shared(path)
-        token = path.read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{path}: cannot read the token file ({type(exc).__name__})") from None
-    if not token:
-        raise UsageError(f"{path}: the token file is empty")
-    return token
-
-
-def _warn_if_shared(path: Path) -> None:
-    """A secrets file that group or others may read is worth a warning (not an error: the user
-    may have reasons, and the run should not fail at 3 a.m. over it); once per file and process,
-    however often the file is read."""
-    if os.name == "posix" and path.stat().st_mode & 0o077:
-        key = os.path.abspath(path)
-        if key not in _warned:
-            _warned.add(key)
-            log.warning("%s can be read by other users: run chmod 600 %s", path, path)
 
 
 def _mask(secret: str) -> str:

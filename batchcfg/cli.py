@@ -107,7 +107,7 @@ def _check_paths(args: argparse.Namespace) -> None:
     inputs = {**{"the manifest": path for path in [getattr(args, "manifest", None)] if path is not None},
               **given("resume"),
               **{f"backup {path}": path for path in getattr(args, "backup_file", None) or []}}
-    outputs = given("report", "failed_manifest", "backup", "metrics_file", "plan_out", "log_file")
+    outputs = given("report", "failed_manifest", "backup", "metrics_file", "plan_out", "log_file", "html")
     if getattr(args, "command", "") == "export":
         outputs["export"] = args.output
     if "--report" in outputs:
@@ -132,14 +132,14 @@ def _options(args: argparse.Namespace) -> Options:
              "send_unchanged", "create_missing", "force", "online", "preflight", "name_pattern",
              "config_type", "project_column", "overwrite", "plan_out", "max_unavailable", "deadline")
     values = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
-    values.update({key: value for key, value in settings.items() if value is not None})
+    values.update({key: value for key, value in settings.items() if value is not None and key != "html"})
     return Options.of(**values)
 
 
 def _config_show(args: argparse.Namespace) -> int:
     """The settings a run with these flags would use, where each comes from, and the credentials
     (masked): what a cron line will do, before it does it."""
-    from .auth import discover_auth, discover_project_id
+    from .credentials import discover_auth, discover_project_id
 
     resolved = _resolved(args)
     for key, item in resolved.items():
@@ -290,6 +290,15 @@ def _summarise(args: argparse.Namespace, summary: Summary) -> int:
     from .screen import show_summary
 
     json_logs = getattr(args, "log_format", "text") == "json"
+    page = _resolved(args)["html"].value
+    if page is not None:
+        from .html import write_html
+
+        try:
+            write_html(page, summary)
+            summary.page = page
+        except OSError as exc:  # the run is done: say so, and keep its exit code
+            summary.notes.append(f"cannot write --html {page} ({exc.strerror or exc})")
     if getattr(args, "sandbox_seeded", 0):
         from .screen import say
 

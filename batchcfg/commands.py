@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from . import auth, resume
+from . import credentials, resume
 from .errors import UsageError
 from .ledger import Ledger, writing
 from .model import INVALID, VALID, Job, Outcome, Summary
@@ -45,7 +45,7 @@ def validate(manifest: str | Path, options: Options = Options()) -> Summary:
     ``online``: then also against the specs and engines of each row's project."""
     if options.online:
         return anyio.run(validate_online, manifest, options)
-    default_project = auth.discover_project_id(options.connection.project_id, options.connection.env)
+    default_project = credentials.discover_project_id(options.connection.project_id, options.connection.env)
     check_default_project(default_project)
     with Ledger(options, manifest, sending=False, command="validate") as ledger:
         with ledger.check(default_project, project_required=False) as checked:
@@ -309,7 +309,7 @@ def _target(options: Options, ledger: Ledger | None = None) -> _Target:
     connection = options.connection
     from .endpoints import endpoint_for
 
-    project_id = auth.discover_project_id(connection.project_id, connection.env)
+    project_id = credentials.discover_project_id(connection.project_id, connection.env)
     check_default_project(project_id)
     if not project_id and ledger is not None and ledger.manifest is not None \
             and "project_id" not in ledger.manifest.columns:
@@ -317,10 +317,10 @@ def _target(options: Options, ledger: Ledger | None = None) -> _Target:
                          "project_id column to the manifest")
     endpoint = endpoint_for(connection.endpoint, connection.region, allow_http=connection.allow_http,
                             env=connection.env)
-    credentials = connection.credentials or auth.discover_auth(connection.env, connection.token_file)
+    found = connection.credentials or credentials.discover_auth(connection.env, connection.token_file)
     if ledger is not None:
         ledger.summary.endpoint, ledger.summary.project_id = endpoint, project_id
-    return _Target(endpoint, credentials, project_id)
+    return _Target(endpoint, found, project_id)
 
 
 async def _sending(stack: AsyncExitStack, target: _Target, options: Options) -> tuple[Client, Sender]:

@@ -1,4 +1,4 @@
-"""batchcfg.auth: the SDK-HMAC-SHA256 signer, IAM tokens, and credential discovery.
+"""batchcfg.auth and batchcfg.credentials: the SDK-HMAC-SHA256 signer, IAM tokens, and credential discovery.
 
 Sections:
 1. agreement with Huawei's own signer (``huaweicloudsdkcore``) on 500 generated requests;
@@ -30,17 +30,10 @@ from huaweicloudsdkcore.auth.credentials import BasicCredentials
 from huaweicloudsdkcore.sdk_request import SdkRequest
 from huaweicloudsdkcore.signer.signer import Signer as HuaweiSigner
 
-from batchcfg import auth as auth_module
+from batchcfg import credentials as credentials_module
 from batchcfg import metadata
-from batchcfg.auth import (
-    Signer,
-    TokenAuth,
-    canonical_query,
-    canonical_uri,
-    discover_auth,
-    discover_project_id,
-    signature,
-)
+from batchcfg.auth import Signer, TokenAuth, canonical_query, canonical_uri, signature
+from batchcfg.credentials import discover_auth, discover_project_id
 from batchcfg.errors import UsageError
 
 # --------------------------------------------------------------------------------------------
@@ -324,7 +317,7 @@ def fake_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         probe.bind(("127.0.0.1", 0))
         closed = probe.getsockname()[1]
     monkeypatch.setattr(metadata, "DEFAULT_URL", f"http://127.0.0.1:{closed}")
-    monkeypatch.setattr(auth_module, "_warned", set())
+    monkeypatch.setattr(credentials_module, "_warned", set())
     return home
 
 
@@ -431,7 +424,7 @@ def test_shared_file_warned_once_per_process(cred_file: Path, tmp_path: Path,
     other.chmod(0o604)
     private = write_credentials(tmp_path / "private" / "credentials", "[basic]\nak = A\nsk = S\n")
     private.chmod(0o600)
-    with caplog.at_level(logging.WARNING, logger="batchcfg.auth"):
+    with caplog.at_level(logging.WARNING, logger="batchcfg.credentials"):
         for _ in range(3):
             discover_auth({"HUAWEICLOUD_SDK_CREDENTIALS_FILE": str(cred_file)})
             discover_project_id(None, {"HUAWEICLOUD_SDK_CREDENTIALS_FILE": str(cred_file)})

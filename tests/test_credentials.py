@@ -33,7 +33,8 @@ from aiohttp import web
 from huaweicloudsdkcore.utils.six_utils import SingletonMeta
 
 from batchcfg import metadata
-from batchcfg.auth import Signer, TokenAuth, discover_auth, discover_project_id
+from batchcfg.auth import Signer, TokenAuth
+from batchcfg.credentials import discover_auth, discover_project_id
 from batchcfg.commands import apply
 from batchcfg.endpoints import endpoint_for, region_override
 from batchcfg.errors import ConnectionFailed, UsageError
@@ -597,15 +598,15 @@ def test_config_show_warns_once_per_shared_file(no_real_metadata_service: Path, 
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     """``config show`` reads the credentials file three times; the warning comes once. Another
     shared file (``--token-file``) gets its own."""
-    from batchcfg import auth
+    from batchcfg import credentials
     from batchcfg.cli import main
 
-    monkeypatch.setattr(auth, "_warned", set())
+    monkeypatch.setattr(credentials, "_warned", set())
     cred = write(no_real_metadata_service / ".huaweicloud" / "credentials",
                  "[basic]\nak = SHAREDAK12345\nsk = SHAREDSK\nproject_id = " + PROJECT + "\n")
     cred.chmod(0o644)
     monkeypatch.setenv("BATCHCFG_METADATA_URL", "off")
-    with caplog.at_level(logging.WARNING, logger="batchcfg.auth"):
+    with caplog.at_level(logging.WARNING, logger="batchcfg.credentials"):
         assert main(["config", "show"]) == 0
         assert main(["config", "show"]) == 0
         discover_project_id(None)
@@ -614,7 +615,7 @@ def test_config_show_warns_once_per_shared_file(no_real_metadata_service: Path, 
     token = write(no_real_metadata_service / "token", "IAMTOKEN")
     token.chmod(0o640)
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="batchcfg.auth"):
+    with caplog.at_level(logging.WARNING, logger="batchcfg.credentials"):
         discover_auth({}, token)
         discover_auth({}, token)
     assert [r.getMessage() for r in caplog.records] == [f"{token} can be read by other users: run chmod 600 {token}"]
