@@ -175,7 +175,7 @@ async def _endpoint(args: argparse.Namespace) -> AsyncIterator[dict[str, Any]]:
     if not getattr(args, "sandbox", False):
         yield {}
         return
-    from .commands import check_default_project
+    from .session import check_default_project
     from .sandbox import SandboxConfig, seed_earlier_states, serve
 
     project_id = args.project_id or SandboxConfig.project_id

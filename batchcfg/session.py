@@ -1,0 +1,183 @@
+"""How a command runs: where it sends and as whom (:class:`Target`), its client and sender, the
+one way every command sends its jobs (:func:`send`: each row one record, the report written
+however the run ends), stopping (signals, ``--deadline``), the preflight catalogs, the backup.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import anyio
+
+from . import credentials, resume
+from .errors import UsageError
+from .ledger import Ledger, writing
+from .model import INVALID, Job, Outcome, Summary
+from .options import Options, Sending
+from .report import default_backup_path
+from .schema import check_project_id, describe
+from .settings import AUTO_MAX_CONCURRENCY
+
+if TYPE_CHECKING:
+    from .auth import Auth
+    from .backup import Backup
+    from .catalog import Catalog
+    from .client import Client
+    from .sender import Action, Sender
+
+
+@dataclass(frozen=True)
+class Events:
+    """What the caller of a run wants to hear, and how it stops the run: setting ``stop`` stops
+    it gracefully (no new request starts, those in flight finish, the unsent rows end
+    ``cancelled``); setting ``stop_now`` also abandons the requests in flight."""
+
+    on_ready: Callable[[int], None] | None = None
+    on_outcome: Callable[[Outcome], None] | None = None
+    stop: anyio.Event | None = None
+    stop_now: anyio.Event | None = None
+
+    def ready(self, rows: int) -> None:
+        if self.on_ready is not None:
+            self.on_ready(rows)
+
+
+def backup_for(stack: AsyncExitStack, ledger: Ledger, options: Options) -> Backup | None:
+    """The run's backup (None with ``no_backup``): a new file, or the one a resumed run's chain
+    started."""
+    from .backup import Backup
+
+    if options.outputs.no_backup:
+        return None
+    continued = resume.backup_of(options.resume)  # a resumed run adds to its own chain's backup
+    path = options.outputs.backup or continued or default_backup_path(ledger.report)
+    with writing(path, error=UsageError):
+        backup = stack.enter_context(Backup(path, new=path != continued))
+    ledger.summary.backup = path
+    return backup
+
+
+async def send(ledger: Ledger, sender: Sender, jobs: Iterator[Job], action: Action, events: Events,
+                client: Client, rows: int | None = None) -> Summary:
+    """The one way a command sends: ``action`` on every job through the sender (never more
+    workers than ``rows``); every row gets its one record, and the report is written, even when
+    the run is stopped, after the connections are closed (their sockets count as open files)."""
+    ledger.on_outcome = events.on_outcome
+    ledger.stop_sending = sender.stop
+    try:
+        async with stoppable(sender, events, ledger.options.sending):
+            await sender.run(jobs, action, ledger.record, rows)
+    finally:
+        ledger.close_sending(sender, jobs, interrupted=events.stop is not None and events.stop.is_set())
+        await client.close()
+    return ledger.finish()
+
+
+@asynccontextmanager
+async def stoppable(sender: Sender, events: Events, sending: Sending) -> AsyncIterator[None]:
+    """The block runs until it ends, or until ``events.stop_now`` cancels it; ``events.stop``
+    stops the sender gracefully, and so does the run's ``deadline``."""
+    async with anyio.create_task_group() as group:
+        for event, scope in ((events.stop, None), (events.stop_now, group.cancel_scope)):
+            if event is not None:
+                group.start_soon(stop_when_set, event, sender, scope)
+        if sending.deadline is not None:
+            group.start_soon(stop_at_deadline, sender, sending)
+        yield
+        group.cancel_scope.cancel()
+
+
+async def stop_at_deadline(sender: Sender, sending: Sending) -> None:
+    await sending.clock.sleep(sending.deadline or 0.0)
+    sender.stop(f"not sent: the run's --deadline of {sending.deadline:g} s passed")
+
+
+async def stop_when_set(event: anyio.Event, sender: Sender, scope: anyio.CancelScope | None) -> None:
+    await event.wait()
+    sender.stop("not sent: the run was interrupted")
+    if scope is not None:
+        scope.cancel()
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a run sends, as whom, and the project of rows without a ``project_id`` cell."""
+
+    endpoint: str
+    credentials: Auth
+    project_id: str
+
+
+def target(options: Options, ledger: Ledger | None = None) -> Target:
+    """The endpoint, credentials and default project of a run; a run whose rows cannot all have a
+    project (none given, and no ``project_id`` column in the ledger's manifest) cannot start."""
+    connection = options.connection
+    from .endpoints import endpoint_for
+
+    project_id = credentials.discover_project_id(connection.project_id, connection.env)
+    check_default_project(project_id)
+    if not project_id and ledger is not None and ledger.manifest is not None \
+            and "project_id" not in ledger.manifest.columns:
+        raise UsageError("no project id: pass --project-id, set HUAWEICLOUD_SDK_PROJECT_ID, or add a "
+                         "project_id column to the manifest")
+    endpoint = endpoint_for(connection.endpoint, connection.region, allow_http=connection.allow_http,
+                            env=connection.env)
+    found = connection.credentials or credentials.discover_auth(connection.env, connection.token_file)
+    if ledger is not None:
+        ledger.summary.endpoint, ledger.summary.project_id = endpoint, project_id
+    return Target(endpoint, found, project_id)
+
+
+async def sending(stack: AsyncExitStack, target: Target, options: Options) -> tuple[Client, Sender]:
+    """The run's client (closed with ``stack``) and sender."""
+    from .client import Client
+    from .retry import RetryPolicy
+    from .sender import Sender
+
+    connection, sending = options.connection, options.sending
+    client = await stack.enter_async_context(
+        Client(target.endpoint, target.credentials, timeout=connection.timeout,
+               connections=connections(sending.concurrency or AUTO_MAX_CONCURRENCY), ca_bundle=connection.ca_bundle))
+    sender = Sender(rate=sending.rate, concurrency=sending.concurrency, retry=RetryPolicy(sending.max_retries),
+                    max_failures=sending.max_failures, max_unavailable=sending.max_unavailable, clock=sending.clock)
+    return client, sender
+
+
+def connections(wanted: int) -> int:
+    """Connections for ``wanted`` in flight, within the open-file limit: the files a run writes
+    (the report, the journal, the backup) need descriptors too, after the sockets."""
+    import logging
+    import resource
+
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    room = max(8, soft - 64) if soft != resource.RLIM_INFINITY else wanted
+    if wanted > room:
+        logging.getLogger("batchcfg").warning("%d requests in flight would need more open files than the limit "
+                                              "(ulimit -n %d) allows: at most %d", wanted, soft, room)
+    return min(wanted, room)
+
+
+async def catalogs(client: Client, sender: Sender, projects: set[str]) -> dict[str, Catalog]:
+    """The specs and engines of every project the valid rows name (exit 2 if unreadable)."""
+    from .catalog import fetch
+
+    return await fetch(client, sender, projects)
+
+
+def against(item: Job | Outcome, catalogs: dict[str, Catalog]) -> Job | Outcome:
+    """A job that fits its project's catalog (or when there are none), else an ``invalid`` row."""
+    if isinstance(item, Outcome) or not catalogs:
+        return item
+    problems = catalogs[item.project_id].problems(json.loads(item.body))
+    if not problems:
+        return item
+    return Outcome.of(item, INVALID, error_code=problems[0].code, error_message=describe(problems))
+
+
+def check_default_project(project_id: str) -> None:
+    if project_id and (problem := check_project_id(project_id)) is not None:
+        raise UsageError(f"project id {problem.message}")
