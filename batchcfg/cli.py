@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from .arguments import build_parser
+from .files import expand_patterns
 from .errors import EXIT_CHANGES_PENDING, EXIT_INTERRUPTED, BatchcfgError, LockHeld, UsageError
 from .settings import AUTO, SETTINGS
 
@@ -197,7 +198,7 @@ async def _send(args: argparse.Namespace, options: Options) -> int:
            "export": commands.export}[args.command]
     source = getattr(args, {"rollback": "backup_file", "export": "output"}.get(args.command, "manifest"))
     if args.command == "rollback":
-        source = _expanded(source)
+        source = expand_patterns(source)
     stop, stop_now = anyio.Event(), anyio.Event()
     received: list[int] = []
     progress = Progress(args.command, interval=args.progress_interval, bar=not args.no_progress)
@@ -254,21 +255,6 @@ def _confirmed(args: argparse.Namespace, options: Options, ready: Callable[[int]
     return ask
 
 
-def _expanded(paths: list[Path]) -> list[Path]:
-    """Backup paths, with a pattern the shell did not expand (a quoted glob, a cron line)
-    expanded here; a pattern that matches nothing is kept, to be reported as missing."""
-    import glob
-
-    found: list[Path] = []
-    for path in paths:
-        matches = sorted(glob.glob(str(path))) if glob.has_magic(str(path)) and not path.exists() else []
-        if matches:
-            found.extend(Path(match) for match in matches)
-        else:
-            found.append(path)
-    return found
-
-
 async def _watch_signals(stop: anyio.Event, stop_now: anyio.Event, received: list[int]) -> None:
     """First SIGINT/SIGTERM: graceful stop. Second: stop at once."""
     if threading.current_thread() is not threading.main_thread():
@@ -304,7 +290,9 @@ def _summarise(args: argparse.Namespace, summary: Summary) -> int:
 
         say(f"sandbox: its {args.sandbox_seeded} configs held invented earlier states (every third already as the "
             "manifest has it), so that there was something to change", json_logs=json_logs)
-    show_summary(summary, json_logs=json_logs, next_step=_resume_command(args, summary))
+    from .screen import resume_command
+
+    show_summary(summary, json_logs=json_logs, next_step=resume_command(args.command, args.argv, summary))
     if getattr(args, "metrics_file", None) is not None:
         from .metrics import write_metrics
         from .screen import say
@@ -315,25 +303,6 @@ def _summarise(args: argparse.Namespace, summary: Summary) -> int:
             say(f"cannot write --metrics-file {args.metrics_file} ({exc.strerror or exc})",
                 json_logs=args.log_format == "json")
     return summary.exit_code
-
-
-def _resume_command(args: argparse.Namespace, summary: Summary) -> str:
-    """After an apply that was interrupted or left rows failed or cancelled: the command that
-    resumes it (the same one, with ``--resume`` the report; a new report of its own)."""
-    if args.command != "apply" or not (summary.interrupted or summary.counts["failed"] or summary.counts["cancelled"]):
-        return ""
-    import shlex
-
-    argv, skip = [], False
-    for arg in args.argv:
-        if skip:
-            skip = False
-        elif arg in ("--resume", "--report"):
-            skip = True
-        elif not arg.startswith(("--resume=", "--report=", "--overwrite")):
-            argv.append(arg)
-    again = ["--overwrite"] if summary.failed_manifest is not None else []  # its rows to fix, anew
-    return "to resume: " + shlex.join(["batchcfg", *argv, *again, "--resume", str(summary.report)])
 
 
 async def _sandbox(args: argparse.Namespace) -> int:

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import csv
+import glob
 import errno
 import io
 import json
@@ -64,6 +65,19 @@ def check_distinct(outputs: dict[str, Path], inputs: dict[str, Path], allowed: s
                 raise UsageError(f"{name} {path} {what} {other} {other_path}: choose another file")
             if other == name:
                 break  # each pair of outputs once
+
+
+def expand_patterns(paths: Sequence[Path]) -> list[Path]:
+    """Backup paths, with a pattern the shell did not expand (a quoted glob, a cron line)
+    expanded here; a pattern that matches nothing is kept, to be reported as missing."""
+    found: list[Path] = []
+    for path in paths:
+        matches = sorted(glob.glob(str(path))) if glob.has_magic(str(path)) and not path.exists() else []
+        if matches:
+            found.extend(Path(match) for match in matches)
+        else:
+            found.append(path)
+    return found
 
 
 def check_output_path(path: Path, option: str, suffixes: Sequence[str]) -> Path:

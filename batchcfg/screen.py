@@ -10,7 +10,9 @@ with JSON logs every line on stderr is a JSON object.
 from __future__ import annotations
 
 import os
+import shlex
 import sys
+from collections.abc import Sequence
 from .logs import log
 from .model import CONFLICT, STATUSES, Outcome, Summary
 
@@ -66,7 +68,7 @@ def show_summary(summary: Summary, *, json_logs: bool = False, next_step: str = 
     for note in summary.notes:
         screen.say(screen.paint(note, "yellow"))
     for label, path in (("rows to fix", summary.failed_manifest), ("exported", summary.output),
-                        ("saved plan (for apply)", summary.saved_plan),
+                        ("saved plan (for apply)", summary.saved_plan), ("page", summary.page),
                         ("backup (for rollback)", summary.backup if summary.backup and summary.backup.exists() else None),
                         ("report", summary.report)):
         if path is not None:
@@ -104,6 +106,24 @@ def _show_changes(screen: Screen, summary: Summary) -> None:
         more = sum(count for _, count in lines[CHANGE_LINES_SHOWN:])
         screen.say(screen.paint(f"... and {len(lines) - CHANGE_LINES_SHOWN} more kinds of change ({more} in all): "
                                 "the report's changes column has every one", "dim"), indent=1)
+
+
+def resume_command(command: str, argv: Sequence[str], summary: Summary) -> str:
+    """After an apply that was interrupted or left rows failed or cancelled: the command that
+    resumes it (the same one, with ``--resume`` the report; a new report of its own)."""
+    if command != "apply" or not (summary.interrupted or summary.counts["failed"] or summary.counts["cancelled"]):
+        return ""
+    kept: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in ("--resume", "--report"):
+            skip = True
+        elif not arg.startswith(("--resume=", "--report=", "--overwrite")):
+            kept.append(arg)
+    again = ["--overwrite"] if summary.failed_manifest is not None else []  # its rows to fix, anew
+    return "to resume: " + shlex.join(["batchcfg", *kept, *again, "--resume", str(summary.report)])
 
 
 class PlanDiff:
