@@ -119,6 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
                                     "in the input's columns plus #status and #error, to fix and re-run")
         group.add_argument("--metrics-file", type=Path, metavar="PATH",
                            help="write Prometheus textfile metrics here at the end of the run")
+        group.add_argument("--html", type=_type("html"), metavar="PATH",
+                           help="write a page of the run here (one self-contained HTML file; also "
+                                "BATCHCFG_HTML or a profile's html): totals, errors, changes, sending")
         group.add_argument("--overwrite", action="store_true",
                            help="replace an existing report, failed-row manifest or export file (a backup "
                                 "is never replaced)")

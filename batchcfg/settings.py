@@ -137,6 +137,7 @@ SETTINGS: dict[str, Setting] = {
     "max_retries": Setting(Number(0, integer=True, maximum=MAX_RETRIES), "BATCHCFG_MAX_RETRIES", DEFAULT_MAX_RETRIES),
     "timeout": Setting(Number(0, above=True, maximum=MAX_TIMEOUT), "BATCHCFG_TIMEOUT", DEFAULT_TIMEOUT),
     "report_dir": Setting(directory, "BATCHCFG_REPORT_DIR", None),
+    "html": Setting(directory, "BATCHCFG_HTML", None),  # a file: the run's page (directory() reads a path)
 }
 
 # The numbers only the command line gives.
