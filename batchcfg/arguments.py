@@ -154,9 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
         group.add_argument("--max-failures", type=_type("max_failures"), metavar="N",
                            help="stop after N failed rows; the rest end cancelled (default: no limit)")
         group.add_argument("--max-unavailable", type=_type("max_unavailable"), metavar="N",
-                           help="stop when N rows in a row fail because the service is unavailable (5xx, "
-                                f"timeouts, no connection) with no success between (default {DEFAULT_MAX_UNAVAILABLE}; "
-                                "0 = never)")
+                           help="stop when N rows in a row fail because the service is unavailable (408, "
+                                "429, 500, 502, 503, 504, throttling, timeouts, no connection) with no success "
+                                f"between (default {DEFAULT_MAX_UNAVAILABLE}; 0 = never)")
         group.add_argument("--deadline", type=_type("deadline"), metavar="SECONDS",
                            help="stop starting rows after this long; the rest end cancelled, ready to --resume")
         group.add_argument("--no-progress", action="store_true", help="no progress bar")

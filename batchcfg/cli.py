@@ -102,7 +102,8 @@ def _check_paths(args: argparse.Namespace) -> None:
     from .journal import journal_path
 
     def given(*names: str) -> dict[str, Path]:
-        return {f"--{name.replace('_', '-')}": getattr(args, name) for name in names
+        flags = {"plan_out": "--out"}
+        return {flags.get(name, f"--{name.replace('_', '-')}"): getattr(args, name) for name in names
                 if isinstance(getattr(args, name, None), Path)}
 
     inputs = {**{"the manifest": path for path in [getattr(args, "manifest", None)] if path is not None},

@@ -100,8 +100,17 @@ async def _apply_plan(path: Path, options: Options, events: session.Events) -> S
     from .actions import Planned
     from .planfile import planned_jobs
 
+    ignored = [flag for flag, on in (("--replace", options.replace), ("--create-missing", options.create_missing),
+                                     ("--send-unchanged", options.send_unchanged), ("--preflight", options.preflight),
+                                     ("--failed-manifest", options.outputs.failed_manifest)) if on]
+    if ignored:
+        raise UsageError(f"{', '.join(ignored)}: not for a saved plan, which says what to send (plan again with it)")
     done = resume.done_keys(options.resume) if options.resume else set()
     jobs = list(planned_jobs(path))
+    if options.dry_run:  # the plan is what would be sent: each row valid, nothing sent
+        with Ledger(options, None, sending=False, command="apply") as ledger:
+            events.ready(len(jobs))
+            return ledger.finish(Outcome.of(job, VALID) for job in jobs)
     async with AsyncExitStack() as stack:
         ledger = stack.enter_context(Ledger(options, None, sending=True, command="apply"))
         ledger.summary.inputs = [path]

@@ -134,8 +134,10 @@ class Ledger:
     def close_sending(self, sender: Sender, unsent: Iterable[Job], *, interrupted: bool) -> None:
         """After sending, however it ended: rows cut off in flight and rows never sent end
         ``cancelled``, and the sending's figures go into the summary."""
+        sent = sender.rows_sent()
         for job in list(self.pending.values()):  # a hard stop (a second Ctrl-C) cuts rows off
-            self.record(Outcome.cancelled(job, "stopped at once: may or may not have been applied"))
+            self.record(Outcome.cancelled(job, "stopped at once: may or may not have been applied" if job.row in sent
+                                          else "not sent: the run was interrupted"))
         for job in unsent:
             self.record(Outcome.cancelled(job, "not sent: the run was interrupted"))
         summary, stats = self.summary, sender.stats

@@ -53,7 +53,8 @@ def show_summary(summary: Summary, *, json_logs: bool = False, next_step: str = 
     screen.say(f"{rows} row{'' if rows == 1 else 's'}: {counts or 'none'}")
     if summary.counts[CONFLICT]:
         screen.say(screen.paint(f"{summary.counts[CONFLICT]} conflict{'' if summary.counts[CONFLICT] == 1 else 's'}: "
-                                "changed since, not sent (--force to send anyway)", "red"))
+                                "changed since, not sent (rollback: --force sends anyway; a saved plan: plan "
+                                "again)", "red"))
     _show_errors(screen, summary)
     _show_changes(screen, summary)
     if summary.requests:

@@ -135,6 +135,10 @@ class Sender:
     def elapsed(self) -> float:
         return self.stats.elapsed(self._clock.now())
 
+    def rows_sent(self) -> set[int]:
+        """The rows in progress whose requests have started (and may have reached the server)."""
+        return set(self._first_sent)
+
     def stop(self, reason: str = "not sent: the run was stopped") -> None:
         """Start no new request; rows not yet sent end ``cancelled`` with ``reason``."""
         if not self.stop_reason:

@@ -95,7 +95,8 @@ class Number:
         if number < self.minimum or (self.above and number == self.minimum):
             raise ValueError(f"must be {'above' if self.above else 'at least'} {self.minimum:g}")
         if number > self.maximum:
-            raise ValueError(f"must be at most {self.maximum:g}")
+            raise ValueError(f"must be at most {self.maximum:,.0f}" if self.maximum == int(self.maximum)
+                             else f"must be at most {self.maximum:g}")
         return number
 
 

@@ -298,6 +298,8 @@ def test_a_saved_plan_is_applied_exactly_and_refuses_what_changed_since(tmp_path
             summary = await plan(manifest, options("plan.csv", plan_out=tmp_path / "plan.jsonl"))
             assert summary.counts == {"changed": 6} and summary.saved_plan == tmp_path / "plan.jsonl"
             sandbox.seed("c2", {**sandbox.state.configs[(PROJECT, "c2")], "spec_id": 3})  # behind its back
+            summary = await apply(tmp_path / "plan.jsonl", options("dry.csv", dry_run=True))
+            assert summary.counts == {"valid": 6} and not sandbox.state.puts, "a dry run of a plan sends nothing"
             summary = await apply(tmp_path / "plan.jsonl", options("apply.csv"))
             assert summary.counts == {"succeeded": 5, "conflict": 1} and summary.exit_code == 1
             refused = [r for r in read_report(tmp_path / "apply.csv") if r["status"] == "conflict"]
