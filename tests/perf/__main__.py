@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from typing import Any
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -77,7 +78,9 @@ def apply_argv(manifest: Path, url: str, work: Path, *flags: str) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m tests.perf")
     parser.add_argument("--quick", action="store_true", help="smaller sizes, about a minute")
-    quick = parser.parse_args().quick
+    parser.add_argument("--page", action="store_true", help="only the run's page (--html) at 100,000 rows")
+    arguments = parser.parse_args()
+    quick = arguments.quick
     PUT_ONLY = ("--replace", "--no-backup", "--send-unchanged")  # the row as the body, no read first
     work = Path(tempfile.mkdtemp(prefix="batchcfg-bench-"))
     rows: list[tuple[str, str, str]] = []
@@ -85,6 +88,11 @@ def main() -> None:
     def row(what: str, value: str, target: str = "") -> None:
         rows.append((what, value, target))
         print(f"  {what}: {value}", file=sys.stderr, flush=True)
+
+    if arguments.page:
+        page_measures(work, row)
+        print_table(rows)
+        return
 
     # 1. Throughput at --rate 0: batchcfg against a bare aiohttp loop and requests + threads, the
     # same PUTs each (so batchcfg runs with --replace --no-backup --send-unchanged: by default it
@@ -167,7 +175,33 @@ def main() -> None:
         "< 300 MB")
     helps = [measured([*BATCHCFG, "--help"], ENV).seconds for _ in range(5)]
     row("batchcfg --help (best of 5)", f"{min(helps):.2f} s", "< 0.3 s")
+    page_measures(work, row)
+    print_table(rows)
 
+
+def page_measures(work: Path, row: Any) -> None:
+    """The run's page at 100,000 rows: the same apply with and without --html (peak RSS, time),
+    the page's size, and the time to write it."""
+    size = 100_000
+    manifest = make_manifest(work / "page.csv", size)
+    results = {}
+    for name, flags in (("without --html", []), ("with --html", ["--html", str(work / "run.html")])):
+        with fast_server(work) as (url, _):
+            argv = apply_argv(manifest, url, work, "--rate", "0", "--concurrency", "32", "--replace", "--no-backup",
+                              "--send-unchanged", "--overwrite", *flags)
+            results[name] = measured(argv, ENV)
+            assert results[name].code == 0, results[name].stderr
+        row(f"apply {size:,} rows at --rate 0, {name}: peak RSS, time",
+            f"{results[name].rss_mib:.0f} MB, {results[name].seconds:.1f} s")
+    page = work / "run.html"
+    row(f"the page of that run ({size:,} rows): size", f"{page.stat().st_size / 1024:.0f} KB", "< 2 MB")
+    row("the page: time added to the run", f"{results['with --html'].seconds - results['without --html'].seconds:+.1f} s",
+        "< 2 s")
+    row("the page: peak RSS added", f"{results['with --html'].rss_mib - results['without --html'].rss_mib:+.0f} MB",
+        "no per-row memory")
+
+
+def print_table(rows: list[tuple[str, str, str]]) -> None:
     print("\n| measure | result | target |\n|---|---|---|")
     for what, value, target in rows:
         print(f"| {what} | {value} | {target} |")
