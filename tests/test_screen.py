@@ -172,33 +172,13 @@ def test_plan_totals_per_field(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert "row 2 c0:" not in err, "27 changed rows: totals, not 27 diffs"
 
 
-def run_in_terminal(argv: list[str], env: dict[str, str], cwd: Path) -> str:
-    """The command with stderr on a pseudo-terminal; what the terminal showed."""
-    leader, follower = pty.openpty()
-    process = subprocess.Popen([sys.executable, "-m", "batchcfg", *argv], stdout=subprocess.DEVNULL,
-                               stderr=follower, stdin=subprocess.DEVNULL, env=env, cwd=cwd)
-    os.close(follower)
-    chunks = []
-    while True:
-        try:
-            chunk = os.read(leader, 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    process.wait(timeout=60)
-    os.close(leader)
-    return b"".join(chunks).decode(errors="replace")
-
-
 @pytest.mark.parametrize("no_color", [False, True])
 def test_colour_on_a_terminal_unless_no_color(no_color: bool, tmp_path: Path) -> None:
     manifest = bad_sheet(tmp_path / "m.csv")
     env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), "PYTHONPATH": os.getcwd(), "TERM": "xterm"}
     if no_color:
         env["NO_COLOR"] = "1"
-    shown = run_in_terminal(["validate", str(manifest), "--report", str(tmp_path / "r.csv")], env, tmp_path)
+    shown, _ = answer_in_terminal(["validate", str(manifest), "--report", str(tmp_path / "r.csv")], env, tmp_path, "")
     assert "BATCHCFG.TYPE x2" in shown
     assert ("\x1b[31m" in shown) is not no_color
 
