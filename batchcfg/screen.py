@@ -101,8 +101,7 @@ def _show_changes(screen: Screen, summary: Summary) -> None:
     screen.say("changes:")
     lines = summary.change_totals.most_common()
     for change, count in lines[:CHANGE_LINES_SHOWN]:
-        colour = "red" if change.endswith("-> (unset)") else "green" if ": (unset) -> " in change else "yellow"
-        screen.say(f"{screen.paint(change, colour)}  x{count}", indent=1)
+        screen.say(f"{screen.paint(change, _colour_of(change))}  x{count}", indent=1)
     if len(lines) > CHANGE_LINES_SHOWN:
         more = sum(count for _, count in lines[CHANGE_LINES_SHOWN:])
         screen.say(screen.paint(f"... and {len(lines) - CHANGE_LINES_SHOWN} more kinds of change ({more} in all): "
@@ -146,4 +145,9 @@ class PlanDiff:
         for outcome in sorted(self.changed, key=lambda o: o.row):
             screen.say(f"row {outcome.row} {outcome.config_name}:", indent=0)
             for change in outcome.changes.split("; "):
-                screen.say(screen.paint(change, "red" if change.endswith("-> (unset)") else "yellow"), indent=1)
+                screen.say(screen.paint(change, _colour_of(change)), indent=1)
+
+
+def _colour_of(change: str) -> str:
+    """Removals red, additions green, changes yellow."""
+    return "red" if change.endswith("-> (unset)") else "green" if ": (unset) -> " in change else "yellow"
