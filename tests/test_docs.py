@@ -2,7 +2,8 @@
 
 - Every command (``batchcfg validate``, ``batchcfg config show``, ...) and every option string of
   every command (``--rate``, ``--no-backup``, ``-v``, ...) appears somewhere in ``docs/*.md``.
-- No page of README.md or docs/ points outside the repository (``../shared``, ``/work/...``).
+- No page of README.md or docs/ points outside the repository (to the sibling folder of shared
+  specs, or to an absolute ``/work/...`` path): a clone has neither.
 """
 
 from __future__ import annotations
