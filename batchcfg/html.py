@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import os
 import re
+from collections import Counter
 from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
@@ -25,6 +26,7 @@ import markupsafe
 
 from . import errors
 from .files import atomic_write
+from .merge import UNSET
 from .model import CONFLICT, SKIPPED, STATUSES, SUCCEEDED, Summary
 from .text import clip, printable
 
@@ -35,7 +37,6 @@ MAX_CHANGES, MAX_ROW_CHANGES, MAX_CHANGED_ROWS = 200, 40, 20
 MAX_ITEMS = 50            # notes, inputs, settings
 MAX_TEXT, MAX_NAME, MAX_CHANGE = 1000, 200, 400  # characters of a message, a name, a change
 SECRET_KEYS = ("token", "sk", "secret", "password", "ak")
-UNSET = "(unset)"
 NOT_SENT = {errors.REQUIRED, errors.TYPE, errors.RANGE, errors.CONFLICT, errors.FORMAT, errors.DUPLICATE, errors.SPEC,
             errors.ENGINE, errors.CANCELLED, errors.CHANGED_SINCE}  # codes of rows that got no answer: nothing sent
 EXIT_MEANINGS = {
@@ -77,7 +78,7 @@ def _shown(value: Any) -> Any:
 
 def _context(path: Path, summary: Summary) -> dict[str, Any]:
     rows = sum(summary.counts.values())
-    changes = _changes(summary.change_totals)
+    changes, more_changes = _changes(summary.change_totals)
     return {
         "s": summary, "command": clip(summary.command or "run", MAX_NAME), "rows": rows,
         "run": {name: clip(getattr(summary, name), MAX_TEXT) for name in ("started_at", "endpoint", "project_id", "stop_reason")},
@@ -90,7 +91,7 @@ def _context(path: Path, summary: Summary) -> dict[str, Any]:
         "conflicts": _rows(summary.error_rows.get(errors.CHANGED_SINCE, [])),
         "rollback": [(label, summary.counts[status]) for label, status in
                      (("restored", SUCCEEDED), ("in conflict", CONFLICT), ("skipped", SKIPPED))],
-        "changes": changes[:MAX_CHANGES], "more_changes": _rest(changes[MAX_CHANGES:]),
+        "changes": changes, "more_changes": more_changes,
         "changed_rows": [(row, clip(name, MAX_NAME), [_change(c) for c in text.split("; ")[:MAX_ROW_CHANGES]])
                          for row, name, text in summary.changed_rows[:MAX_CHANGED_ROWS]],
         "http": sorted((k, n) for k, n in summary.http_statuses.items() if n)[:MAX_ITEMS], "rate": summary.request_rate,
@@ -149,12 +150,13 @@ def _statuses(summary: Summary) -> list[tuple[str, int]]:
     return known + sorted((clip(s, MAX_NAME), n) for s, n in summary.counts.items() if s not in STATUSES and n)[:MAX_ITEMS]
 
 
-def _exit(summary: Summary, changes: Sequence[dict[str, Any]]) -> tuple[int, str]:
+def _exit(summary: Summary, changes: Sequence[dict[str, Any]]) -> tuple[int, str, bool]:
+    """The exit code, what it means, and whether it is bad (neither 0 nor 3)."""
     code = summary.exit_code
     meaning = EXIT_MEANINGS.get(code, "")
     if code == errors.EXIT_OK and summary.command == "plan" and changes:
         meaning += " (3 with --detailed-exitcode: some rows would change)"
-    return code, meaning
+    return code, meaning, code not in (errors.EXIT_OK, errors.EXIT_CHANGES_PENDING)
 
 
 def _rows(rows: Sequence[tuple[int, str, str]]) -> list[tuple[int, str, str]]:
@@ -194,12 +196,12 @@ def _change(text: str) -> dict[str, str]:
             "new": clip(new, part), "kind": kind}
 
 
-def _changes(totals: Any) -> list[dict[str, Any]]:
-    return [{**_change(text), "count": count} for text, count in totals.most_common()]
-
-
-def _rest(changes: Sequence[dict[str, Any]]) -> tuple[int, int]:
-    return len(changes), sum(change["count"] for change in changes)
+def _changes(totals: Counter[str]) -> tuple[list[dict[str, Any]], tuple[int, int]]:
+    """The most common changes taken apart, and (changes, rows) of those not shown."""
+    ranked = totals.most_common()
+    rest = ranked[MAX_CHANGES:]
+    return ([{**_change(text), "count": count} for text, count in ranked[:MAX_CHANGES]],
+            (len(rest), sum(count for _, count in rest)))
 
 
 def _nice(value: float) -> float:

@@ -33,9 +33,10 @@ from .text import printable
 
 UNSET = "(unset)"
 DEFAULTS: dict[str, Any] = {"engine_id": 1, "model_id": 0}  # what the API assumes when a field is unset
-# Where a read config carries more than one of these, the first present wins: the Details answer
-# may fill data_url from a data_source, and app_url may come back beside a built-in algorithm.
-_DATA_PRECEDENCE = (("data_source",), ("dataset_id", "dataset_version_id"), ("data_url",))
+# Where a read config carries more than one alternative of a group, the first present here wins:
+# the Details answer may fill data_url from a data_source, and app_url may come back beside a
+# built-in algorithm (model_id).
+_READ_PRECEDENCE = (ALTERNATIVES[0], ALTERNATIVES[1][::-1])
 
 
 def writable_body(details: Mapping[str, Any]) -> dict[str, Any]:
@@ -54,13 +55,11 @@ def writable_body(details: Mapping[str, Any]) -> dict[str, Any]:
             value = [{"label": str(p.get("label")), "value": p.get("value", "")} for p in value
                      if isinstance(p, dict) and p.get("label") not in (None, "")]
         body[name] = value
-    if body.get("model_id"):
-        body.pop("app_url", None)
-        body.pop("boot_file_url", None)
-    present = [names for names in _DATA_PRECEDENCE if any(name in body for name in names)]
-    for names in present[1:]:
-        for name in names:
-            body.pop(name, None)
+    for group in _READ_PRECEDENCE:
+        present = [names for names in group if any(name in body for name in names)]
+        for names in present[1:]:
+            for name in names:
+                body.pop(name, None)
     return body
 
 

@@ -14,6 +14,7 @@ import shlex
 import sys
 from collections.abc import Sequence
 from .logs import log
+from .merge import UNSET
 from .model import CONFLICT, STATUSES, Outcome, Summary
 
 PLAN_DIFF_ROWS = 20  # a plan of at most this many changed rows is shown as a diff on stderr
@@ -150,4 +151,4 @@ class PlanDiff:
 
 def _colour_of(change: str) -> str:
     """Removals red, additions green, changes yellow."""
-    return "red" if change.endswith("-> (unset)") else "green" if ": (unset) -> " in change else "yellow"
+    return "red" if change.endswith(f"-> {UNSET}") else "green" if f": {UNSET} -> " in change else "yellow"

@@ -44,14 +44,14 @@ class ListQuery:
     def parse(cls, query: Mapping[str, str]) -> ListQuery | str:
         """The query, or what is wrong with it (for a 400 ``ModelArts.0104``)."""
         given = {name: value for name, value in query.items() if value != ""}
-        per_page = _whole_number(given.get("per_page", "10"), 1, MAX_PER_PAGE)
+        per_page = _whole_number(given.get("per_page", str(cls.per_page)), 1, MAX_PER_PAGE)
         if per_page is None:
             return f"per_page must be a whole number from 1 to {MAX_PER_PAGE}"
-        page = _whole_number(given.get("page", "1"), 1, None)
+        page = _whole_number(given.get("page", str(cls.page)), 1, None)
         if page is None:
             return "page must be a whole number from 1"
-        chosen = {"sortBy": given.get("sortBy", "config_name"), "order": given.get("order", "desc"),
-                  "config_type": given.get("config_type", "custom")}
+        chosen = {"sortBy": given.get("sortBy", cls.sort_by), "order": given.get("order", cls.order),
+                  "config_type": given.get("config_type", cls.config_type)}
         for name, allowed in (("sortBy", SORT_KEYS), ("order", ORDERS), ("config_type", CONFIG_TYPES)):
             if chosen[name] not in allowed:
                 return f"{name} must be one of {', '.join(allowed)}"
