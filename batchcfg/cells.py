@@ -102,10 +102,9 @@ def check_row(cells: Mapping[str, str], *, default_project_id: str = "",
         return CheckedRow(name, project_id, ordered, tuple(problems))
     unset = _unset(cells.get(UNSET_COLUMN, ""), ordered, labels)
     problems.extend(unset[1])
-    partial = check_body(body, skip=unreadable, whole=False)
-    problems.extend(partial)
-    deferred = tuple(p for p in check_body(body, skip=unreadable) if p not in partial)
-    return CheckedRow(name, project_id, ordered, tuple(problems), labels, unset[0], deferred)
+    deferred: list[Problem] = []
+    problems.extend(check_body(body, skip=unreadable, deferred=deferred))
+    return CheckedRow(name, project_id, ordered, tuple(problems), labels, unset[0], tuple(deferred))
 
 
 def _read_cell(key: str, text: str) -> tuple[Any, Problem | None]:

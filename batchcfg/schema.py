@@ -99,12 +99,14 @@ def check_project_id(project_id: str, column: str = "project_id") -> Problem | N
 
 
 def check_body(body: Mapping[str, Any], *, skip: set[str] | frozenset[str] = frozenset(),
-               whole: bool = True) -> list[Problem]:
+               deferred: list[Problem] | None = None) -> list[Problem]:
     """The API's rules on a request body (parsed JSON). Fields in ``skip`` are known unreadable:
-    they are neither checked again nor reported missing. With ``whole`` false, ``body`` is only
-    what a row changes: the rules that need the whole config (required fields, fields that go
-    together, a custom image's boot command) wait for the body merged over the current config."""
+    they are neither checked again nor reported missing. With ``deferred`` given, ``body`` is only
+    what a row changes: the problems of the rules that need the whole config (required fields,
+    fields that go together, a custom image's boot command) go there instead, to wait for the
+    body merged over the current config."""
     problems: list[Problem] = []
+    whole_rules = problems if deferred is None else deferred
     present = {field for field in BODY_FIELDS if body.get(field) not in (None, "", [])} | set(skip)
 
     for field in body:
@@ -119,17 +121,17 @@ def check_body(body: Mapping[str, Any], *, skip: set[str] | frozenset[str] = fro
             elif not 1 <= value <= maximum:
                 problems.append(Problem(field, errors.RANGE, f"{value} is not between 1 and {maximum}"))
     for field in REQUIRED_FIELDS:
-        if whole and field not in present:
-            problems.append(Problem(field, errors.REQUIRED, "required"))
+        if field not in present:
+            whole_rules.append(Problem(field, errors.REQUIRED, "required"))
 
     for field in STRING_FIELDS:
         if field in body and field not in skip:
             problems.extend(_check_string(field, body[field]))
 
-    problems.extend(_check_code(body, present, whole))
-    problems.extend(_check_data(body, present, skip, whole))
-    if whole and "user_command" in present and "user_image_url" not in present:
-        problems.append(Problem("user_command", errors.CONFLICT,
+    problems.extend(_check_code(body, present, whole_rules))
+    problems.extend(_check_data(body, present, skip, whole_rules))
+    if "user_command" in present and "user_image_url" not in present:
+        whole_rules.append(Problem("user_command", errors.CONFLICT,
                                 "is the boot command of a custom image: set user_image_url too"))
     if "parameter" in body and "parameter" not in skip:
         problems.extend(check_parameter(body["parameter"])[1])
@@ -166,18 +168,21 @@ def _check_obs_path(field: str, value: str) -> list[Problem]:
     return []
 
 
-def _check_code(body: Mapping[str, Any], present: set[str], whole: bool) -> list[Problem]:
-    """Exactly one of model_id, or app_url together with boot_file_url."""
+def _check_code(body: Mapping[str, Any], present: set[str], whole_rules: list[Problem]) -> list[Problem]:
+    """Exactly one of model_id, or app_url together with boot_file_url. The problems of the rules
+    that need the whole config go to ``whole_rules``."""
     has_app, has_boot = "app_url" in present, "boot_file_url" in present
     if "model_id" in present and (has_app or has_boot):
         column = "app_url" if has_app else "boot_file_url"
         return [Problem(column, errors.CONFLICT, "model_id (built-in algorithm) excludes "
                                                  "app_url and boot_file_url: set one or the other")]
-    if whole and has_app != has_boot:
+    if has_app != has_boot:
         missing, given = ("boot_file_url", "app_url") if has_app else ("app_url", "boot_file_url")
-        return [Problem(missing, errors.CONFLICT, f"goes together with {given}: set both")]
-    if whole and not has_app and "model_id" not in present:
-        return [Problem("model_id", errors.REQUIRED, "set model_id, or app_url and boot_file_url")]
+        whole_rules.append(Problem(missing, errors.CONFLICT, f"goes together with {given}: set both"))
+        return []
+    if not has_app and "model_id" not in present:
+        whole_rules.append(Problem("model_id", errors.REQUIRED, "set model_id, or app_url and boot_file_url"))
+        return []
     app, boot = body.get("app_url"), body.get("boot_file_url")
     if has_app and has_boot and isinstance(app, str) and isinstance(boot, str):
         directory = app if app.endswith("/") else app + "/"
@@ -188,18 +193,19 @@ def _check_code(body: Mapping[str, Any], present: set[str], whole: bool) -> list
 
 
 def _check_data(body: Mapping[str, Any], present: set[str], skip: set[str] | frozenset[str],
-                whole: bool) -> list[Problem]:
-    """Exactly one of data_url, dataset_id + dataset_version_id, or data_source."""
+                whole_rules: list[Problem]) -> list[Problem]:
+    """Exactly one of data_url, dataset_id + dataset_version_id, or data_source. The problems of
+    the rules that need the whole config go to ``whole_rules``."""
     problems = []
     has_id, has_version = "dataset_id" in present, "dataset_version_id" in present
-    if whole and has_id != has_version:
+    if has_id != has_version:
         missing, given = ("dataset_version_id", "dataset_id") if has_id else ("dataset_id", "dataset_version_id")
-        problems.append(Problem(missing, errors.CONFLICT, f"goes together with {given}: set both"))
+        whole_rules.append(Problem(missing, errors.CONFLICT, f"goes together with {given}: set both"))
     chosen = [name for name, on in (("data_url", "data_url" in present),
                                     ("dataset_id", has_id or has_version),
                                     ("data_source", "data_source" in present)) if on]
-    if whole and not chosen:
-        problems.append(Problem("data_url", errors.REQUIRED,
+    if not chosen:
+        whole_rules.append(Problem("data_url", errors.REQUIRED,
                                 "set one of data_url, dataset_id + dataset_version_id, or data_source"))
     elif len(chosen) > 1:
         problems.append(Problem(chosen[1], errors.CONFLICT,
