@@ -24,10 +24,13 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from batchcfg import Options
 from batchcfg.clock import SYSTEM_CLOCK, Clock
 from batchcfg.sandbox import RunningSandbox, SandboxConfig, serve
 
 PROJECT = SandboxConfig.project_id
+# The sandbox's credentials, as environment variables.
+SANDBOX_AKSK = {"HUAWEICLOUD_SDK_AK": SandboxConfig.ak, "HUAWEICLOUD_SDK_SK": SandboxConfig.sk}
 VALID_CELLS = {"worker_server_num": "1", "spec_id": "1", "model_id": "7", "data_url": "/bucket/data/"}
 EARLIER_BODY = {"worker_server_num": 2, "spec_id": 1, "model_id": 7, "data_url": "/bucket/old/"}
 
@@ -64,6 +67,13 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
             monkeypatch.delenv(name)
     monkeypatch.setenv("BATCHCFG_METADATA_URL", "off")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
+
+
+def sandbox_options(sandbox: RunningSandbox, report: Path, *, token: bool = False, **extra: Any) -> Options:
+    """Options for a run against ``sandbox``: its project, no rate limit, its AK/SK (or its IAM token)."""
+    env = {"BATCHCFG_IAM_TOKEN": sandbox.config.token} if token else SANDBOX_AKSK
+    return Options.of(endpoint=sandbox.endpoint, project_id=sandbox.config.project_id, rate=0, report=report,
+                      env=env, **extra)
 
 
 def cli(*argv: Any) -> int:
@@ -261,8 +271,7 @@ def read_report(path: Path) -> list[dict[str, Any]]:
 
 SANDBOX_ENV = {"PATH": os.environ.get("PATH", ""), "HOME": "/nonexistent", "PYTHONPATH": os.getcwd(),
                "BATCHCFG_METADATA_URL": "off",
-               "HUAWEICLOUD_SDK_AK": SandboxConfig.ak, "HUAWEICLOUD_SDK_SK": SandboxConfig.sk,
-               "HUAWEICLOUD_SDK_PROJECT_ID": PROJECT}
+               **SANDBOX_AKSK, "HUAWEICLOUD_SDK_PROJECT_ID": PROJECT}
 
 
 class SandboxProcess:

@@ -27,10 +27,9 @@ from batchcfg.sandbox import RunningSandbox, SandboxConfig, earlier_state, serve
 from batchcfg.cells import check_row
 from batchcfg.sender import Sender
 
-from .conftest import PROJECT, EARLIER_BODY, ScriptedServer, read_report, valid_manifest
+from .conftest import EARLIER_BODY, PROJECT, ScriptedServer, read_report, sandbox_options, valid_manifest
 
 SAMPLES = Path(__file__).parent.parent / "samples" / "training_job_configs.csv"
-ENV = {"HUAWEICLOUD_SDK_AK": SandboxConfig.ak, "HUAWEICLOUD_SDK_SK": SandboxConfig.sk}
 
 
 def sample_patches() -> dict[str, tuple[int, Patch]]:
@@ -48,10 +47,6 @@ def sample_patches() -> dict[str, tuple[int, Patch]]:
 def same(a: dict[str, Any], b: dict[str, Any]) -> bool:
     """Two stored configs that the Details API shows alike (it shows ``"0.010"`` as 0.01)."""
     return changes(*(writable_body(details("x", body, 0)) for body in (a, b))) == []
-
-
-def options(sandbox: RunningSandbox, report: Path, **extra: Any) -> Options:
-    return Options.of(endpoint=sandbox.endpoint, project_id=PROJECT, env=ENV, rate=0, report=report, **extra)
 
 
 def puts(sandbox: RunningSandbox) -> int:
@@ -74,7 +69,7 @@ def test_plan_apply_rollback_end_to_end(tmp_path: Path) -> None:
             for name, body in seeded.items():
                 sandbox.seed(name, body)
             # plan: counts of changed and unchanged match the seed; nothing is written
-            summary = await plan(SAMPLES, options(sandbox, tmp_path / "plan.csv"))
+            summary = await plan(SAMPLES, sandbox_options(sandbox, tmp_path / "plan.csv"))
             assert summary.counts == {"changed": len(changed), "unchanged": len(patches) - len(changed),
                                       "invalid": 3}
             assert summary.exit_code == 1 and puts(sandbox) == 0
@@ -83,7 +78,7 @@ def test_plan_apply_rollback_end_to_end(tmp_path: Path) -> None:
             assert "worker_server_num: " in records[changed[0]]["changes"]
             # apply with its backup: the new state everywhere; unchanged rows are not sent
             backup = tmp_path / "backup.jsonl"
-            summary = await apply(SAMPLES, options(sandbox, tmp_path / "apply.csv", backup=backup))
+            summary = await apply(SAMPLES, sandbox_options(sandbox, tmp_path / "apply.csv", backup=backup))
             assert summary.counts == {"succeeded": len(changed), "skipped": len(patches) - len(changed),
                                       "invalid": 3}
             assert puts(sandbox) == len(changed)
@@ -93,19 +88,19 @@ def test_plan_apply_rollback_end_to_end(tmp_path: Path) -> None:
             assert all(same(saved[name], seeded[name]) for name in changed)
             assert all(r["backup"] == str(backup) for r in read_report(tmp_path / "apply.csv") if r["status"] == "succeeded")
             # rollback: every config exactly as it was
-            summary = await rollback(backup, options(sandbox, tmp_path / "rb1.csv"))
+            summary = await rollback(backup, sandbox_options(sandbox, tmp_path / "rb1.csv"))
             assert summary.counts == {"succeeded": len(changed)}
             assert all(same(stored(sandbox)[name], seeded[name]) for name in patches)
             # a second rollback changes nothing
             before = puts(sandbox)
-            summary = await rollback(backup, options(sandbox, tmp_path / "rb2.csv"))
+            summary = await rollback(backup, sandbox_options(sandbox, tmp_path / "rb2.csv"))
             assert summary.counts == {"skipped": len(changed)} and puts(sandbox) == before
             assert {(r["error_code"], r["error_message"]) for r in read_report(tmp_path / "rb2.csv")} == {
                 ("", "unchanged: already as backed up")}
             # a sweep over an unchanged manifest writes nothing
-            await apply(SAMPLES, options(sandbox, tmp_path / "again.csv", no_backup=True))
+            await apply(SAMPLES, sandbox_options(sandbox, tmp_path / "again.csv", no_backup=True))
             before = puts(sandbox)
-            summary = await apply(SAMPLES, options(sandbox, tmp_path / "sweep.csv"))
+            summary = await apply(SAMPLES, sandbox_options(sandbox, tmp_path / "sweep.csv"))
             assert puts(sandbox) == before, "zero PUTs, counted at the server"
             assert summary.counts == {"skipped": len(patches), "invalid": 3}
             assert {(r["error_code"], r["error_message"]) for r in read_report(tmp_path / "sweep.csv")
@@ -124,17 +119,17 @@ def test_rollback_reports_a_conflict_instead_of_overwriting(tmp_path: Path) -> N
                 sandbox.seed(name, {**earlier_state(patch, number), "config_desc": "an earlier description"})
             seeded = dict(stored(sandbox))
             backup = tmp_path / "backup.jsonl"
-            await apply(SAMPLES, options(sandbox, tmp_path / "apply.csv", backup=backup))
+            await apply(SAMPLES, sandbox_options(sandbox, tmp_path / "apply.csv", backup=backup))
             someone = "resnet50-imagenet"
             sandbox.seed(someone, {**stored(sandbox)[someone], "worker_server_num": 7})  # changed by hand
-            summary = await rollback(backup, options(sandbox, tmp_path / "rb.csv"))
+            summary = await rollback(backup, sandbox_options(sandbox, tmp_path / "rb.csv"))
             records = {r["config_name"]: r for r in read_report(tmp_path / "rb.csv")}
             assert (records[someone]["status"], records[someone]["error_code"]) == ("conflict", "BATCHCFG.CHANGED_SINCE")
             assert records[someone]["error_message"].startswith("conflict: changed since the run")
             assert "worker_server_num: 2 -> 7" in records[someone]["error_message"]
             assert stored(sandbox)[someone]["worker_server_num"] == 7, "not overwritten"
             assert summary.counts == {"succeeded": len(patches) - 1, "conflict": 1} and summary.exit_code == 1
-            summary = await rollback(backup, options(sandbox, tmp_path / "forced.csv", force=True))
+            summary = await rollback(backup, sandbox_options(sandbox, tmp_path / "forced.csv", force=True))
             assert summary.counts == {"succeeded": 1, "skipped": len(patches) - 1}
             assert all(same(stored(sandbox)[name], seeded[name]) for name in patches)
 
@@ -161,7 +156,7 @@ def test_a_resumed_run_keeps_one_backup_and_never_backs_up_a_changed_config(tmp_
                 if len(ended) == 10:
                     stop.set()
 
-            first = await apply(manifest, options(sandbox, tmp_path / "1.csv", concurrency=2),
+            first = await apply(manifest, sandbox_options(sandbox, tmp_path / "1.csv", concurrency=2),
                                 on_outcome=count, stop=stop)
             assert first.interrupted and first.counts["cancelled"] > 0
             backup = first.backup
@@ -173,13 +168,13 @@ def test_a_resumed_run_keeps_one_backup_and_never_backs_up_a_changed_config(tmp_
                 handle.write(json.dumps({"project_id": PROJECT, "config_name": "c29", "before": earlier,
                                          "sent": new, "sent_sha256": "", "row": 31}) + "\n")
             sandbox.seed("c29", new)
-            second = await apply(manifest, options(sandbox, tmp_path / "2.csv", resume=tmp_path / "1.csv"))
+            second = await apply(manifest, sandbox_options(sandbox, tmp_path / "2.csv", resume=tmp_path / "1.csv"))
             assert second.backup == backup, "the resumed run appends to the same backup"
             assert second.counts["succeeded"] + second.counts["skipped"] == len(names)
             records = list(read_backup(backup))
             assert Counter(r["config_name"] for r in records) == Counter(names), "each config once"
             assert all(same(r["before"], earlier) for r in records), "never a changed config"
-            summary = await rollback(backup, options(sandbox, tmp_path / "rb.csv"))
+            summary = await rollback(backup, sandbox_options(sandbox, tmp_path / "rb.csv"))
             assert summary.counts == {"succeeded": len(names)}
             assert all(same(body, earlier) for body in stored(sandbox).values())
 
@@ -244,7 +239,7 @@ def test_a_failed_read_changes_nothing(tmp_path: Path) -> None:
     """A config that cannot be read first is not changed: the row fails, nothing is backed up."""
     async def scenario() -> None:
         async with serve(SandboxConfig()) as sandbox:
-            summary = await apply(SAMPLES, options(sandbox, tmp_path / "r.csv", backup=tmp_path / "b.jsonl"))
+            summary = await apply(SAMPLES, sandbox_options(sandbox, tmp_path / "r.csv", backup=tmp_path / "b.jsonl"))
             assert summary.counts == {"failed": 12, "invalid": 3} and puts(sandbox) == 0
             assert not (tmp_path / "b.jsonl").exists()
             record = read_report(tmp_path / "r.csv")[0]

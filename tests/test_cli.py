@@ -17,7 +17,7 @@ from batchcfg.cli import main
 from batchcfg.report import COLUMNS
 from batchcfg.sandbox import SandboxConfig
 
-from .conftest import PROJECT, VALID_CELLS, cli, read_report, seed, valid_manifest, write_csv
+from .conftest import PROJECT, SANDBOX_AKSK, VALID_CELLS, cli, read_report, seed, valid_manifest, write_csv
 
 SAMPLES = Path(__file__).parent.parent / "samples"
 CLEAN_ENV = {"PATH": os.environ.get("PATH", ""), "HOME": "/nonexistent", "BATCHCFG_METADATA_URL": "off"}
@@ -73,7 +73,7 @@ def test_the_sandbox_holds_what_was_sent(tmp_path: Path) -> None:
         async with serve(SandboxConfig()) as sandbox:
             seed(sandbox, ["a"])
             options = Options.of(endpoint=sandbox.endpoint, project_id=PROJECT, report=tmp_path / "r.csv",
-                              env={"HUAWEICLOUD_SDK_AK": SandboxConfig.ak, "HUAWEICLOUD_SDK_SK": SandboxConfig.sk})
+                              env=SANDBOX_AKSK)
             summary = await apply(manifest, options)
             assert summary.exit_code == 0
             return sandbox.state.configs[(PROJECT, "a")]

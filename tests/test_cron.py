@@ -21,7 +21,8 @@ from batchcfg.errors import UsageError
 from batchcfg.sandbox import SandboxConfig, serve
 from batchcfg.settings import resolve
 
-from .conftest import PROJECT, SandboxProcess, cli, read_report, seed, seed_file, valid_manifest, write_csv
+from .conftest import (PROJECT, SANDBOX_AKSK, SandboxProcess, cli, read_report, seed, seed_file, valid_manifest,
+                       write_csv)
 
 CRON_ENV = {"PATH": "/usr/bin:/bin", "HOME": "/nonexistent", "PYTHONPATH": os.getcwd(),
             "HUAWEICLOUD_SDK_AK": SandboxConfig.ak, "HUAWEICLOUD_SDK_SK": SandboxConfig.sk,
@@ -197,7 +198,7 @@ PREFLIGHT_ROWS = [
 def test_preflight_catches_spec_workers_and_engine_without_any_put(tmp_path: Path) -> None:
     manifest = write_csv(tmp_path / "m.csv", ["config_name", "worker_server_num", "spec_id", "engine_id",
                                               "app_url", "boot_file_url", "data_url"], PREFLIGHT_ROWS)
-    env = {"HUAWEICLOUD_SDK_AK": SandboxConfig.ak, "HUAWEICLOUD_SDK_SK": SandboxConfig.sk}
+    env = SANDBOX_AKSK
 
     async def scenario() -> tuple[Any, Any, list[str], Any]:
         async with serve(SandboxConfig()) as sandbox:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -14,9 +15,9 @@ from aiohttp.test_utils import TestServer
 
 from batchcfg import Options, apply, plan, rollback
 from batchcfg.commands import export
-from batchcfg.sandbox import RunningSandbox, SandboxConfig, serve
+from batchcfg.sandbox import SandboxConfig, serve
 
-from .conftest import PROJECT, cli, read_report
+from .conftest import PROJECT, cli, read_report, sandbox_options
 
 OTHER = "0123456789abcdef0123456789abcdef"  # project Q, in another "region" (a second sandbox)
 
@@ -33,9 +34,7 @@ def whole_config(i: int) -> dict[str, Any]:
             "parameter": [{"label": "lr", "value": "0.010"}, {"label": "epochs", "value": str(i % 50)}]}
 
 
-def options(sandbox: RunningSandbox, report: Path, **extra: Any) -> Options:
-    return Options.of(endpoint=sandbox.endpoint, project_id=sandbox.config.project_id, rate=0, report=report,
-                      env={"BATCHCFG_IAM_TOKEN": sandbox.config.token}, **extra)
+options = functools.partial(sandbox_options, token=True)  # export runs authenticate with a token
 
 
 def test_an_unedited_export_plans_unchanged(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from batchcfg.merge import Patch, changes, sendable, writable_body
 from batchcfg.sandbox import SandboxConfig, serve
 from batchcfg.schema import BODY_FIELDS, check_body
 
-from .conftest import PROJECT, read_report, write_csv
+from .conftest import PROJECT, read_report, sandbox_options, write_csv
 
 # A whole config holding a value in every writable field the API has (both code alternatives
 # cannot be set at once, nor all data alternatives: the groups are covered below).
@@ -187,9 +187,7 @@ async def read_all(sandbox: Any, names: list[str]) -> dict[str, dict[str, Any]]:
 
 
 def run(command: Any, manifest: Path, sandbox: Any, report: Path, **extra: Any) -> Any:
-    options = Options.of(endpoint=sandbox.endpoint, project_id=PROJECT, rate=0, report=report,
-                         env={"BATCHCFG_IAM_TOKEN": sandbox.config.token}, **extra)
-    return command(manifest, options)
+    return command(manifest, sandbox_options(sandbox, report, token=True, **extra))
 
 
 def test_a_worker_count_sheet_changes_only_the_worker_count(tmp_path: Path) -> None:

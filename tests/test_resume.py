@@ -23,7 +23,8 @@ from batchcfg.cli import main
 from batchcfg.files import read_records
 from batchcfg.sandbox import SandboxConfig, max_starts_in_window, serve
 
-from .conftest import (KILL_TEST_NAMES, PROJECT, SANDBOX_ENV, VALID_CELLS, FakeClock, SandboxProcess, cli, read_report, seed, seed_file,
+from .conftest import (KILL_TEST_NAMES, PROJECT, SANDBOX_AKSK, SANDBOX_ENV, VALID_CELLS, FakeClock, SandboxProcess, cli,
+                       read_report, seed, seed_file,
                        valid_manifest, write_csv)
 
 def apply_process(manifest: Path, endpoint: str, report: Path, *flags: str) -> subprocess.Popen[str]:
@@ -182,7 +183,7 @@ def test_max_failures_stops_the_run(tmp_path: Path) -> None:
         async with serve(SandboxConfig(fail_rate=1.0)) as sandbox:
             options = Options.of(endpoint=sandbox.endpoint, project_id=PROJECT, rate=0, max_retries=0,
                               max_failures=3, concurrency=1, report=tmp_path / "r.csv",
-                              env={"HUAWEICLOUD_SDK_AK": SandboxConfig.ak, "HUAWEICLOUD_SDK_SK": SandboxConfig.sk})
+                              env=SANDBOX_AKSK)
             return await apply(manifest, options)
 
     summary = anyio.run(scenario)
@@ -202,7 +203,7 @@ def test_the_server_going_away(tmp_path: Path) -> None:
 
 def test_resume_matches_on_body_not_row_number(tmp_path: Path) -> None:
     """A row edited since is sent again; a row moved in the file is still recognised."""
-    env = {"HUAWEICLOUD_SDK_AK": SandboxConfig.ak, "HUAWEICLOUD_SDK_SK": SandboxConfig.sk}
+    env = SANDBOX_AKSK
     first = valid_manifest(tmp_path / "first.csv", ["a", "b", "c"])
     header = ["config_name", *VALID_CELLS]
     second = write_csv(tmp_path / "second.csv", header, [
@@ -284,7 +285,7 @@ def test_failed_manifest_cells_are_defused_and_read_back(tmp_path: Path) -> None
 
 def test_resuming_from_a_run_that_died_before_any_row_ended(tmp_path: Path) -> None:
     """Its journal holds only where it resumed from: a resume from it still skips what was done."""
-    env = {"HUAWEICLOUD_SDK_AK": SandboxConfig.ak, "HUAWEICLOUD_SDK_SK": SandboxConfig.sk}
+    env = SANDBOX_AKSK
     manifest = valid_manifest(tmp_path / "m.csv", ["a", "b"])
 
     async def scenario() -> list[str]:
@@ -307,7 +308,7 @@ def test_a_hard_stop_still_gives_each_row_one_record(tmp_path: Path, command: st
     """A second Ctrl-C abandons the requests in flight; every row still ends exactly once."""
     from batchcfg.commands import rollback
 
-    env = {"HUAWEICLOUD_SDK_AK": SandboxConfig.ak, "HUAWEICLOUD_SDK_SK": SandboxConfig.sk}
+    env = SANDBOX_AKSK
     names = [f"c{i}" for i in range(40)]
     manifest = valid_manifest(tmp_path / "m.csv", names)
 

@@ -20,13 +20,8 @@ import pytest
 from batchcfg import Options, apply, rollback
 from batchcfg.sandbox import SandboxConfig, serve
 
-from .conftest import PROJECT, VALID_CELLS, cli, read_report, seed, valid_manifest, write_csv
-
-ENV = {"HUAWEICLOUD_SDK_AK": SandboxConfig.ak, "HUAWEICLOUD_SDK_SK": SandboxConfig.sk}
-
-
-def sandbox_options(sandbox: Any, report: Path, **extra: Any) -> Options:
-    return Options.of(endpoint=sandbox.endpoint, project_id=PROJECT, env=ENV, rate=0, report=report, **extra)
+from .conftest import (PROJECT, SANDBOX_AKSK, VALID_CELLS, cli, read_report, sandbox_options, seed, valid_manifest,
+                       write_csv)
 
 
 def bad_sheet(path: Path, good: int = 20) -> Path:
@@ -61,7 +56,7 @@ def test_no_project_at_all_is_one_line_before_any_row_is_read(command: str, tmp_
                                                                capsys: pytest.CaptureFixture[str],
                                                                monkeypatch: pytest.MonkeyPatch, clean_env: None) -> None:
     monkeypatch.chdir(tmp_path)
-    for name, value in ENV.items():
+    for name, value in SANDBOX_AKSK.items():
         monkeypatch.setenv(name, value)
     manifest = valid_manifest(tmp_path / "m.csv", [f"c{i}" for i in range(300)])
     assert cli(command, manifest, "--endpoint", "http://127.0.0.1:9") == 2
@@ -113,7 +108,7 @@ def test_an_interrupted_apply_prints_the_command_that_resumes_it(tmp_path: Path)
 
     err = io.StringIO()
     with contextlib.redirect_stderr(err), pytest.MonkeyPatch.context() as patch:
-        for name, value in ENV.items():
+        for name, value in SANDBOX_AKSK.items():
             patch.setenv(name, value)
         code, _ = anyio.run(scenario)
     assert code == 1
@@ -212,7 +207,7 @@ def test_apply_asks_at_a_terminal_and_yes_skips_it(tmp_path: Path) -> None:
     try:
         manifest = valid_manifest(tmp_path / "m.csv", ["a", "b"])
         env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), "PYTHONPATH": os.getcwd(), "TERM": "xterm",
-               **ENV, "HUAWEICLOUD_SDK_PROJECT_ID": PROJECT}
+               **SANDBOX_AKSK, "HUAWEICLOUD_SDK_PROJECT_ID": PROJECT}
         argv = ["apply", str(manifest), "--endpoint", sandbox.endpoint, "--no-progress"]
         shown, code = answer_in_terminal([*argv, "--report", str(tmp_path / "1.csv")], env, tmp_path, "n\n")
         assert "Go ahead? [y/N]" in shown and code == 2 and "not confirmed: nothing was sent" in shown
@@ -302,7 +297,7 @@ def test_the_progress_bar_moves_from_the_start_and_counts_as_the_summary(tmp_pat
     try:
         manifest = valid_manifest(tmp_path / "m.csv", names)  # the last three do not exist: failed
         env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), "PYTHONPATH": os.getcwd(), "TERM": "xterm",
-               **ENV, "HUAWEICLOUD_SDK_PROJECT_ID": PROJECT}
+               **SANDBOX_AKSK, "HUAWEICLOUD_SDK_PROJECT_ID": PROJECT}
         shown, code = answer_in_terminal(["apply", str(manifest), "--endpoint", sandbox.endpoint, "--yes",
                                           "--rate", "100", "--report", str(tmp_path / "r.csv")], env, tmp_path, "")
     finally:

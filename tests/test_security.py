@@ -25,7 +25,8 @@ from batchcfg.errors import UsageError
 from batchcfg.files import spreadsheet_safe
 from batchcfg.sandbox import SandboxConfig, serve
 
-from .conftest import PROJECT, VALID_CELLS, ScriptedServer, cli, read_report, seed, valid_manifest, write_csv
+from .conftest import (PROJECT, SANDBOX_AKSK, VALID_CELLS, ScriptedServer, cli, read_report, seed, valid_manifest,
+                       write_csv)
 from .perf.measure import measured
 
 SECRETS = {"ak": "AKSECRETQ7Q2M4X9T0B1", "sk": "sk-9f8e7d6c5b4a-very-secret", "token": "iam-token-0123-secret",
@@ -105,7 +106,7 @@ def test_hostile_names_are_invalid_and_never_sent(tmp_path: Path) -> None:
     async def scenario() -> list[str]:
         async with serve(SandboxConfig()) as sandbox:
             seed(sandbox, ["fine"])
-            env = {"HUAWEICLOUD_SDK_AK": SandboxConfig.ak, "HUAWEICLOUD_SDK_SK": SandboxConfig.sk}
+            env = SANDBOX_AKSK
             from batchcfg import Options, apply
 
             await apply(manifest, Options.of(endpoint=sandbox.endpoint, project_id=PROJECT, env=env,
