@@ -59,14 +59,22 @@ def no_metadata_service(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("batchcfg.metadata.DEFAULT_URL", "http://127.0.0.1:9")
 
 
-@pytest.fixture
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """The test never sees the developer's own credentials, project or profile."""
+def scrub_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """No HUAWEICLOUD_SDK_/BATCHCFG_ variable of the developer's leaks in, and HOME is
+    ``tmp_path/home`` (returned, not created)."""
     for name in list(os.environ):
         if name.startswith(("HUAWEICLOUD_SDK_", "BATCHCFG_")):
             monkeypatch.delenv(name)
+    home = tmp_path / "home"
+    monkeypatch.setenv("HOME", str(home))
+    return home
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The test never sees the developer's own credentials, project or profile."""
+    scrub_env(monkeypatch, tmp_path)
     monkeypatch.setenv("BATCHCFG_METADATA_URL", "off")
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
 
 
 def sandbox_options(sandbox: RunningSandbox, report: Path, *, token: bool = False, **extra: Any) -> Options:

@@ -42,7 +42,7 @@ from batchcfg.metadata import MetadataCredentials
 from batchcfg.options import Options
 from batchcfg.sandbox import SandboxConfig, SandboxState, create_app
 
-from .conftest import EARLIER_BODY, PROJECT, valid_manifest
+from .conftest import EARLIER_BODY, PROJECT, scrub_env, valid_manifest
 
 SECRET = "Sup3rS3cretValue0123456789abcdefXYZ"
 VARIABLE = "HUAWEICLOUD_SDK_REGION_MODELARTS_CN_NORTH_4"
@@ -61,14 +61,8 @@ def no_real_metadata_service(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
     """The default metadata address is a closed loopback port, HOME an empty directory, and no
     HUAWEICLOUD_SDK_/BATCHCFG_ variable of the developer's leaks in."""
     monkeypatch.setattr(metadata, "DEFAULT_URL", closed_port_url())
-    home = tmp_path / "home"
+    home = scrub_env(monkeypatch, tmp_path)
     home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    import os
-
-    for name in list(os.environ):
-        if name.startswith(("HUAWEICLOUD_SDK_", "BATCHCFG_")):
-            monkeypatch.delenv(name)
     return home
 
 
