@@ -83,7 +83,11 @@ def test_kill_9_at_random_moments_then_resume(tmp_path: Path, sandbox_process: S
     assert sorted(r["config_name"] for r in records) == names
     assert {r["status"] for r in records} <= {"succeeded", "skipped"}
     recorded = Counter(name for _, names_done in succeeded_by_run for name in names_done)
-    assert set(recorded) == set(names) and set(recorded.values()) == {1}, "each row succeeded exactly once"
+    assert set(recorded.values()) == {1}, "no row is recorded succeeded twice"
+    # A kill can land after a PUT was answered and before its row was journalled: the next run
+    # reads that config, finds it already as the row asks, and skips it as unchanged.
+    unrecorded = {r["config_name"]: r for r in records if r["config_name"] not in recorded}
+    assert all(r["status"] == "skipped" and r["error_message"] == "unchanged" for r in unrecorded.values())
     puts = sandbox_process.get("/_sandbox/puts")
     stored = {put["config_name"]: put["body"] for put in puts}
     assert stored == expected_bodies(names)
