@@ -13,7 +13,7 @@ from typing import Any, NoReturn
 
 from . import __version__
 from .errors import EXIT_CHANGES_PENDING, EXIT_LOCKED, UsageError
-from .settings import (AUTO_MAX_CONCURRENCY, DEFAULT_MAX_ROWS, DEFAULT_MAX_UNAVAILABLE, DEFAULT_PROGRESS_INTERVAL,
+from .settings import (AUTO_MAX_CONCURRENCY, CANARY_ROWS, DEFAULT_MAX_ROWS, DEFAULT_MAX_UNAVAILABLE, DEFAULT_PROGRESS_INTERVAL,
                        DEFAULT_RATE, FLAGS, SANDBOX_HOST, SANDBOX_PORT, SETTINGS)
 
 
@@ -166,6 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
         return group
 
     yes = "do not ask for confirmation (asked only on a terminal, against a real endpoint)"
+    verify = (f"read every changed config back and compare it with what was sent (default: the first "
+              f"{CANARY_ROWS}, the canary; also BATCHCFG_VERIFY or a profile's verify)")
 
     validate = command("validate", "check the manifest; send nothing", [common, profile])
     input_options(validate).add_argument(
@@ -188,6 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="first check spec_id, worker_server_num and engine_id against each "
                             "project's resource specs and engines")
     doing.add_argument("--yes", action="store_true", help=yes)
+    doing.add_argument("--verify", action="store_const", const=True, help=verify)
     doing.add_argument("--create-missing", action="store_true",
                        help="create a config that does not exist (POST), instead of failing its row; "
                             "rollback deletes it again")
@@ -236,6 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
                            "the newest is rolled back first")
     undo.add_argument("--force", action="store_true", help="also restore configs that changed since the run")
     undo.add_argument("--yes", action="store_true", help=yes)
+    undo.add_argument("--verify", action="store_const", const=True, help=verify)
     undo.add_argument("--dry-run", action="store_true", help="send nothing: show what would be restored and what conflicts")
     output_options(rollback)
     connection_options(rollback)
@@ -272,4 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
                               "project_id) with the writable fields")
     sandbox.add_argument("--create-missing", action="store_true",
                          help="let a PUT create a config it does not hold (the real API answers 404)")
+    sandbox.add_argument("--put-semantics", choices=("replace", "merge", "ignore-empty"), default="replace",
+                         help="what Modify does with a body: replace the config (default), merge into it (fields "
+                              "left out are kept), or merge ignoring empty values; to see apply's read-back at work")
     return parser

@@ -1,14 +1,21 @@
 """The backup file: each config as it was, on disk before its PUT is sent; read back for rollback.
 
 One JSON line per config: ``project_id``, ``config_name``, ``before`` (the writable body as it
-was; ``null`` for a config the run created: it did not exist), ``sent`` and ``sent_sha256`` (the
-body the row sends), ``row`` and ``time``. A config already in the file (a resumed run) is never
-backed up again: the first record is the state before any change.
+was), ``sent`` and ``sent_sha256`` (the body the row sends), ``row`` and ``time``. A config the
+run created has ``before: null``, and ``created``: the config as the server showed it right after
+the POST succeeded (``null`` when it could not be read back). Its record is written only once the
+server said it was created, and a rollback deletes it only while it is exactly that. A config
+already in the file (a resumed run) is never backed up again: the first record is the state
+before any change. A row read back after its PUT (the canary, ``--verify``) adds a line with
+``after``: the config as the server showed it then, so that rollback can tell a change made since
+the run from a value the server keeps otherwise than sent. The file is locked while a run writes
+it: no two processes ever do.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import os
 from collections.abc import Iterator, Sequence
@@ -21,6 +28,7 @@ import orjson
 
 from .errors import UsageError
 from .files import json_lines, open_lines, write_all
+from .journal import lock_holder
 from .merge import sendable, writable_body
 from .model import Job
 from .schema import check_config_name, check_project_id, encode_body
@@ -48,6 +56,13 @@ class Backup:
         # entry: a run sends each config once (a repeated name is an invalid row).
         self._saved = {(r["project_id"], r["config_name"]) for r in read_backup(path)} if path.exists() else set()
         self._handle = open_lines(path)
+        try:
+            fcntl.flock(self._handle, fcntl.LOCK_EX | fcntl.LOCK_NB)  # for the run's life: no second writer
+        except BlockingIOError:
+            self._handle.close()
+            holder = lock_holder(path)
+            raise UsageError(f"{path} is being written by another batchcfg run that is still going"
+                             f"{f' (process {holder})' if holder else ''}: a backup has one writer") from None
         self._lock = anyio.Lock()  # held by the task writing and syncing a group
         self._pending: list[bytes] = []
         self._queued = 0  # records given to save()
@@ -57,15 +72,19 @@ class Backup:
     def __repr__(self) -> str:
         return f"Backup({str(self.path)!r}, earlier={len(self._saved)}, this_run={self._synced})"
 
-    async def save(self, job: Job, before: dict[str, Any] | None, sent: dict[str, Any]) -> None:
+    async def save(self, job: Job, before: dict[str, Any] | None, sent: dict[str, Any], *,
+                   created: dict[str, Any] | None = None) -> None:
         """Returns once the config's record is on disk (at once if it is there already); raises
-        OSError when the file cannot be written. ``before`` is None for a config to be created."""
+        OSError when the file cannot be written. ``before`` is None for a config the run created,
+        and ``created`` then what the server showed of it right after."""
         key = (job.project_id, job.config_name)
         if key in self._saved:
             return
-        record = {"project_id": job.project_id, "config_name": job.config_name, "before": before,
-                  "sent": sent, "sent_sha256": hashlib.sha256(encode_body(sent)).hexdigest(),
-                  "row": job.row, "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds")}
+        record: dict[str, Any] = {"project_id": job.project_id, "config_name": job.config_name, "before": before}
+        if before is None:
+            record["created"] = created
+        record.update({"sent": sent, "sent_sha256": hashlib.sha256(encode_body(sent)).hexdigest(),
+                       "row": job.row, "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds")})
         self._pending.append(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
         number = self._queued
         self._queued += 1
@@ -86,6 +105,15 @@ class Backup:
                 raise
             self._synced += len(lines)
 
+    def note_after(self, job: Job, after: dict[str, Any]) -> None:
+        """What the server showed of a config right after this run changed it. Not waited for:
+        without it, a rollback only says less precisely why a config is in conflict."""
+        record = {"project_id": job.project_id, "config_name": job.config_name, "after": after,
+                  "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds")}
+        if self._broken is None:
+            with contextlib.suppress(OSError):
+                write_all(self._handle, orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
+
     def close(self) -> None:
         self._handle.close()
         if self.path.exists() and not self.path.stat().st_size:
@@ -99,30 +127,46 @@ class Backup:
 
 
 def read_backup(path: Path) -> Iterator[dict[str, Any]]:
-    """The records of a backup file; a line cut off by a kill is skipped."""
+    """The records of a backup file (not its ``after`` lines); a line cut off by a kill is skipped."""
+    return (record for record in _lines(path) if {"project_id", "config_name", "before", "sent"} <= set(record))
+
+
+def _lines(path: Path) -> Iterator[dict[str, Any]]:
     try:
-        for record in json_lines(path):
-            if {"project_id", "config_name", "before", "sent"} <= set(record):
-                yield record
+        yield from json_lines(path)
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"{path}: cannot read the backup ({type(exc).__name__})") from None
 
 
-def restore_jobs(paths: Sequence[Path]) -> tuple[list[Job], dict[tuple[str, str], dict[str, Any]]]:
-    """The jobs that put each backed-up config back, and what the runs had sent to each.
+Key = tuple[str, str]  # project id, config name
+
+
+def restore_jobs(paths: Sequence[Path]) -> tuple[list[Job], dict[Key, dict[str, Any]], dict[Key, dict[str, Any]]]:
+    """The jobs that put each backed-up config back, what the runs had sent to each, and what the
+    server showed of each right after (where a run read it back).
 
     Several backups are rolled back newest first (by their records' times): a config in more
-    than one goes back to its state before the oldest run that changed it (a config a run created
-    is deleted: its body is ``null``), and is checked against what the newest sent. Within one
-    file the first record of a config wins. Records whose names are not valid are refused."""
+    than one goes back to its state before the oldest run that changed it, and is checked against
+    what the newest sent. A job's body is ``{"before": ...}``; for a config a run created,
+    ``before`` is null and ``created`` is what the server showed after the run created it (a later
+    run's changes to it then make it differ: roll that run's backup back first). Within one file
+    the first record of a config wins. Records whose names are not valid are refused."""
     missing = [str(path) for path in paths if not path.is_file()]
     if missing:
         raise UsageError(f"{', '.join(missing)}: no such backup file")
     before: dict[tuple[str, str], Any] = {}
+    created: dict[tuple[str, str], Any] = {}
     sent: dict[tuple[str, str], dict[str, Any]] = {}
+    after: dict[Key, dict[str, Any]] = {}
     for path in sorted(paths, key=_newest_record, reverse=True):
         seen: set[tuple[str, str]] = set()
-        for number, record in enumerate(read_backup(path), start=1):
+        afters: dict[Key, dict[str, Any]] = {}
+        for number, record in enumerate(_lines(path), start=1):
+            if "after" in record and isinstance(record["after"], dict) and "project_id" in record:
+                afters[(str(record["project_id"]), str(record.get("config_name")))] = record["after"]  # the last
+                continue
+            if not {"project_id", "config_name", "before", "sent"} <= set(record):
+                continue
             key = (str(record["project_id"]), str(record["config_name"]))
             if check_config_name(key[1]) is not None or check_project_id(key[0]) is not None:
                 raise UsageError(f"{path}: record {number} names an invalid project or config")
@@ -131,11 +175,17 @@ def restore_jobs(paths: Sequence[Path]) -> tuple[list[Job], dict[tuple[str, str]
             seen.add(key)
             sent.setdefault(key, record["sent"])  # the newest run's
             before[key] = record["before"]        # the oldest run's, in the end
+            created[key] = record.get("created")
+        for key, state in afters.items():
+            if key in seen:
+                after.setdefault(key, state)  # the newest run's
     jobs = []
     for number, (key, state) in enumerate(before.items(), start=1):
-        body = b"null" if state is None else encode_body(sendable(writable_body(state)))
+        restore = {"before": None, "created": created[key]} if state is None else \
+            {"before": sendable(writable_body(state))}
+        body = orjson.dumps(restore)
         jobs.append(Job(number, key[0], key[1], body, hashlib.sha256(body).hexdigest()))
-    return jobs, sent
+    return jobs, sent, after
 
 
 def _newest_record(path: Path) -> tuple[str, int]:

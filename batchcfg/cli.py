@@ -200,6 +200,11 @@ async def _send(args: argparse.Namespace, options: Options) -> int:
     source = getattr(args, {"rollback": "backup_file", "export": "output"}.get(args.command, "manifest"))
     if args.command == "rollback":
         source = expand_patterns(source)
+    if args.command == "apply" and args.project_id is not None and not args.sandbox:
+        from .planfile import is_plan
+
+        if is_plan(source):
+            raise UsageError("--project-id: not for a saved plan, whose rows name their projects")
     stop, stop_now = anyio.Event(), anyio.Event()
     received: list[int] = []
     progress = Progress(args.command, interval=args.progress_interval, bar=not args.no_progress)
@@ -314,8 +319,8 @@ async def _sandbox(args: argparse.Namespace) -> int:
 
     given = {name: getattr(args, name) for name in ("project_id", "token", "ak", "sk")
              if getattr(args, name) is not None}
-    config = SandboxConfig(fail_rate=args.fail_rate, throttle_rps=args.throttle_rps,
-                           latency_ms=args.latency_ms, create_missing=args.create_missing, **given)
+    config = SandboxConfig(fail_rate=args.fail_rate, throttle_rps=args.throttle_rps, latency_ms=args.latency_ms,
+                           create_missing=args.create_missing, put_semantics=args.put_semantics, **given)
     seeds = read_seed(args.seed) if args.seed else []
     if not is_loopback(args.host):
         print(f"batchcfg: warning: the sandbox listens on {args.host}, beyond this machine, and "

@@ -13,6 +13,7 @@ plan's (:mod:`batchcfg.actions`).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from . import credentials, resume, session
+from . import credentials, session
 from .errors import UsageError
 from .ledger import Ledger, writing
 from .model import VALID, Job, Outcome, Summary
@@ -73,7 +74,6 @@ async def apply(manifest: str | Path, options: Options = Options(), *,
     if is_plan(Path(manifest)):
         return await _apply_plan(Path(manifest), options, session.Events(on_ready, on_outcome, stop, stop_now))
     events = session.Events(on_ready, on_outcome, stop, stop_now)
-    done = resume.done_keys(options.resume) if options.resume else set()
     async with AsyncExitStack() as stack:
         ledger = stack.enter_context(Ledger(options, manifest, sending=not options.dry_run, command="apply"))
         target = session.target(options, ledger)
@@ -91,44 +91,51 @@ async def apply(manifest: str | Path, options: Options = Options(), *,
             return ledger.finish(map(_valid_or_invalid, items))
         action = _modify_action(stack, ledger, client, options)
         events.ready(checked.rows)
-        return await session.send(ledger, sender, ledger.to_send(items, done), action, events, client, checked.rows)
+        return await session.send(ledger, sender, ledger.to_send(items), action, events, client, checked.rows)
 
 
 async def _apply_plan(path: Path, options: Options, events: session.Events) -> Summary:
     """``apply`` of a saved plan: exactly what was planned, row by row, each refused when its
-    config changed since (see :mod:`batchcfg.planfile`)."""
+    config changed since (see :mod:`batchcfg.planfile`). The whole plan is checked first."""
     from .actions import Planned
-    from .planfile import planned_jobs
+    from .planfile import Plan
+    from .verify import Verifier
 
-    ignored = [flag for flag, on in (("--replace", options.replace), ("--create-missing", options.create_missing),
-                                     ("--send-unchanged", options.send_unchanged), ("--preflight", options.preflight),
-                                     ("--failed-manifest", options.outputs.failed_manifest)) if on]
-    if ignored:
-        raise UsageError(f"{', '.join(ignored)}: not for a saved plan, which says what to send (plan again with it)")
-    done = resume.done_keys(options.resume) if options.resume else set()
-    jobs = list(planned_jobs(path))
-    if options.dry_run:  # the plan is what would be sent: each row valid, nothing sent
-        with Ledger(options, None, sending=False, command="apply") as ledger:
-            events.ready(len(jobs))
-            return ledger.finish(Outcome.of(job, VALID) for job in jobs)
+    fixed = [flag for flag, on in (("--replace", options.replace), ("--create-missing", options.create_missing),
+                                   ("--send-unchanged", options.send_unchanged), ("--preflight", options.preflight),
+                                   ("--failed-manifest", options.outputs.failed_manifest),
+                                   ("--sheet", options.input.sheet), ("--encoding", options.input.encoding)) if on]
+    if fixed:
+        raise UsageError(f"{', '.join(fixed)}: not for a saved plan, which says what to send (plan again with it)")
     async with AsyncExitStack() as stack:
+        plan = stack.enter_context(Plan(path, max_rows=options.input.max_rows))
+        if options.dry_run:  # the plan is what would be sent: each row valid, nothing sent
+            ledger = stack.enter_context(Ledger(options, None, sending=False, command="apply"))
+            ledger.summary.inputs = [path]
+            events.ready(plan.rows)
+            return ledger.finish(Outcome.of(job, VALID) for job in plan.jobs())
         ledger = stack.enter_context(Ledger(options, None, sending=True, command="apply"))
         ledger.summary.inputs = [path]
+        if ledger.chain is not None:
+            ledger.chain.check_rows(((job.row, job.config_name) for job in plan.jobs()), "saved plan")
         client, sender = await session.sending(stack, session.target(options, ledger), options)
         backup = session.backup_for(stack, ledger, options)
-        events.ready(len(jobs))
-        return await session.send(ledger, sender, ledger.to_send(jobs, done), Planned(client, backup), events, client,
-                           len(jobs))
+        action = Planned(client, backup, verifier=Verifier(client, every=options.verify))
+        events.ready(plan.rows)
+        return await session.send(ledger, sender, ledger.to_send(plan.jobs()), action, events, client, plan.rows)
 
 
 def _modify_action(stack: AsyncExitStack, ledger: Ledger, client: Client, options: Options) -> Action:
     """apply's action: read first and back up (the default), or a plain PUT (``no_backup``)."""
     from .actions import Modify, Put
+    from .verify import Verifier
 
+    verifier = Verifier(client, every=options.verify)
     if options.outputs.no_backup and options.replace and options.send_unchanged and not options.create_missing:
-        return Put(client)  # nothing to read: the row is the whole body, sent whatever it changes
+        return Put(client, verifier=verifier)  # nothing to read: the row is the whole body, sent whatever it changes
     return Modify(client, session.backup_for(stack, ledger, options), replace=options.replace,
-                  send_unchanged=options.send_unchanged, create_missing=options.create_missing)
+                  send_unchanged=options.send_unchanged, create_missing=options.create_missing, verifier=verifier,
+                  columns=checked_columns(ledger))
 
 
 async def plan(manifest: str | Path, options: Options = Options(), *,
@@ -152,10 +159,29 @@ async def plan(manifest: str | Path, options: Options = Options(), *,
 
             saved = stack.enter_context(PlanWriter(options.outputs.plan_out, overwrite=options.outputs.overwrite,
                                                    manifest=str(manifest), replace=options.replace))
-            ledger.summary.saved_plan = options.outputs.plan_out
+            events = dataclasses.replace(events, on_outcome=_both(saved.add, events.on_outcome))
         events.ready(checked.rows)
-        action = Plan(client, replace=options.replace, create_missing=options.create_missing, saved=saved)
-        return await session.send(ledger, sender, ledger.to_send(checked.items()), action, events, client, checked.rows)
+        action = Plan(client, replace=options.replace, create_missing=options.create_missing, saved=saved,
+                      columns=checked_columns(ledger))
+        summary = await session.send(ledger, sender, ledger.to_send(checked.items()), action, events, client,
+                                     checked.rows)
+        if saved is not None:
+            with writing(saved.path):
+                saved.finish(summary.counts, summary.headline)
+            summary.saved_plan = saved.path
+        return summary
+
+
+def checked_columns(ledger: Ledger) -> tuple[str, ...]:
+    return ledger.manifest.columns if ledger.manifest is not None else ()
+
+
+def _both(first: Callable[[Outcome], None], then: Callable[[Outcome], None] | None) -> Callable[[Outcome], None]:
+    def both(outcome: Outcome) -> None:
+        first(outcome)
+        if then is not None:
+            then(outcome)
+    return both
 
 
 async def rollback(backup: str | Path | Sequence[str | Path], options: Options = Options(), *,
@@ -169,16 +195,18 @@ async def rollback(backup: str | Path | Sequence[str | Path], options: Options =
     ``row`` numbers the configs in the order restored."""
     from .actions import Rollback
     from .backup import restore_jobs
+    from .verify import Verifier
 
     events = session.Events(on_ready, on_outcome, stop, stop_now)
     paths = [Path(backup)] if isinstance(backup, str | Path) else [Path(b) for b in backup]
-    restore, sent = restore_jobs(paths)
+    restore, sent, after = restore_jobs(paths)
     async with AsyncExitStack() as stack:
         ledger = stack.enter_context(Ledger(options, None, sending=True, command="rollback"))
         ledger.summary.inputs = paths
         client, sender = await session.sending(stack, session.target(options, ledger), options)
         events.ready(len(restore))
-        action = Rollback(client, sent, options.force, dry_run=options.dry_run)
+        action = Rollback(client, sent, options.force, dry_run=options.dry_run, after=after,
+                          verifier=None if options.dry_run else Verifier(client, every=options.verify))
         return await session.send(ledger, sender, ledger.to_send(restore), action, events, client, len(restore))
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections import Counter
 from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
@@ -26,14 +25,14 @@ import markupsafe
 
 from . import errors
 from .files import atomic_write
-from .merge import UNSET
+from .change import ADD, CHANGE, REMOVE, Change, Totals, value_text
 from .model import CONFLICT, SKIPPED, STATUSES, SUCCEEDED, Summary
 from .text import clip, printable
 
 MAX_BARS = 300            # the timeline's bars (and points), whatever the run's length
 MAX_BUCKETS = 40          # the latency histogram's bars
 MAX_CODES, MAX_ROWS = 50, 5
-MAX_CHANGES, MAX_ROW_CHANGES, MAX_CHANGED_ROWS = 200, 40, 20
+MAX_FIELDS, MAX_VALUES, MAX_ROW_CHANGES, MAX_CHANGED_ROWS = 60, 5, 40, 20  # fields that lose values: all
 MAX_ITEMS = 50            # notes, inputs, settings
 MAX_TEXT, MAX_NAME, MAX_CHANGE = 1000, 200, 400  # characters of a message, a name, a change
 SECRET_KEYS = ("token", "sk", "secret", "password", "ak")
@@ -78,7 +77,7 @@ def _shown(value: Any) -> Any:
 
 def _context(path: Path, summary: Summary) -> dict[str, Any]:
     rows = sum(summary.counts.values())
-    changes, more_changes = _changes(summary.change_totals)
+    fields, more_fields = _fields(summary.changes)
     return {
         "s": summary, "command": clip(summary.command or "run", MAX_NAME), "rows": rows,
         "run": {name: clip(getattr(summary, name), MAX_TEXT) for name in ("started_at", "endpoint", "project_id", "stop_reason")},
@@ -87,13 +86,14 @@ def _context(path: Path, summary: Summary) -> dict[str, Any]:
         "notes": [clip(note, MAX_TEXT) for note in summary.notes[:MAX_ITEMS]],
         "statuses": [(status, count, 100 * count / rows, status if status in STATUSES else "other")
                      for status, count in _statuses(summary)],
-        "exit": _exit(summary, changes), "errors": _errors(summary), "more_errors": _more_errors(summary),
+        "exit": _exit(summary), "errors": _errors(summary), "more_errors": _more_errors(summary),
         "conflicts": _rows(summary.error_rows.get(errors.CHANGED_SINCE, [])),
         "rollback": [(label, summary.counts[status]) for label, status in
                      (("restored", SUCCEEDED), ("in conflict", CONFLICT), ("skipped", SKIPPED))],
-        "changes": changes, "more_changes": more_changes,
-        "changed_rows": [(row, clip(name, MAX_NAME), [_change(c) for c in text.split("; ")[:MAX_ROW_CHANGES]])
-                         for row, name, text in summary.changed_rows[:MAX_CHANGED_ROWS]],
+        "headline": _headline(summary), "fields": fields, "more_fields": more_fields,
+        "created": _created(summary), "normalised": summary.normalised.most_common(MAX_ITEMS),
+        "changed_rows": [(row, clip(name, MAX_NAME), [_record(c) for c in changes[:MAX_ROW_CHANGES]])
+                         for row, name, changes in summary.changed_rows[:MAX_CHANGED_ROWS]],
         "http": sorted((k, n) for k, n in summary.http_statuses.items() if n)[:MAX_ITEMS], "rate": summary.request_rate,
         "throttled": sum(t for _, _, t, _ in summary.timeline), "timeline": _timeline(summary),
         "latency": _latency(summary), "ms": _ms,
@@ -150,13 +150,27 @@ def _statuses(summary: Summary) -> list[tuple[str, int]]:
     return known + sorted((clip(s, MAX_NAME), n) for s, n in summary.counts.items() if s not in STATUSES and n)[:MAX_ITEMS]
 
 
-def _exit(summary: Summary, changes: Sequence[dict[str, Any]]) -> tuple[int, str, bool]:
+def _exit(summary: Summary) -> tuple[int, str, bool]:
     """The exit code, what it means, and whether it is bad (neither 0 nor 3)."""
     code = summary.exit_code
     meaning = EXIT_MEANINGS.get(code, "")
-    if code == errors.EXIT_OK and summary.command == "plan" and changes:
+    if code == errors.EXIT_OK and summary.command == "plan" and summary.changes:
         meaning += " (3 with --detailed-exitcode: some rows would change)"
     return code, meaning, code not in (errors.EXIT_OK, errors.EXIT_CHANGES_PENDING)
+
+
+def _headline(summary: Summary) -> list[tuple[str, str, int, str]]:
+    """A plan's headline as cards: (key, label, rows, how it reads: bad, change, quiet)."""
+    if summary.command != "plan":
+        return []
+    from .screen import HEADLINE
+
+    headline = summary.headline
+    cards = [(key, label, headline[key], "bad" if key in ("missing", "invalid", "conflict", "failed", "cancelled")
+              and headline[key] else "change" if key in ("create", "change") else "quiet")
+             for key, label in HEADLINE if key in headline]
+    lose = headline["lose_a_value"]
+    return [*cards, ("lose_a_value", "to change lose a value", lose, "bad" if lose else "quiet")]
 
 
 def _rows(rows: Sequence[tuple[int, str, str]]) -> list[tuple[int, str, str]]:
@@ -182,26 +196,39 @@ def _more_errors(summary: Summary) -> tuple[int, int]:
     return sum(count for _, count in rest), len(rest)
 
 
-def _change(text: str) -> dict[str, str]:
-    """``field: old -> new`` taken apart (each part bounded); ``kind`` says whether the field is
-    removed, added or changed."""
-    name, colon, rest = text.partition(": ")
-    old, arrow, new = rest.partition(" -> ")
-    kind = "other" if not (colon and arrow) else "removed" if rest.endswith(" -> " + UNSET) else \
-        "added" if old == UNSET else "changed"
-    if kind == "removed":
-        old = rest[: -len(UNSET) - 4]
+def _record(change: Change) -> dict[str, str]:
+    """A change as the template shows it, from its record: values bounded."""
     part = MAX_CHANGE // 2
-    return {"text": clip(text, MAX_CHANGE), "field": clip(name, MAX_NAME), "old": clip(old, part),
-            "new": clip(new, part), "kind": kind}
+    return {"field": clip(change.name, MAX_NAME), "kind": change.kind,
+            "old": clip(value_text(change.before, part), part), "new": clip(value_text(change.after, part), part)}
 
 
-def _changes(totals: Counter[str]) -> tuple[list[dict[str, Any]], tuple[int, int]]:
-    """The most common changes taken apart, and (changes, rows) of those not shown."""
-    ranked = totals.most_common()
-    rest = ranked[MAX_CHANGES:]
-    return ([{**_change(text), "count": count} for text, count in ranked[:MAX_CHANGES]],
-            (len(rest), sum(count for _, count in rest)))
+def _fields(totals: Totals) -> tuple[list[dict[str, Any]], tuple[int, int]]:
+    """The changes field by field (those that lose values first, and all of them), each with its
+    first value changes; and (fields, changes) of those not shown."""
+    ranked = totals.ranked()
+    shown = [(name, kinds) for number, (name, kinds) in enumerate(ranked) if number < MAX_FIELDS or kinds[REMOVE]]
+    fields = []
+    for name, kinds in shown:
+        values = totals.by_value(name)[:MAX_VALUES]
+        fields.append({
+            "name": clip(name, MAX_NAME), "removed": kinds[REMOVE], "changed": kinds[CHANGE], "added": kinds[ADD],
+            "css": "removed" if kinds[REMOVE] else "added" if set(kinds) == {ADD} else "changed",
+            "by_value": [{"old": clip(before, MAX_CHANGE // 2), "new": clip(after, MAX_CHANGE // 2), "rows": rows,
+                        "kind": kind} for kind, before, after, rows in values],
+            "more": sum(kinds.values()) - sum(rows for *_, rows in values)})
+    rest = ranked[len(shown):]
+    return fields, (len(rest), sum(sum(kinds.values()) for _, kinds in rest))
+
+
+def _created(totals_of: Summary) -> dict[str, Any] | None:
+    """The configs to create (plan) or created, per field they set."""
+    totals = totals_of.changes
+    if not totals.created_rows:
+        return None
+    return {"rows": totals.created_rows, "verb": "to create" if totals_of.command == "plan" else "created",
+            "fields": [(clip(name, MAX_NAME), count) for name, count in totals.created.most_common(MAX_ITEMS)],
+            "more": max(0, len(totals.created) - MAX_ITEMS)}
 
 
 def _nice(value: float) -> float:

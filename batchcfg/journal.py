@@ -46,10 +46,28 @@ def running_pid(path: Path) -> int | None:
     return None
 
 
-def in_use(path: Path, pid: int | None) -> str:
-    """The message for a journal a live run is writing: wait for that run, never resume beside it."""
+def lock_holder(path: Path) -> int | None:
+    """The process that holds a ``flock`` on ``path``, from ``/proc/locks`` (Linux); None when it
+    cannot be told."""
+    try:
+        status = path.stat()
+        with open("/proc/locks", encoding="ascii", errors="replace") as locks:
+            for line in locks:
+                parts = line.split()  # 1: FLOCK  ADVISORY  WRITE 4242 fd:01:1234 0 EOF ("->" marks a waiter)
+                if len(parts) >= 6 and parts[1] == "FLOCK" and parts[2] != "->" \
+                        and parts[5].rsplit(":", 1)[-1] == str(status.st_ino):
+                    return int(parts[4])
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def in_use(path: Path, pid: int | None, *, resumed: bool = False) -> str:
+    """The message for a journal a live run is writing (or, ``resumed``, a chain of runs a live
+    run is resuming): wait for that run, never resume beside it."""
     process = f" (process {pid})" if pid else ""
-    return (f"{path} is being written by a batchcfg run that is still going{process}: wait for it to end, "
+    doing = "resumed" if resumed else "written"
+    return (f"{path} is being {doing} by a batchcfg run that is still going{process}: wait for it to end, "
             "then resume from its report")
 
 
@@ -135,7 +153,7 @@ class Journal:
         with self.path.open("rb") as reader:
             for index in order:
                 reader.seek(offsets[int(index)])
-                yield Outcome(**orjson.loads(reader.readline()))
+                yield Outcome.from_record(orjson.loads(reader.readline()))
 
     def close(self) -> None:
         if not self._handle.closed:

@@ -24,6 +24,7 @@ from .model import SKIPPED, TO_FIX_STATUSES, Job, Outcome, Summary
 from .options import Options
 from .report import (FAILED_SUFFIXES, REPORT_SUFFIXES, reserve_default_report, write_failed_manifest,
                      write_report)
+from .resume import Chain
 
 if TYPE_CHECKING:
     from .sender import Sender
@@ -43,6 +44,7 @@ class Ledger:
         else:
             self.report = check_output_path(outputs.report, "--report", REPORT_SUFFIXES)
         self.journal: Journal | None = None
+        self.chain: Chain | None = None  # the runs this one resumes (held for its life)
         try:
             self.failed_manifest = (check_output_path(outputs.failed_manifest, "--failed-manifest", FAILED_SUFFIXES)
                                     if outputs.failed_manifest and manifest is not None else None)
@@ -53,8 +55,10 @@ class Ledger:
                              if manifest is not None else None)
             self._as_read = _stamp(self.manifest.path) if self.manifest is not None else None
             self.journal = self._open_journal() if sending else None
+            if sending and options.resume is not None:
+                self.chain = Chain(options.resume, self.journal.path if self.journal is not None else None)
         except BaseException:
-            self._release()
+            self._close()
             raise
         self.summary = Summary(Counter(), self.report, self.failed_manifest, command=command,
                                started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -71,14 +75,17 @@ class Ledger:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        self._close()
+
+    def _close(self) -> None:
+        """Close the journal (removed when no row ended) and the chain; give back a default report
+        name taken for a report that was never written."""
         if self.journal is not None:
             self.journal.close()
             if self.journal.created and not self.journal.records and self.journal.path.exists():
                 self.journal.path.unlink()  # stopped before any row ended: nothing to keep
-        self._release()
-
-    def _release(self) -> None:
-        """Give back a default report name taken for a report that was never written."""
+        if self.chain is not None:
+            self.chain.close()
         if self._reserved is not None and self._reserved.exists() and not self._reserved.stat().st_size:
             self._reserved.unlink()
 
@@ -101,14 +108,23 @@ class Ledger:
             self.stop_sending(f"not sent: the journal cannot be written ({reason(error)})")
 
     def check(self, default_project: str, *, project_required: bool) -> Spool:
-        """Every row of the manifest, checked once (see :mod:`batchcfg.checked`)."""
+        """Every row of the manifest, checked once (see :mod:`batchcfg.checked`); a resumed
+        chain of another manifest is refused here, before anything is sent."""
         assert self.manifest is not None
-        return check(self.manifest, default_project, project_required=project_required,
-                     max_rows=self.options.input.max_rows, replace=self.options.replace)
+        spool = check(self.manifest, default_project, project_required=project_required,
+                      max_rows=self.options.input.max_rows, replace=self.options.replace)
+        if self.chain is not None:
+            try:
+                self.chain.check_rows(((item.row, item.config_name) for item in spool.items()), "manifest")
+            except BaseException:
+                spool.__exit__()
+                raise
+        return spool
 
-    def to_send(self, items: Iterable[Job | Outcome], done: Collection[tuple[str, str, str]] = ()) -> Iterator[Job]:
+    def to_send(self, items: Iterable[Job | Outcome]) -> Iterator[Job]:
         """The jobs among ``items``, each marked pending as it goes out; the other items
-        (invalid rows, and rows ``done`` in the run resumed from) are recorded on the way."""
+        (invalid rows, and rows done in the chain resumed from) are recorded on the way."""
+        done: Collection[tuple[str, str, str]] = self.chain.done if self.chain is not None else ()
         for item in items:
             if isinstance(item, Outcome):
                 self.record(item)
@@ -134,9 +150,9 @@ class Ledger:
     def close_sending(self, sender: Sender, unsent: Iterable[Job], *, interrupted: bool) -> None:
         """After sending, however it ended: rows cut off in flight and rows never sent end
         ``cancelled``, and the sending's figures go into the summary."""
-        sent = sender.rows_sent()
+        written = sender.rows_written()
         for job in list(self.pending.values()):  # a hard stop (a second Ctrl-C) cuts rows off
-            self.record(Outcome.cancelled(job, "stopped at once: may or may not have been applied" if job.row in sent
+            self.record(Outcome.cancelled(job, "stopped at once: may or may not have been applied" if job.row in written
                                           else "not sent: the run was interrupted"))
         for job in unsent:
             self.record(Outcome.cancelled(job, "not sent: the run was interrupted"))
@@ -149,9 +165,13 @@ class Ledger:
                             for second, (starts, throttled, retries) in sorted(stats.seconds.items())]
         if sender.adaptive is not None:
             summary.rate_changes = [(at - started, rate) for at, rate in sender.adaptive.changes]
-        if stats.latencies:
+        if stats.latencies or stats.windows:
             import numpy as np
 
+        if stats.windows:
+            windows = np.frombuffer(stats.windows, dtype=np.float64)
+            summary.window_p50, summary.window_p99 = (float(q) for q in np.quantile(windows, [0.5, 0.99]))
+        if stats.latencies:
             latencies = np.frombuffer(stats.latencies, dtype=np.float64)
             summary.latency_p50, summary.latency_p95, summary.latency_p99 = (
                 float(q) for q in np.quantile(latencies, [0.5, 0.95, 0.99]))

@@ -5,33 +5,38 @@
   (:meth:`Patch.over`): its fields are laid over the config as read; a field it sets from one
   alternative of the code or data group drops the other alternatives; ``param.<label>`` cells set
   one parameter each; the ``unset`` column clears. With ``--replace`` the row is the whole body.
-- :func:`changes`: every field the PUT would change, removals included, compared as the API
-  returns values: an empty string, an empty list and the documented defaults (``engine_id`` 1,
-  ``model_id`` 0) mean "unset"; a parameter value that is a JSON number compares by value with
-  the other side (``0.010`` equals ``0.01``), two strings compare by their text, without
-  surrounding white space (manifest cells drop it).
+- :func:`check_details`: a Details answer is of the config asked for, its fields typed as the API
+  promises, or it is refused (never laid under a row, never backed up as its "before").
+- :func:`diff`: every field the PUT would change, removals included, as
+  :class:`~batchcfg.change.Change` records, compared as the API returns values: an empty string,
+  an empty list and the documented defaults (``engine_id`` 1, ``model_id`` 0) mean "unset"; a
+  parameter value that is a JSON number compares by value with the other side (``0.010`` equals
+  ``0.01``), two strings compare by their text, without surrounding white space (manifest cells
+  drop it).
 
 >>> current = writable_body({"config_name": "x", "worker_server_num": 1, "spec_id": 1, "model_id": 7,
 ...                          "data_url": "/bucket/d/", "log_url": "/bucket/log/", "engine_id": 1,
 ...                          "parameter": [{"label": "lr", "value": 0.01}], "engine_name": "TF"})
 >>> patch = Patch({"worker_server_num": 2, "dataset_id": "ds", "dataset_version_id": "v1"}, {"lr": "0.010"})
->>> changes(current, patch.over(current))
-['worker_server_num: 1 -> 2', 'data_url: /bucket/d/ -> (unset)', 'dataset_id: (unset) -> ds', 'dataset_version_id: (unset) -> v1']
+>>> [change.text() for change in diff(current, patch.over(current))]
+['worker_server_num: 1 -> 2', 'data_url: "/bucket/d/" -> (unset)', 'dataset_id: (unset) -> "ds"', 'dataset_version_id: (unset) -> "v1"']
+>>> check_details("x", {"config_name": "y", "worker_server_num": 1})
+"config_name: the answer is for 'y', not 'x'"
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from .cells import parse_integer
-from .schema import ALTERNATIVES, BODY_FIELDS, INTEGER_FIELDS, JSON_FIELDS, PARAM_PREFIX, UNSET_COLUMN, encode_body
-from .text import printable
+from .change import Change
+from .schema import (ALTERNATIVES, BODY_FIELDS, INTEGER_FIELDS, JSON_FIELDS, PARAM_PREFIX, STRING_FIELDS, UNSET_COLUMN,
+                     encode_body, show)
 
-UNSET = "(unset)"
 DEFAULTS: dict[str, Any] = {"engine_id": 1, "model_id": 0}  # what the API assumes when a field is unset
 # Where a read config carries more than one alternative of a group, the first present here wins:
 # the Details answer may fill data_url from a data_source, and app_url may come back beside a
@@ -42,7 +47,7 @@ _READ_PRECEDENCE = (ALTERNATIVES[0], ALTERNATIVES[1][::-1])
 def writable_body(details: Mapping[str, Any]) -> dict[str, Any]:
     """The writable fields of a config as the Details API returns it: read-only fields dropped,
     unset values (``""``, ``[]``, ``model_id`` 0) dropped, integers as integers, parameter values
-    as they came (a JSON number stays a number, for :func:`changes`)."""
+    as they came (a JSON number stays a number, for :func:`diff`)."""
     body: dict[str, Any] = {}
     for name in BODY_FIELDS:
         value = details.get(name)
@@ -88,6 +93,22 @@ class Patch:
         labels = {key[len(PARAM_PREFIX):]: data.pop(key) for key in list(data) if key.startswith(PARAM_PREFIX)}
         return cls(data, labels, unset)
 
+    def kept(self, current: Mapping[str, Any], columns: Iterable[str]) -> list[str]:
+        """The fields of ``columns`` (the manifest's) that this row leaves empty while ``current``
+        holds a value for them: kept as they are, as a row changes only what it names."""
+        labels = {p["label"]: p["value"] for p in current.get("parameter") or []}
+        kept = []
+        for column in columns:
+            if column.startswith(PARAM_PREFIX):
+                label = column[len(PARAM_PREFIX):]
+                if label not in self.labels and "parameter" not in self.fields and column not in self.unset \
+                        and not _blank(labels.get(label)):
+                    kept.append(column)
+            elif column in BODY_FIELDS and column not in self.fields and column not in self.unset \
+                    and not _unset(column, current.get(column)):
+                kept.append(column)
+        return kept
+
     def over(self, current: Mapping[str, Any]) -> dict[str, Any]:
         """The whole body to send: ``current`` with this row laid over it."""
         body = dict(current)
@@ -131,10 +152,9 @@ def sendable(body: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def changes(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> list[str]:
-    """What sending ``wanted`` (a whole body) would change in ``current``: ``field: old -> new``
-    for every field, removals included (``log_url: /bucket/log/ -> (unset)``); ``parameter``
-    label by label (``parameter.lr: 0.01 -> 0.02``)."""
+def diff(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> list[Change]:
+    """What sending ``wanted`` (a whole body) would change in ``current``: a record for every
+    field that differs, removals included; ``parameter`` label by label."""
     found = []
     for name in BODY_FIELDS:
         old, new = current.get(name), wanted.get(name)
@@ -142,11 +162,58 @@ def changes(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> list[str]:
             before, after = _labels(old), _labels(new)
             for label in [*after, *(k for k in before if k not in after)]:
                 if not _same_value(before.get(label), after.get(label)):
-                    found.append(f"parameter.{label}: {_shown(before.get(label))} -> {_shown(after.get(label))}")
+                    found.append(Change(name, before.get(label), after.get(label), label))
         elif _unset(name, old) != _unset(name, new) or (not _unset(name, old) and _stripped(old) != _stripped(new)):
-            found.append(f"{name}: {_shown(None if _unset(name, old) else old)} -> "
-                         f"{_shown(None if _unset(name, new) else new)}")
+            found.append(Change(name, None if _unset(name, old) else old, None if _unset(name, new) else new))
     return found
+
+
+def check_details(config_name: str, details: Mapping[str, Any]) -> str | None:
+    """What is wrong with a Details answer for ``config_name``, naming the field, or None. An
+    answer for another config (a misrouted gateway, a caching proxy) or with a field of the wrong
+    type is never laid under a row: the row would PUT another config's body, or crash."""
+    name = details.get("config_name")
+    if name != config_name:
+        return (f"config_name: the answer is for {show(name)}, not {config_name!r}" if name is not None
+                else "config_name: the answer does not say which config it is")
+    for field_name in BODY_FIELDS:
+        value = details.get(field_name)
+        if value is None:
+            continue
+        if field_name in STRING_FIELDS and not isinstance(value, str):
+            return f"{field_name}: {show(value, 40)} is not a string"
+        if field_name in INTEGER_FIELDS and (not isinstance(value, int) or isinstance(value, bool)):
+            return f"{field_name}: {show(value, 40)} is not an integer"
+        if field_name in JSON_FIELDS and not (isinstance(value, list) and all(isinstance(e, dict) for e in value)):
+            return f"{field_name}: {show(value, 40)} is not a list of objects"
+    labels: set[str] = set()
+    for entry in details.get("parameter") or []:
+        label, value = entry.get("label"), entry.get("value")
+        if not isinstance(label, str) or not label:
+            return f"parameter: label {show(label, 40)} is not a non-empty string"
+        if label in labels:
+            return f"parameter: label {label!r} appears twice"
+        if not isinstance(value, str | int | float) or isinstance(value, bool):
+            return f"parameter: the value of {label!r}, {show(value, 40)}, is not a string or a number"
+        labels.add(label)
+    return None
+
+
+# What a Details answer says about the answer rather than the config: not compared.
+ANSWER_FIELDS = frozenset({"is_success", "error_code", "error_message", "error_msg", "request_id"})
+
+
+def exact_differences(expected: Mapping[str, Any], shown: Mapping[str, Any]) -> list[str]:
+    """The fields in which two Details answers of a config differ, compared strictly: every
+    field, read-only and unknown ones too, strings as they are (white space counts), numbers by
+    type and value. For the one irreversible action, a delete."""
+    names = (set(expected) | set(shown)) - ANSWER_FIELDS
+    return sorted(name for name in names if name not in expected or name not in shown
+                  or _exact(expected[name]) != _exact(shown[name]))
+
+
+def _exact(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, ensure_ascii=False)
 
 
 def _unset(name: str, value: Any) -> bool:
@@ -197,15 +264,3 @@ def _text(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return value if isinstance(value, str) else "" if value is None else str(value)
-
-
-def _shown(value: Any) -> str:
-    if value is None:
-        return UNSET
-    if isinstance(value, str):
-        text = printable(value)  # a config's field may hold anything another client sent
-    elif type(value) is int:  # most values: the JSON text, without json.dumps' cost
-        text = str(value)
-    else:
-        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-    return text if len(text) <= 80 else text[:77] + "..."

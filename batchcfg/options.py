@@ -88,6 +88,7 @@ class Options:
     send_unchanged: bool = False  # apply: PUT rows that change nothing too
     create_missing: bool = False  # apply, plan: a config that does not exist is created (POST)
     force: bool = False          # rollback: restore configs changed since the run
+    verify: bool = False         # apply, rollback: read every changed row back (else the canary's rows only)
     online: bool = False         # validate: check spec_id, workers and engine_id against the project
     preflight: bool = False      # apply: the same before sending
     dry_run: bool = False

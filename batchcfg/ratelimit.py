@@ -6,6 +6,12 @@ the first second. A log of the last ``rate`` start times is the hard guarantee: 
 waits until the oldest of them is a window old. Both run 2 % slow (a window of 1.02 s), so that
 jitter between here and the server does not push a window over as the server counts it.
 
+A row that reads a config and then writes it takes both starts at once (``acquire(2)``): the
+second is *held* for the write (:meth:`RateLimiter.use`, or :meth:`RateLimiter.release` when the
+row writes nothing), so that the write never queues behind other rows' reads. A held start takes
+its place in the window the moment it is held and is logged when it is used, so the guarantee
+holds for what the server sees. Below 2 starts a window (``--rate`` under 2) nothing is held.
+
 Throttling answers (429 and the throttle codes) halve the rate at once, at most once a second;
 successes raise it again by ``rate / 20`` per second, never above the rate asked for
 (:class:`AdaptiveRate`). ``--concurrency auto`` keeps rate x latency x 1.5 requests in flight
@@ -49,7 +55,9 @@ class RateLimiter:
         self._next = -math.inf
         self._clock = clock
         self._lock: anyio.Lock | None = None  # made on first use, inside the event loop
+        self._freed: anyio.Event | None = None  # set when a held start is used or released
         self.started = 0
+        self.held = 0  # starts taken for a row's next request, not yet used
 
     @property
     def rate(self) -> float:
@@ -66,32 +74,60 @@ class RateLimiter:
         self._starts = deque(self._starts, maxlen=max(1, math.floor(rate * self.window + 1e-9)))
 
     def __repr__(self) -> str:
-        return (f"RateLimiter(rate={self.rate:g}, started={self.started}, "
+        return (f"RateLimiter(rate={self.rate:g}, started={self.started}, held={self.held}, "
                 f"in_last_window={self._in_last_window()})")
 
     def _in_last_window(self) -> int:
         now = self._clock.now()
         return sum(1 for start in self._starts if now - start < self.window)
 
-    async def acquire(self) -> None:
-        """Wait until one more request may start, and count it as started."""
+    async def acquire(self, count: int = 1) -> int:
+        """Wait until one more request may start, and count it as started; with ``count`` 2, hold
+        a second start for the same row's next request (when a window has room for two). Returns
+        how many starts were taken."""
         if self._lock is None:
             self._lock = anyio.Lock()
         async with self._lock:
             while True:
+                capacity = self._starts.maxlen or 1
+                count = min(count, capacity)
+                room = capacity - self.held - count  # earlier starts that may stay in the window
+                if room < 0:  # the window is taken by held starts: wait for one to be used or freed
+                    self._freed = self._freed or anyio.Event()
+                    await self._freed.wait()
+                    continue
                 now = self._clock.now()
                 wait = self._next - now
-                if len(self._starts) == self._starts.maxlen:
-                    wait = max(wait, self._starts[0] + self.window * PACING_SLACK - now)
+                if len(self._starts) > room:
+                    wait = max(wait, self._starts[len(self._starts) - room - 1] + self.window * PACING_SLACK - now)
                 if wait <= 0:
                     break
                 await self._clock.sleep(wait)
             self._starts.append(now)
+            self.held += count - 1
             # The next slot follows this one's slot, not its (a little late) wake-up, so that
             # oversleeping does not lower the average; after idling, no credit is saved up.
             late = now - self._next
-            self._next = (self._next if late < self._interval else now) + self._interval
+            self._next = (self._next if late < self._interval else now) + self._interval * count
             self.started += 1
+        return count
+
+    def use(self) -> None:
+        """A held start begins now."""
+        self.held -= 1
+        self._starts.append(self._clock.now())
+        self.started += 1
+        self._wake()
+
+    def release(self) -> None:
+        """A held start is not needed (the row writes nothing, or its read is retried later)."""
+        self.held -= 1
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._freed is not None:
+            self._freed.set()
+            self._freed = None
 
 
 class AdaptiveRate:

@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from .change import render
 from .files import write_table
 from .journal import journal_path
 from .manifest import ERROR_MARKER, FAILED_MARKER, Manifest
@@ -28,6 +29,15 @@ REPORT_SHEET = "report"  # the sheet of an .xlsx report
 FAILED_SHEET = "failed rows"  # the sheet of an .xlsx failed-row manifest, unless the manifest's sheet name fits
 _EXCEL_FORBIDDEN = frozenset("[]:*?/\\")  # characters Excel refuses in a sheet name
 _values = operator.attrgetter(*COLUMNS)  # an Outcome's values in column order (asdict is slow)
+_CHANGES = COLUMNS.index("changes")
+
+
+def _record(outcome: Outcome) -> list[Any]:
+    """An outcome's cells: its values in column order, the changes in their text form
+    (:mod:`batchcfg.change`)."""
+    values = list(_values(outcome))
+    values[_CHANGES] = render(outcome.changes)
+    return values
 
 
 def default_report_path(directory: Path = Path(), now: datetime | None = None) -> Path:
@@ -74,7 +84,7 @@ def write_report(path: str | Path, outcomes: Iterable[Outcome], *, bom: bool = F
     ``.csv`` report starts with a byte order mark when ``bom`` (pass the manifest's
     :attr:`~batchcfg.manifest.Manifest.bom`); an ``.xlsx`` report's sheet is named ``sheet``."""
     path = Path(path)
-    write_table(path, COLUMNS, (_values(outcome) for outcome in outcomes), raw=path.suffix.lower() == ".jsonl",
+    write_table(path, COLUMNS, (_record(outcome) for outcome in outcomes), raw=path.suffix.lower() == ".jsonl",
                 bom=bom, sheet=sheet)
     return path
 

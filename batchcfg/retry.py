@@ -34,6 +34,11 @@ DEFAULT_BASE = 0.5
 DEFAULT_CAP = 30.0
 
 
+def is_throttled(status: int | None, error_code: str | None) -> bool:
+    """Whether an answer says the caller is going too fast: 429, or a throttling code."""
+    return status == 429 or error_code in THROTTLE_CODES
+
+
 def is_retryable(status: int | None, error_code: str | None) -> bool:
     """Whether an attempt that ended this way may succeed if repeated. ``status`` is None when
     there was no HTTP answer at all (timeout, connection error)."""

@@ -1,10 +1,14 @@
 """What a person sees when a run ends: the summary on stderr, the report's path on stdout.
 
-The summary reads at a glance: counts per status (conflicts on a line of their own), the rows
-with errors grouped by code (a few of each, and how many more), what changes field by field
-(``spec_id: 1 -> 2  x280``), the sending, the files written, and what to run next. On a
-terminal it has colour, unless ``NO_COLOR`` is set; piped, in cron or with JSON logs, none, and
-with JSON logs every line on stderr is a JSON object.
+The summary reads at a glance: a plan's headline (``plan: 2 to create, 40 to change, ...``),
+counts per status (conflicts on a line of their own), the rows with errors grouped by code (the
+first few of each, and exactly how many more), what changes field by field, fields that lose
+values first (``log_url: removed x8, changed x3``, then ``"/a/" -> (unset)  x1`` under it), the
+configs to create per field, the empty cells that kept their values, the read-backs, the sending,
+the files written, and what to run next. Everything is drawn from the run's records
+(:class:`~batchcfg.change.Change`, :class:`~batchcfg.change.Totals`), never from text taken
+apart. On a terminal it has colour, unless ``NO_COLOR`` is set; piped, in cron or with JSON logs,
+none, and with JSON logs every line on stderr is a JSON object.
 """
 
 from __future__ import annotations
@@ -13,13 +17,20 @@ import os
 import shlex
 import sys
 from collections.abc import Sequence
+from collections import Counter
+
+from .change import ADD, REMOVE, Change, summed
+from .errors import CANCELLED as CANCELLED_CODE
 from .logs import log
-from .merge import UNSET
 from .model import CONFLICT, STATUSES, Outcome, Summary
 
 PLAN_DIFF_ROWS = 20  # a plan of at most this many changed rows is shown as a diff on stderr
 ERROR_CODES_SHOWN, ERROR_ROWS_SHOWN = 5, 3
-CHANGE_LINES_SHOWN = 12
+FIELDS_SHOWN, VALUES_SHOWN, CREATED_FIELDS_SHOWN = 12, 3, 8  # fields that lose values are shown whatever the bound
+VALUE_CHARS = 60
+HEADLINE = (("create", "to create"), ("change", "to change"), ("unchanged", "unchanged"), ("missing", "missing"),
+            ("invalid", "invalid"), ("conflict", "in conflict"), ("failed", "failed to read"),
+            ("cancelled", "cancelled"))
 _COLOURS = {"red": "31", "green": "32", "yellow": "33", "bold": "1", "dim": "2"}
 
 
@@ -46,23 +57,40 @@ def say(text: str, *, json_logs: bool = False) -> None:
     Screen(json_logs=json_logs).say(text)
 
 
+def headline_text(headline: dict[str, int]) -> str:
+    """``plan: 2 to create, 40 to change, 255 unchanged, 3 missing, 0 invalid, 0 in conflict; 8 rows
+    to change lose a value``."""
+    parts = ", ".join(f"{headline[key]:,} {words}" for key, words in HEADLINE if key in headline)
+    lose = headline["lose_a_value"]
+    return f"plan: {parts}; {lose:,} {'row' if lose == 1 else 'rows'} to change {'loses' if lose == 1 else 'lose'} a value"
+
+
 def show_summary(summary: Summary, *, json_logs: bool = False, next_step: str = "") -> None:
     """The end-of-run summary; ``next_step`` is a command to run next (how to resume)."""
     screen = Screen(json_logs=json_logs)
+    if summary.command == "plan":
+        screen.say(screen.paint(headline_text(summary.headline), "bold"))
     rows = sum(summary.counts.values())
     counts = ", ".join(f"{summary.counts[s]} {s}" for s in STATUSES if summary.counts[s] and s != CONFLICT)
     screen.say(f"{rows} row{'' if rows == 1 else 's'}: {counts or 'none'}")
     if summary.counts[CONFLICT]:
         screen.say(screen.paint(f"{summary.counts[CONFLICT]} conflict{'' if summary.counts[CONFLICT] == 1 else 's'}: "
-                                "changed since, not sent (rollback: --force sends anyway; a saved plan: plan "
-                                "again)", "red"))
+                                "changed since, not sent (rollback: --force sends anyway, but never deletes; "
+                                "a saved plan: plan again)", "red"))
     _show_errors(screen, summary)
     _show_changes(screen, summary)
+    if summary.kept_cells:
+        screen.say(screen.paint(
+            f"{summary.kept_cells:,} empty cell{'' if summary.kept_cells == 1 else 's'} in {summary.kept_rows:,} "
+            f"row{'' if summary.kept_rows == 1 else 's'} kept the config's value (a row changes only what it names): "
+            "to clear a field, name it in the row's unset column", "yellow"))
+    if summary.verified:
+        normalised = ", ".join(f"{name} x{count}" for name, count in summary.normalised.most_common(8))
+        screen.say(f"read back after the change: {summary.verified:,} row{'' if summary.verified == 1 else 's'}"
+                   + (f"; the server keeps {normalised} otherwise than sent (not changed by those rows)"
+                      if normalised else ", as sent"))
     if summary.requests:
-        latency = (f"; latency p50 {summary.latency_p50 * 1000:.0f} ms, p95 {summary.latency_p95 * 1000:.0f} ms"
-                   if summary.latency_p50 is not None and summary.latency_p95 is not None else "")
-        screen.say(f"{summary.requests} request{'' if summary.requests == 1 else 's'} ({summary.retries} retries) "
-                   f"in {summary.elapsed:.1f} s, {summary.request_rate:.1f} requests/s{latency}")
+        screen.say(sending_line(summary))
     if summary.lowest_rate < summary.max_rate:
         screen.say(f"throttled: the rate went down to {summary.lowest_rate:.2g}/s (asked for {summary.max_rate:g}/s)")
     if summary.stop_reason:
@@ -80,33 +108,71 @@ def show_summary(summary: Summary, *, json_logs: bool = False, next_step: str = 
     print(summary.report)
 
 
+def sending_line(summary: Summary) -> str:
+    """``321 requests (4 retries) in 30.1 s, 10.7 requests/s; latency p50 ...; read-to-write window ...``."""
+    latency = (f"; latency p50 {summary.latency_p50 * 1000:.0f} ms, p95 {summary.latency_p95 * 1000:.0f} ms"
+               if summary.latency_p50 is not None and summary.latency_p95 is not None else "")
+    window = (f"; read-to-write window p50 {summary.window_p50 * 1000:.0f} ms, p99 {summary.window_p99 * 1000:.0f} ms"
+              if summary.window_p50 is not None and summary.window_p99 is not None else "")
+    return (f"{summary.requests} request{'' if summary.requests == 1 else 's'} ({summary.retries} retries) in "
+            f"{summary.elapsed:.1f} s, {summary.request_rate:.1f} requests/s{latency}{window}")
+
+
 def _show_errors(screen: Screen, summary: Summary) -> None:
-    """The rows with errors, grouped by code: a few of each, and how many more."""
-    codes = [(code, count) for code, count in summary.error_codes.most_common() if code in summary.error_rows]
-    for code, count in codes[:ERROR_CODES_SHOWN]:
+    """The rows with errors, grouped by code: the first few of each, and exactly how many more.
+    Cancelled rows are counted on the status line and resumed, not listed here."""
+    codes = [(code, count) for code, count in summary.error_codes.most_common() if code != CANCELLED_CODE]
+    shown = [(code, count) for code, count in codes if code in summary.error_rows][:ERROR_CODES_SHOWN]
+    for code, count in shown:
         screen.say(screen.paint(f"{code} x{count}", "red"))
         for row, name, message in summary.error_rows[code][:ERROR_ROWS_SHOWN]:
             screen.say(f"row {row} {name}: {message}", indent=1)
         if count > ERROR_ROWS_SHOWN:
             screen.say(screen.paint(f"... and {count - ERROR_ROWS_SHOWN} more", "dim"), indent=1)
-    rest = codes[ERROR_CODES_SHOWN:]
+    listed = {code for code, _ in shown}
+    rest = [count for code, count in codes if code not in listed]
     if rest:
-        screen.say(f"... and {sum(count for _, count in rest)} more rows with {len(rest)} other error codes: "
-                   "see the report")
+        screen.say(f"... and {sum(rest):,} more row{'' if sum(rest) == 1 else 's'} with {len(rest):,} other error "
+                   f"code{'' if len(rest) == 1 else 's'}: see the report")
 
 
 def _show_changes(screen: Screen, summary: Summary) -> None:
-    """What changes, field by field, with the number of rows each: ``spec_id: 1 -> 2  x280``."""
-    if not summary.change_totals:
-        return
-    screen.say("changes:")
-    lines = summary.change_totals.most_common()
-    for change, count in lines[:CHANGE_LINES_SHOWN]:
-        screen.say(f"{screen.paint(change, _colour_of(change))}  x{count}", indent=1)
-    if len(lines) > CHANGE_LINES_SHOWN:
-        more = sum(count for _, count in lines[CHANGE_LINES_SHOWN:])
-        screen.say(screen.paint(f"... and {len(lines) - CHANGE_LINES_SHOWN} more kinds of change ({more} in all): "
-                                "the report's changes column has every one", "dim"), indent=1)
+    """What changes, field by field: fields that lose values first and always, each with its
+    rows per kind, then the most common value changes under it; configs to create per field."""
+    totals = summary.changes
+    ranked = totals.ranked()
+    if ranked:
+        screen.say("changes by field:")
+        shown = [(name, kinds) for number, (name, kinds) in enumerate(ranked) if number < FIELDS_SHOWN or kinds[REMOVE]]
+        for name, kinds in shown:
+            screen.say(f"{screen.paint(name, _field_colour(kinds))}: {summed(kinds)}", indent=1)
+            values = totals.by_value(name)
+            for kind, before, after, rows in values[:VALUES_SHOWN]:
+                screen.say(f"{screen.paint(f'{_cut(before)} -> {_cut(after)}', _kind_colour(kind))}  x{rows:,}", indent=2)
+            more = sum(kinds.values()) - sum(rows for *_, rows in values[:VALUES_SHOWN])
+            if more > 0:
+                screen.say(screen.paint(f"... and {more:,} more row{'' if more == 1 else 's'} with other values", "dim"),
+                           indent=2)
+        if len(shown) < len(ranked):
+            others = ranked[len(shown):]
+            screen.say(screen.paint(f"... and {len(others)} more field{'' if len(others) == 1 else 's'} "
+                                    f"({sum(sum(kinds.values()) for _, kinds in others):,} changes): the report's "
+                                    "changes column has every one", "dim"), indent=1)
+    if totals.created_rows:
+        verb = "to create" if summary.command == "plan" else "created"
+        fields = ", ".join(f"{name} set x{count:,}" for name, count in totals.created.most_common(CREATED_FIELDS_SHOWN))
+        more = len(totals.created) - CREATED_FIELDS_SHOWN
+        screen.say(screen.paint(f"{totals.created_rows:,} {verb}: {fields}"
+                                + (f", and {more} more field{'' if more == 1 else 's'}" if more > 0 else ""), "green"))
+
+
+def _field_colour(kinds: Counter[str]) -> str:
+    """A field that loses values red, one only added green, else yellow."""
+    return "red" if kinds[REMOVE] else "green" if set(kinds) == {ADD} else "yellow"
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= VALUE_CHARS else text[:VALUE_CHARS - 1] + "…"
 
 
 def resume_command(command: str, argv: Sequence[str], summary: Summary) -> str:
@@ -145,10 +211,14 @@ class PlanDiff:
         screen = Screen(json_logs=json_logs)
         for outcome in sorted(self.changed, key=lambda o: o.row):
             screen.say(f"row {outcome.row} {outcome.config_name}:", indent=0)
-            for change in outcome.changes.split("; "):
-                screen.say(screen.paint(change, _colour_of(change)), indent=1)
+            for change in outcome.changes:
+                screen.say(screen.paint(change.text(limit=VALUE_CHARS), _colour(change)), indent=1)
 
 
-def _colour_of(change: str) -> str:
+def _colour(change: Change) -> str:
+    return _kind_colour(change.kind)
+
+
+def _kind_colour(kind: str) -> str:
     """Removals red, additions green, changes yellow."""
-    return "red" if change.endswith(f"-> {UNSET}") else "green" if f": {UNSET} -> " in change else "yellow"
+    return "red" if kind == REMOVE else "green" if kind == ADD else "yellow"

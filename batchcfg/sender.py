@@ -1,23 +1,32 @@
 """Sending: jobs -> concurrent, rate-limited, retried requests -> one :class:`Outcome` per row.
 
-What happens to a row is its action (:mod:`batchcfg.actions`): an async function of the sender and
-the job that returns the row's outcome, making its requests through :meth:`Sender.call`. A call is
-given the client's request itself (a function of no arguments that returns an
-:class:`~batchcfg.client.Answer`), and sends it within the run's limits:
+What happens to a row is its action (:mod:`batchcfg.actions`): an async function of the sender,
+the job and the row's outcome (made here, ``cancelled`` until the action settles it) that returns
+the outcome, making its requests through :meth:`Sender.call`. A call is given the client's request
+itself (a function of no arguments that returns an :class:`~batchcfg.client.Answer`), and sends it
+within the run's limits:
 
 - a fixed pool of workers pulls jobs from one iterator, so memory does not grow with the rows;
 - a row in progress holds a slot (``concurrency`` of them, or with ``auto`` as many as
   :class:`~batchcfg.ratelimit.AutoConcurrency` says), so that its requests (a read, then a PUT)
   follow each other closely and rows finish from the start, rather than every row's read first;
 - every attempt, retries too, takes a start from the :class:`~batchcfg.ratelimit.RateLimiter`,
-  which adapts to throttling;
+  which adapts to throttling; a read made ``hold=True`` takes the start of the row's write with
+  it, and the write (``write=True``) uses it: the write never waits behind other rows' reads. The
+  time from the read's answer to the write's start (the window in which another client's edit
+  would be overwritten: the API has no conditional PUT) is measured for every such row;
 - failed attempts are retried as the :class:`~batchcfg.retry.RetryPolicy` says, after waits on
-  the injected :class:`~batchcfg.clock.Clock` that a stop cuts short.
+  the injected :class:`~batchcfg.clock.Clock` that a stop cuts short. Throttled answers (429 and
+  the gateway's throttling codes) do not use up a row's retries: they wait and are sent again
+  while the adaptive rate comes down, for up to :data:`~batchcfg.settings.MAX_THROTTLED_WAIT`
+  seconds; a rate too high costs time, not rows.
 
 The first request of a run is sent alone, and an authentication failure stops the run: the
 remaining rows end ``cancelled`` instead of locking the AK (five bad signatures lock it for five
 minutes). ``max_failures`` failed rows stop it too. A row's failure is its outcome, never an
-exception: in a task group one escaped exception would cancel every sibling.
+exception: in a task group one escaped exception would cancel every sibling. An error nobody
+foresaw, while one row is handled, ends that row (``BATCHCFG.UNEXPECTED``, with the exception's
+message), never the run; a row whose change was answered keeps its true status.
 
 >>> async def send(client, jobs):
 ...     await Sender(rate=10, concurrency=8).run(jobs, Put(client), on_outcome=print)
@@ -29,7 +38,7 @@ import logging
 import time
 from array import array
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -37,12 +46,15 @@ import anyio
 
 from .client import Answer
 from .clock import SYSTEM_CLOCK, Clock
-from .errors import CONNECTION, TIMEOUT, TransportError
-from .model import CANCELLED, FAILED, Job, Outcome
+from .errors import CANCELLED as CANCELLED_CODE
+from .errors import CONNECTION, TIMEOUT, UNEXPECTED, TransportError
+from .model import CANCELLED, CREATED, FAILED, SUCCEEDED, Job, Outcome
 from .ratelimit import AdaptiveRate, AutoConcurrency, RateLimiter
-from .retry import THROTTLE_CODES, RetryPolicy, is_retryable
+from .retry import RetryPolicy, is_retryable, is_throttled
 from .settings import (AUTO, AUTO_MAX_CONCURRENCY, AUTO_START_CONCURRENCY, AUTO_UNLIMITED_CONCURRENCY,
-                       DEFAULT_CONCURRENCY, DEFAULT_MAX_UNAVAILABLE, DEFAULT_RATE, MAX_RETRY_WAIT)
+                       DEFAULT_CONCURRENCY, DEFAULT_MAX_UNAVAILABLE, DEFAULT_RATE, MAX_RETRY_WAIT,
+                       MAX_THROTTLED_WAIT)
+from .text import from_server
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +63,7 @@ AUTH_FAILURE_CODES = frozenset({"APIGW.0302", "APIGW.0306", "APIGW.0310", "APIG.
                                 "APIG.0310", "ModelArts.0203", "ModelArts.0206", "ModelArts.0210"})
 
 Request = Callable[[], Awaitable[Answer]]  # one attempt: the client's call, bound to its arguments
-Action = Callable[["Sender", Job], Awaitable[Outcome]]  # what happens to one row
+Action = Callable[["Sender", Job, Outcome], Awaitable[Outcome]]  # what happens to one row
 
 
 def is_auth_failure(status: int | None, error_code: str) -> bool:
@@ -66,6 +78,7 @@ class SendStats:
     retries: int = 0
     statuses: Counter[int] = field(default_factory=Counter)
     latencies: array[float] = field(default_factory=lambda: array("d"))  # seconds, one per attempt
+    windows: array[float] = field(default_factory=lambda: array("d"))  # seconds from a read's answer to its write
     started_at: float | None = None
     finished_at: float | None = None
     # second since the first request -> [request starts, throttled answers, retries started]
@@ -107,6 +120,11 @@ class Sender:
         self._gated = concurrency == AUTO
         self._gate: anyio.CapacityLimiter | None = None
         self._first_sent: dict[int, tuple[float, float]] = {}  # row -> its first request's clock and wall time
+        # Of the rows in progress: those holding the start of their write (taken with their read),
+        # when their read was answered, and those whose write has been sent.
+        self._holding: set[int] = set()
+        self._read_at: dict[int, float] = {}
+        self._written: set[int] = set()
         self._max_failures = max_failures
         self._max_unavailable = max_unavailable  # 0: never stop for that
         self.unavailable = 0  # rows failed in a row because the service was unavailable
@@ -135,9 +153,14 @@ class Sender:
     def elapsed(self) -> float:
         return self.stats.elapsed(self._clock.now())
 
-    def rows_sent(self) -> set[int]:
-        """The rows in progress whose requests have started (and may have reached the server)."""
-        return set(self._first_sent)
+    @property
+    def clock(self) -> Clock:
+        return self._clock
+
+    def rows_written(self) -> set[int]:
+        """The rows in progress whose write (PUT, POST, DELETE) has started: it may or may not
+        have reached the server."""
+        return set(self._written)
 
     def stop(self, reason: str = "not sent: the run was stopped") -> None:
         """Start no new request; rows not yet sent end ``cancelled`` with ``reason``."""
@@ -179,17 +202,29 @@ class Sender:
                 gate.acquire_nowait()
             except anyio.WouldBlock:
                 await gate.acquire()
+        outcome = Outcome.cancelled(job)
         try:
-            outcome = await action(self, job)
+            outcome = await action(self, job, outcome)
+        except Exception as exc:  # one row's surprise ends that row, never the run
+            self._unexpected(job, outcome, exc)
         finally:
             if gate is not None:
                 gate.release()
+        # The row ended (a hard stop cancels it above, and leaves what it did for the ledger to see).
+        if job.row in self._holding:  # the row wrote nothing: its held start goes back
+            self._holding.discard(job.row)
+            if self._limiter is not None:
+                self._limiter.release()
+        self._read_at.pop(job.row, None)
+        self._written.discard(job.row)
         first_sent = self._first_sent.pop(job.row, None)
         if first_sent is not None:  # the row's own time: from its first request, not its queueing
             outcome.duration_ms = round((self._clock.now() - first_sent[0]) * 1000)
             outcome.started_at = datetime.fromtimestamp(first_sent[1], timezone.utc).isoformat(timespec="milliseconds")
-        if outcome.status == CANCELLED and not outcome.error_message:
-            outcome.error_message = self.stop_reason  # the run stopped while the row waited
+        if outcome.status == CANCELLED:  # never written: nothing of its read or its plan stays on it
+            outcome.http_status, outcome.request_id, outcome.changes = None, "", ()
+            outcome.error_code = CANCELLED_CODE
+            outcome.error_message = self.stop_reason or outcome.error_message
         if outcome.status == FAILED:
             self.failures += 1
             if self._max_failures and self.failures >= self._max_failures:
@@ -204,24 +239,52 @@ class Sender:
             self.unavailable = 0
         on_outcome(outcome)
 
-    async def call(self, request: Request, *, job: Job | None = None,
-                   outcome: Outcome | None = None) -> Answer | None:
+    def _unexpected(self, job: Job, outcome: Outcome, exc: Exception) -> None:
+        """End the row after an error nobody foresaw: a row whose change was answered keeps its
+        status, with a note; any other row fails with ``BATCHCFG.UNEXPECTED``."""
+        log.debug("row %d %s: unexpected error", job.row, job.config_name, exc_info=exc)
+        what = from_server(f"{type(exc).__name__}: {exc}", 300)
+        if outcome.status in (SUCCEEDED, CREATED):
+            outcome.error_message = f"{outcome.error_message}; then an unexpected error: {what}".lstrip("; ")
+            return
+        outcome.status, outcome.error_code = FAILED, UNEXPECTED
+        outcome.error_message = f"unexpected error: {what}" + (
+            "; its change was sent and may or may not have been applied" if job.row in self._written else
+            "; nothing was changed")
+
+    async def call(self, request: Request, *, job: Job | None = None, outcome: Outcome | None = None,
+                   hold: bool = False, write: bool = False) -> Answer | None:
         """Send ``request`` within the run's limits, retried as the policy says. Returns the last
         answer (a failed attempt with no HTTP answer has status 0), or None when the run stopped
         before it was sent, or while a failed attempt waited for its retry (the row then ends
         ``cancelled``, not ``failed``). ``job`` is the row (its time, debug logs); the attempts
-        are counted in ``outcome`` when given."""
-        attempts = 0
+        are counted in ``outcome`` when given. ``hold``: a read that takes the start of the row's
+        write with it; ``write``: a PUT, POST or DELETE (it uses that start)."""
+        attempts = throttled = 0
+        throttled_since: float | None = None
+        window: float | None = None  # of a write: from the row's read's answer to its first attempt
         answer: Answer | None = None
         stats, clock = self.stats, self._clock
+        row = job.row if job is not None else -1  # -1: a request of no row (List, the catalogs)
+        hold = hold and row >= 0
         while True:
             if self._limiter is not None and not self.stop_reason:
-                await self._limiter.acquire()
+                if row in self._holding:  # the start taken with the row's read
+                    self._holding.discard(row)
+                    self._limiter.use()
+                elif await self._limiter.acquire(2 if hold else 1) == 2:
+                    self._holding.add(row)
             if self.stop_reason:
                 return None  # before the first attempt, or while waiting to retry: not sent again
             sent_at = clock.now()
             if job is not None and job.row not in self._first_sent:
                 self._first_sent[job.row] = (sent_at, time.time())
+            if write:
+                self._written.add(row)
+                read_at = self._read_at.pop(row, None)
+                if read_at is not None:
+                    window = sent_at - read_at
+                    stats.windows.append(window)
             attempts += 1
             if outcome is not None:
                 outcome.attempts += 1
@@ -234,31 +297,46 @@ class Sender:
                 answer = Answer(0, False, exc.code, str(exc))
             finally:
                 self.in_flight -= 1
-            self._observe(answer, clock.now() - sent_at, job, request, attempts)
-            if answer.ok:
-                return answer
-            if is_auth_failure(answer.status, answer.error_code):
-                where = f" on row {job.row}" if job is not None else ""
-                self.stop(f"not sent: authentication failed{where} ({answer.error_code}); check the credentials")
-                return answer
-            if not self._retry.retries(attempts, answer.status, answer.error_code):
-                return answer
+            self._observe(answer, clock.now() - sent_at, job, request, attempts, window)
+            window = None
+            if answer.ok or is_auth_failure(answer.status, answer.error_code):
+                break
+            if is_throttled(answer.status, answer.error_code):
+                throttled += 1  # costs time, not one of the row's retries
+                throttled_since = sent_at if throttled_since is None else throttled_since
+                if sent_at - throttled_since >= MAX_THROTTLED_WAIT:
+                    return answer._replace(error_message=f"{answer.error_message} (still throttled after "
+                                                         f"{MAX_THROTTLED_WAIT:g} s of waiting)")
+            if not self._retry.retries(attempts - throttled, answer.status, answer.error_code):
+                break
             if self.stop_reason:
                 return None  # it would be tried again, but the run stopped: cancelled, not failed
             if answer.retry_after is not None and answer.retry_after > MAX_RETRY_WAIT:
                 return answer._replace(error_message=f"{answer.error_message} (the server asked to wait "
                                                      f"{answer.retry_after:.0f} s: more than the {MAX_RETRY_WAIT:g} s "
                                                      "a run waits)")
+            if row in self._holding:  # no start is held through a retry's wait
+                self._holding.discard(row)
+                if self._limiter is not None:
+                    self._limiter.release()
             stats.retries += 1
             stats.count(clock.now(), 2)
-            await self._pause(min(MAX_RETRY_WAIT, self._retry.backoff.delay(attempts, answer.retry_after)))
+            await self._pause(min(MAX_RETRY_WAIT, self._retry.backoff.delay(max(1, attempts - throttled),
+                                                                             answer.retry_after)))
+        if hold:
+            self._read_at[row] = clock.now()
+        if is_auth_failure(answer.status, answer.error_code):
+            where = f" on row {job.row}" if job is not None else ""
+            self.stop(f"not sent: authentication failed{where} ({answer.error_code}); check the credentials")
+        return answer
 
     def _gate_now(self) -> anyio.CapacityLimiter | None:
         if self._gate is None and self._gated:
             self._gate = anyio.CapacityLimiter(self._slots)
         return self._gate
 
-    def _observe(self, answer: Answer, latency: float, job: Job | None, request: Request, attempts: int) -> None:
+    def _observe(self, answer: Answer, latency: float, job: Job | None, request: Request, attempts: int,
+                 window: float | None) -> None:
         """Count one attempt, and let the rate and the concurrency follow what it showed."""
         self.stats.latencies.append(latency)
         self.stats.statuses[answer.status] += 1
@@ -266,7 +344,7 @@ class Sender:
             slots = self._auto.observe(latency)
             if slots != self._gate.total_tokens:
                 self._gate.total_tokens = slots
-        throttled = answer.status == 429 or answer.error_code in THROTTLE_CODES
+        throttled = is_throttled(answer.status, answer.error_code)
         if throttled:
             self.stats.count(self._clock.now(), 1)
         if self.adaptive is not None:
@@ -276,15 +354,26 @@ class Sender:
                 self.adaptive.succeeded()
         if self._debug:
             what = getattr(request, "func", request)
-            log.debug("%s %s attempt %d: %s %s %s", f"row {job.row} {job.config_name}" if job else "-",
+            log.debug("%s %s attempt %d: %s %s %s%s", f"row {job.row} {job.config_name}" if job else "-",
                       getattr(what, "__name__", "request"), attempts, answer.status or "-",
-                      answer.error_code or "ok", answer.request_id)
+                      answer.error_code or "ok", answer.request_id,
+                      f" (read-to-write window {window * 1000:.0f} ms)" if window is not None else "")
 
     async def _pause(self, seconds: float) -> None:
         """Wait before a retry, on the clock; :meth:`stop` cuts the wait short."""
+        await self.wait(self._clock.sleep(seconds))
+
+    async def wait(self, waiting: Awaitable[object]) -> bool:
+        """Wait for ``waiting`` (a retry's backoff, a gate to open), unless :meth:`stop` cuts it
+        short; False when the run stopped."""
+        if self.stop_reason:
+            if isinstance(waiting, Coroutine):
+                waiting.close()  # never awaited: closed, so that no warning says so
+            return False
         with anyio.CancelScope() as scope:
             self._pauses.add(scope)
             try:
-                await self._clock.sleep(seconds)
+                await waiting
             finally:
                 self._pauses.discard(scope)
+        return not self.stop_reason

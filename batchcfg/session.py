@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from . import credentials, resume
+from . import credentials
 from .errors import UsageError
 from .ledger import Ledger, writing
 from .model import INVALID, Job, Outcome, Summary
@@ -48,12 +48,15 @@ class Events:
 
 def backup_for(stack: AsyncExitStack, ledger: Ledger, options: Options) -> Backup | None:
     """The run's backup (None with ``no_backup``): a new file, or the one a resumed run's chain
-    started."""
+    started (a resumed run adds to its own chain's backup, and to no other)."""
     from .backup import Backup
 
     if options.outputs.no_backup:
         return None
-    continued = resume.backup_of(options.resume)  # a resumed run adds to its own chain's backup
+    continued = ledger.chain.backup if ledger.chain is not None else None
+    if continued is not None and options.outputs.backup is not None and options.outputs.backup != continued:
+        raise UsageError(f"--backup {options.outputs.backup}: the run resumed from {ledger.chain.path} "  # type: ignore[union-attr]
+                         f"adds to its own chain's backup, {continued}; leave --backup out")
     path = options.outputs.backup or continued or default_backup_path(ledger.report)
     with writing(path, error=UsageError):
         backup = stack.enter_context(Backup(path, new=path != continued))

@@ -59,6 +59,8 @@ MAX_CONCURRENCY = 1024       # and never more workers than rows, nor than the op
 MAX_RETRIES = 100
 MAX_TIMEOUT = 3600.0         # an hour per attempt
 MAX_RETRY_WAIT = 300.0       # the longest wait before a retry; a Retry-After beyond it fails the row
+CANARY_ROWS = 20             # the first changed rows of a run, read back before the others are sent
+MAX_THROTTLED_WAIT = 900.0   # a request throttled for this long (its throttled answers are not retries) fails
 DEFAULT_MAX_UNAVAILABLE = 20  # rows in a row failed by an unavailable service (no success between): stop
 DEFAULT_PROGRESS_INTERVAL = 30.0  # seconds between progress lines without a terminal
 SANDBOX_HOST = "127.0.0.1"
@@ -116,6 +118,18 @@ def text(value: Any) -> str:
     return value.strip()
 
 
+def switch(value: Any) -> bool:
+    """On or off: a TOML boolean, or text such as ``1``, ``true``, ``yes``, ``0``, ``false``, ``no``."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("must be true or false")
+
+
 def directory(value: Any) -> Path:
     return Path(text(value)).expanduser()
 
@@ -139,6 +153,7 @@ SETTINGS: dict[str, Setting] = {
     "timeout": Setting(Number(0, above=True, maximum=MAX_TIMEOUT), "BATCHCFG_TIMEOUT", DEFAULT_TIMEOUT),
     "report_dir": Setting(directory, "BATCHCFG_REPORT_DIR", None),
     "html": Setting(directory, "BATCHCFG_HTML", None),  # a file: the run's page (directory() reads a path)
+    "verify": Setting(switch, "BATCHCFG_VERIFY", None),  # read every changed row back (None: the canary only)
 }
 
 # The numbers only the command line gives.

@@ -35,6 +35,13 @@ VALID_CELLS = {"worker_server_num": "1", "spec_id": "1", "model_id": "7", "data_
 EARLIER_BODY = {"worker_server_num": 2, "spec_id": 1, "model_id": 7, "data_url": "/bucket/old/"}
 
 
+def changes(current: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
+    """What sending ``wanted`` would change in ``current``, each change in its text form."""
+    from batchcfg.merge import diff
+
+    return [change.text() for change in diff(current, wanted)]
+
+
 def seed(sandbox: RunningSandbox, names: list[str]) -> RunningSandbox:
     """The sandbox holds these configs (in an earlier state than VALID_CELLS), as a real project would."""
     for name in names:
@@ -194,8 +201,10 @@ class ScriptedServer:
 
     A step is ``(status, json_body)``, ``(status, json_body, headers)``, ``"reset"`` (drop the
     connection), ``("sleep", seconds)`` (answer 200 after a delay) or ``("raw", status, text)``.
-    Names without a script get ``200 {"is_success": true}``; ``latency`` delays every answer, on
-    ``clock`` (a ``sleep`` step waits in real time: it is for timeouts, which aiohttp measures).
+    Names without a script get ``200 {"is_success": true}``, as a faithful server would: a PUT's
+    body is kept, and a GET answers the config asked for (what was PUT, else :data:`EARLIER_BODY`).
+    ``latency`` delays every answer, on ``clock`` (a ``sleep`` step waits in real time: it is for
+    timeouts, which aiohttp measures).
     """
 
     scripts: dict[str, list[Any]] = field(default_factory=dict)
@@ -205,6 +214,7 @@ class ScriptedServer:
     max_in_flight: int = 0
     url: str = ""
     clock: Clock = SYSTEM_CLOCK
+    stored: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def attempts(self, name: str) -> list[Seen]:
         return [s for s in self.seen if s.name == name]
@@ -219,7 +229,7 @@ class ScriptedServer:
             if self.latency:
                 await self.clock.sleep(self.latency)
             script = self.scripts.get(name) or []
-            step = script.pop(0) if script else (200, {"is_success": True})
+            step = script.pop(0) if script else self._faithful(request.method, name, self.seen[-1].body)
             headers = {"X-Request-Id": f"req-{len(self.seen)}"}
             if step == "reset":
                 assert request.transport is not None
@@ -234,6 +244,13 @@ class ScriptedServer:
             return web.json_response(step[1], status=step[0], headers=headers)
         finally:
             self.in_flight -= 1
+
+    def _faithful(self, method: str, name: str, body: bytes) -> tuple[int, dict[str, Any]]:
+        if method == "PUT":
+            self.stored[name] = json.loads(body)
+        elif method == "GET":
+            return 200, {"is_success": True, "config_name": name, **self.stored.get(name, EARLIER_BODY)}
+        return 200, {"is_success": True}
 
 
 @pytest.fixture

@@ -21,13 +21,13 @@ from batchcfg.auth import TokenAuth
 from batchcfg.client import Client
 from batchcfg.actions import Modify
 from batchcfg.backup import Backup, read_backup
-from batchcfg.merge import Patch, changes, writable_body
+from batchcfg.merge import Patch, writable_body
 from batchcfg.sandbox.data import details
 from batchcfg.sandbox import RunningSandbox, SandboxConfig, earlier_state, serve
 from batchcfg.cells import check_row
 from batchcfg.sender import Sender
 
-from .conftest import EARLIER_BODY, PROJECT, ScriptedServer, read_report, sandbox_options, valid_manifest
+from .conftest import EARLIER_BODY, PROJECT, ScriptedServer, changes, read_report, sandbox_options, valid_manifest
 
 SAMPLES = Path(__file__).parent.parent / "samples" / "training_job_configs.csv"
 
@@ -192,13 +192,16 @@ async def test_every_put_finds_its_backup_on_disk_and_backups_share_fsyncs(
     real_fsync = os.fsync
     monkeypatch.setattr("batchcfg.backup.os.fsync", lambda fd: (syncs.append(fd), real_fsync(fd)))
 
+    stored: dict[str, Any] = {}
+
     async def handle(request: web.Request) -> web.Response:
         name = request.match_info["name"]
         if request.method == "PUT":
             if name not in {r["config_name"] for r in read_backup(backup)}:
                 not_yet_on_disk.append(name)
+            stored[name] = await request.json()
             return web.json_response({"is_success": True})
-        return web.json_response({"is_success": True, "config_name": name, **EARLIER_BODY})
+        return web.json_response({"is_success": True, "config_name": name, **stored.get(name, EARLIER_BODY)})
 
     app = web.Application()
     app.router.add_route("*", "/v1/{project}/training-job-configs/{name}", handle)

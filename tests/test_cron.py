@@ -63,7 +63,7 @@ def test_metrics_keep_the_last_success_through_a_failing_run(tmp_path: Path) -> 
     # the sandbox holds b (row 3) as the manifest has it already: read, not sent
     assert 'batchcfg_rows{command="apply",status="succeeded"} 1' in first
     assert 'batchcfg_rows{command="apply",status="skipped"} 1' in first
-    assert 'batchcfg_requests{command="apply",http_status="200"} 3' in first  # a GET a row, one PUT
+    assert 'batchcfg_requests{command="apply",http_status="200"} 4' in first  # a GET a row, one PUT, its read-back
     assert 'batchcfg_exit_code{command="apply"} 0' in first
     success = re.search(r"^batchcfg_last_success_timestamp_seconds (\S+)$", first, re.M)
     assert success is not None

@@ -72,7 +72,7 @@ def test_editing_one_column_plans_exactly_that_column(tmp_path: Path) -> None:
             (tmp_path / "edited.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
             await plan(tmp_path / "edited.jsonl", options(sandbox, tmp_path / "plan.csv"))
             changes = {r["changes"] for r in read_report(tmp_path / "plan.csv") if r["status"] == "changed"}
-            assert all(change.startswith("parameter.epochs: ") and change.endswith(" -> 99") for change in changes)
+            assert all(change.startswith("parameter.epochs: ") and change.endswith(' -> "99"') for change in changes)
             assert len(changes) == 20, "every row, and only its epochs"
             summary = await apply(tmp_path / "e.jsonl", options(sandbox, tmp_path / "apply.csv"))
             assert summary.counts == {"skipped": 20} and not sandbox.state.puts, "unedited: zero PUTs"
@@ -104,7 +104,7 @@ def test_export_from_p_create_in_q_then_roll_back(tmp_path: Path) -> None:
     anyio.run(scenario)
 
 
-def test_a_created_config_changed_since_is_not_deleted_without_force(tmp_path: Path) -> None:
+def test_a_created_config_changed_since_is_never_deleted_even_with_force(tmp_path: Path) -> None:
     async def scenario() -> None:
         async with serve(SandboxConfig()) as source, serve(SandboxConfig(project_id=OTHER)) as target:
             source.seed("a", whole_config(1))
@@ -114,9 +114,11 @@ def test_a_created_config_changed_since_is_not_deleted_without_force(tmp_path: P
             target.seed("a", {**target.state.configs[(OTHER, "a")], "worker_server_num": 9})
             summary = await rollback(tmp_path / "b.jsonl", options(target, tmp_path / "3.csv"))
             assert summary.counts == {"conflict": 1} and (OTHER, "a") in target.state.configs
-            assert "conflict" in read_report(tmp_path / "3.csv")[0]["error_message"]
+            message = read_report(tmp_path / "3.csv")[0]["error_message"]
+            assert "changed since the run created it: worker_server_num" in message
             summary = await rollback(tmp_path / "b.jsonl", options(target, tmp_path / "4.csv", force=True))
-            assert summary.counts == {"succeeded": 1} and not target.state.configs
+            assert summary.counts == {"conflict": 1} and target.state.configs[(OTHER, "a")]["worker_server_num"] == 9
+            assert not target.state.deletes, "a delete cannot be undone: never of what differs"
 
     anyio.run(scenario)
 

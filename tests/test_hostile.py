@@ -57,8 +57,23 @@ def run_against(answer: Callable[[web.Request], Any], manifest: Path, report: Pa
 
 
 # A config as read: with 5 workers, so that the manifest's rows (1 worker) change it and are sent.
-CONFIG = {"is_success": True, "config_name": "x", **{k: int(v) if v.isdigit() else v for k, v in VALID_CELLS.items()},
+CONFIG = {"is_success": True, **{k: int(v) if v.isdigit() else v for k, v in VALID_CELLS.items()},
           "worker_server_num": 5}
+
+
+class Kept:
+    """The honest part of a hostile server: a GET answers the config asked for, and a PUT's body
+    is kept (so that a run's read-back finds what it sent)."""
+
+    def __init__(self) -> None:
+        self.stored: dict[str, dict[str, Any]] = {}
+
+    async def answer(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        if request.method == "PUT":
+            self.stored[name] = await request.json()
+            return web.json_response({"is_success": True})
+        return web.json_response({**CONFIG, **self.stored.get(name, {}), "config_name": name})
 
 
 # 1. An output can overwrite an input or another output -------------------------------------------
@@ -141,11 +156,13 @@ def test_a_manifest_edited_during_the_run_gives_no_misleading_rows_to_fix(tmp_pa
 
 @pytest.mark.parametrize("value", ["999999999", "1e300", "Fri, 31 Dec 9999 23:59:59 GMT"])
 def test_a_retry_after_beyond_the_cap_fails_the_row_at_once(value: str, tmp_path: Path) -> None:
+    kept = Kept()
+
     async def answer(request: web.Request) -> web.Response:
         if request.match_info["name"] == "slow":
             return web.json_response({"error_code": "APIGW.0308", "error_msg": "later"}, status=429,
                                      headers={"Retry-After": value})
-        return web.json_response(CONFIG)
+        return await kept.answer(request)
 
     manifest = valid_manifest(tmp_path / "m.csv", ["slow", "fine"])
     summary = run_against(answer, manifest, tmp_path / "r.csv", no_backup=True)
@@ -325,7 +342,7 @@ def test_a_plan_shows_escape_sequences_in_a_configs_fields_written_out(tmp_path:
 
     anyio.run(scenario)
     change = read_report(tmp_path / "p.csv")[0]["changes"]
-    assert "\x1b" not in change and change.startswith("config_desc: old\\x1b[2J")
+    assert "\x1b" not in change and change.startswith('config_desc: "old\\u001b[2J')
 
 
 @pytest.mark.parametrize("body", [{"is_success": "false", "error_code": "ModelArts.0104"},
@@ -334,7 +351,7 @@ def test_a_plan_shows_escape_sequences_in_a_configs_fields_written_out(tmp_path:
                                   {"is_success": "false"}, {"is_success": None, "error_code": "E"}])
 def test_a_200_is_a_success_only_when_is_success_is_true_or_absent_without_a_code(body: dict[str, Any], tmp_path: Path) -> None:
     async def answer(request: web.Request) -> web.Response:
-        return web.json_response(CONFIG if request.method == "GET" else body)
+        return web.json_response({**CONFIG, "config_name": "a"} if request.method == "GET" else body)
 
     summary = run_against(answer, valid_manifest(tmp_path / "m.csv", ["a"]), tmp_path / "r.csv")
     assert summary.counts == {"failed": 1} and summary.exit_code == 1

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from batchcfg.change import Change, Totals, parse
 from batchcfg.html import MAX_BARS, write_html
 from batchcfg.model import Summary
 
@@ -95,6 +96,16 @@ def number(text: str) -> int:
     return int(re.sub(r"[^\d]", "", text))
 
 
+def totals(*rows: list[Change], created: list[list[Change]] = ()) -> Totals:  # type: ignore[assignment]
+    """The totals of these rows' changes (and of configs created)."""
+    found = Totals()
+    for changes in rows:
+        found.add(changes)
+    for changes in created:
+        found.add(changes, creating=True)
+    return found
+
+
 def summary(command: str = "apply", **values: Any) -> Summary:
     """A Summary as a command leaves it, every field the page reads set (the new ones too)."""
     fields: dict[str, Any] = dict(
@@ -130,10 +141,10 @@ def apply_with_faults(base: Path) -> Summary:
         latency_p50=0.084, latency_p95=0.41, latency_p99=1.3,
         latency_buckets=[(0.001 * 1.6 ** i, max(0, 260 - abs(i - 9) * 40)) for i in range(24)],
         timeline=timeline, rate_changes=[(30.4, 5.0), (31.5, 2.5), (40.0, 3.0), (50.0, 4.0), (60.0, 6.0), (70.0, 10.0)],
-        change_totals=Counter({"spec_id: 1 -> 2": 612, "worker_server_num: 1 -> 2": 280,
-                               "log_url: /bucket/log/ -> (unset)": 96, "parameter.lr: (unset) -> 0.02": 20}),
-        changed_rows=[(2, "resnet50-ft", "spec_id: 1 -> 2; log_url: /bucket/log/ -> (unset)"),
-                      (3, "bert-base-zh", "worker_server_num: 1 -> 2; parameter.lr: (unset) -> 0.02")],
+        changes=totals(*[[Change("spec_id", 1, 2)]] * 612, *[[Change("worker_server_num", 1, 2)]] * 280,
+                       *[[Change("log_url", "/bucket/log/")]] * 96, *[[Change("parameter", None, "0.02", "lr")]] * 20),
+        changed_rows=[(2, "resnet50-ft", (Change("spec_id", 1, 2), Change("log_url", "/bucket/log/"))),
+                      (3, "bert-base-zh", (Change("worker_server_num", 1, 2), Change("parameter", None, "0.02", "lr")))],
         notes=["3 rows were invalid: fix them in the sheet and apply again"])
 
 
@@ -160,11 +171,13 @@ def test_the_apply_page_says_what_the_summary_says(tmp_path: Path) -> None:
             assert f"row {row} {name}" in codes[code]["cells"][4]
     assert codes["ModelArts.0104"]["cells"][2] == "400" and codes["APIGW.0308"]["cells"][2] == "429"
     assert "… and 28 more" in codes["ModelArts.0104"]["cells"][4]
-    changes = page.find("data-change")
-    assert {text: number(r["cells"][-1]) for text, r in changes.items()} == dict(run.change_totals)
-    assert changes["log_url: /bucket/log/ -> (unset)"]["attrs"]["class"] == "removed"
-    assert "removed" in changes["log_url: /bucket/log/ -> (unset)"]["text"]
-    assert changes["parameter.lr: (unset) -> 0.02"]["attrs"]["class"] == "added"
+    fields = page.find("data-field")
+    assert list(fields) == ["log_url", "spec_id", "worker_server_num", "parameter.lr"], "what is lost first"
+    assert {name: [c for c in r["cells"][1:4]] for name, r in fields.items()} == {
+        "log_url": ["96", "", ""], "spec_id": ["", "612", ""], "worker_server_num": ["", "280", ""],
+        "parameter.lr": ["", "", "20"]}
+    assert fields["log_url"]["attrs"]["class"] == "removed" and "removed ×96" in fields["log_url"]["text"]
+    assert fields["parameter.lr"]["attrs"]["class"] == "added" and '"0.02" added ×20' in fields["parameter.lr"]["text"]
     assert set(page.find("data-row")) == {"2", "3"}
     sending = page.find("data-sending")
     assert number(sending["requests"]["text"]) == 1031 and number(sending["retries"]["text"]) == 58
@@ -203,18 +216,21 @@ def test_settings_that_might_be_secrets_are_masked(tmp_path: Path) -> None:
 
 
 def test_a_plan_shows_what_would_change_and_the_detailed_exit_code(tmp_path: Path) -> None:
-    run = summary("plan", counts=Counter(changed=300, unchanged=20, missing=1),
-                  change_totals=Counter({"spec_id: 1 -> 2": 280, "log_url: /b/l/ -> (unset)": 20}),
-                  changed_rows=[(2, "a", "spec_id: 1 -> 2")], error_codes=Counter(), requests=321, elapsed=30.0)
+    run = summary("plan", counts=Counter(changed=300, unchanged=20),
+                  changes=totals(*[[Change("spec_id", 1, 2)]] * 280, *[[Change("log_url", "/b/l/")]] * 20),
+                  changed_rows=[(2, "a", (Change("spec_id", 1, 2),))], error_codes=Counter(), requests=321, elapsed=30.0)
     _, page = render(tmp_path, run)
-    assert {k: number(r["text"].split("×")[-1]) for k, r in page.find("data-change").items()} == {
-        "spec_id: 1 -> 2": 280, "log_url: /b/l/ -> (unset)": 20}
+    assert {k: r["cells"][1:4] for k, r in page.find("data-field").items()} == {
+        "log_url": ["20", "", ""], "spec_id": ["", "280", ""]}
     assert number(page.find("data-status")["changed"]["cells"][1]) == 300
+    headline = {key: number(r["text"]) for key, r in page.find("data-headline").items()}
+    assert headline == {"create": 0, "change": 300, "unchanged": 20, "missing": 0, "invalid": 0, "conflict": 0,
+                        "lose_a_value": 20}
     assert "3 with --detailed-exitcode" in page.all_text()
-    long = summary("plan", counts=Counter(changed=1), change_totals=Counter({f"p.blob: {'x' * 5000} -> (unset)": 1}))
+    long = summary("plan", counts=Counter(changed=1), changes=totals([Change("config_desc", "x" * 5000)]))
     _, page = render(tmp_path, long, "long.html")
-    (row,) = page.find("data-change").values()
-    assert row["attrs"]["class"] == "removed" and len(row["text"]) < 500 and "… (cut)" in row["text"]
+    (row,) = page.find("data-field").values()
+    assert row["attrs"]["class"] == "removed" and len(row["text"]) < 500 and "…" in row["text"]
     assert "that apply would make" in page.all_text()
 
 
@@ -257,9 +273,11 @@ def hostile_run(tmp_path: Path) -> Summary:
         endpoint=bad, project_id=bad, started_at=bad, stop_reason=bad, notes=[bad], settings={bad: bad, "rate": bad},
         error_codes=Counter({bad: 2, "APIGW.0308": 1}), error_rows={bad: [(2, bad, bad), (3, HOSTILE[2], HOSTILE[1])],
                                                                     "APIGW.0308": [(4, "n", bad)]},
-        error_statuses={bad: 500}, change_totals=Counter({f"{bad}: {bad} -> {bad}": 3, f"{bad}: {bad} -> (unset)": 2,
-                                                          HOSTILE[2]: 1}),
-        changed_rows=[(2, bad, f"{bad}: 1 -> {bad}; {HOSTILE[0]}")], requests=9, retries=1, elapsed=2.0, max_rate=1,
+        error_statuses={bad: 500},
+        changes=totals(*[[Change("parameter", bad, bad, bad)]] * 3, *[[Change("parameter", bad, None, HOSTILE[2])]] * 2,
+                       [Change("config_desc", None, HOSTILE[2])]),
+        changed_rows=[(2, bad, (Change("parameter", 1, bad, bad), Change("config_desc", HOSTILE[0], None)))],
+        requests=9, retries=1, elapsed=2.0, max_rate=1,
         timeline=[(0, 5, 1, 1), (1, 4, 0, 0)], rate_changes=[(0.5, 0.5)], latency_p50=0.1, latency_p95=0.2,
         latency_p99=0.3, latency_buckets=[(0.1, 5), (0.2, 3), (float("inf"), 1)], http_statuses=Counter({200: 8, 500: 1}))
 
@@ -281,6 +299,7 @@ def test_hostile_text_adds_no_markup_script_or_url(tmp_path: Path) -> None:
     assert HOSTILE[0] in shown and HOSTILE[1] in shown and HOSTILE[2] in shown  # shown as text, escaped
     assert not re.search(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]", text)
     assert "evil\\x1b]0;owned\\x07\\x9b2J\\u202e" in shown
+    assert "\\u001b]0;owned\\u0007\\u009b2J\\u202e" in shown, "a change's values escaped as their text form has them"
 
 
 def big_run() -> Summary:
@@ -292,9 +311,11 @@ def big_run() -> Summary:
         "apply", counts=Counter(succeeded=90_000, failed=5_000, invalid=3_000, cancelled=1_000, skipped=1_000),
         report=Path("big.csv"), error_codes=Counter({code: 160 for code in codes}), error_rows=codes,
         error_statuses={code: 400 for code in codes}, elapsed=10_000.0, requests=101_000, retries=1_000,
-        max_rate=10.0, lowest_rate=1.25, change_totals=Counter({f"parameter.p{i}: {'v' * 40} -> {'w' * 40}": 100
-                                                               for i in range(1000)}),
-        changed_rows=[(i, f"config-{i}", "; ".join(f"parameter.p{j}: 1 -> 2" for j in range(50))) for i in range(20)],
+        max_rate=10.0, lowest_rate=1.25,
+        changes=totals(*[[Change("parameter", "v" * 40 + str(j), "w" * 40, f"p{i}") for i in range(1000)]
+                         for j in range(100)]),
+        changed_rows=[(i, f"config-{i}", tuple(Change("parameter", "1", "2", f"p{j}") for j in range(50)))
+                      for i in range(20)],
         timeline=[(t, 10, t % 7 == 0, t % 11 == 0) for t in range(10_000)],
         rate_changes=[(t + 0.5, 10.0 / (1 + t % 4)) for t in range(0, 10_000, 3)],
         latency_p50=0.08, latency_p95=0.5, latency_p99=2.0, latency_buckets=[(0.001 * 1.5 ** i, i * 100) for i in range(24)],
@@ -313,7 +334,7 @@ def test_a_100000_row_page_is_bounded_in_size_and_time(tmp_path: Path) -> None:
     classes = Counter(attrs.get("class", "") for _, attrs in page.tags)
     assert classes["bar"] <= MAX_BARS + 40 and classes["mark"] <= MAX_BARS
     assert number(page.find("data-status")["succeeded"]["cells"][1]) == 90_000
-    assert len(page.find("data-code")) == 50
+    assert len(page.find("data-code")) == 50 and len(page.find("data-field")) == 60
 
 
 # A real browser: the page renders, at 1280 px and at 375 px, with no console message (a CSP
@@ -415,9 +436,13 @@ def page_agrees_with_report(page_path: Path, report_path: Path) -> Page:
         dict(Counter(r["status"] for r in records))
     codes = Counter(r["error_code"] for r in records if r["error_code"])
     assert {c: number(r["cells"][1]) for c, r in page.find("data-code").items()} == dict(codes)
-    changes = Counter(change for r in records if r["status"] in ("changed", "succeeded", "created", "create")
-                      for change in r["changes"].split("; ") if change)
-    assert {text: number(r["cells"][-1]) for text, r in page.find("data-change").items()} == dict(changes)
+    kinds: dict[str, Counter[str]] = {}
+    for record in records:
+        if record["status"] in ("changed", "succeeded"):
+            for name, kind, _, _ in parse(record["changes"]):
+                kinds.setdefault(name, Counter())[kind] += 1
+    shown = {name: [number(cell) if cell else 0 for cell in r["cells"][1:4]] for name, r in page.find("data-field").items()}
+    assert shown == {name: [k["remove"], k["change"], k["add"]] for name, k in kinds.items()}
     return page
 
 

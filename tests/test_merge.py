@@ -11,11 +11,12 @@ import pytest
 from batchcfg import Options, apply, errors, plan, rollback, validate
 from batchcfg.backup import read_backup
 from batchcfg.cells import check_row
-from batchcfg.merge import Patch, changes, sendable, writable_body
+from batchcfg.change import parse
+from batchcfg.merge import Patch, sendable, writable_body
 from batchcfg.sandbox import SandboxConfig, serve
 from batchcfg.schema import BODY_FIELDS, check_body
 
-from .conftest import PROJECT, read_report, sandbox_options, write_csv
+from .conftest import PROJECT, changes, read_report, sandbox_options, write_csv
 
 # A whole config holding a value in every writable field the API has (both code alternatives
 # cannot be set at once, nor all data alternatives: the groups are covered below).
@@ -55,7 +56,7 @@ def test_an_empty_cell_keeps_and_unset_clears() -> None:
     body = patch_of(config_desc="", log_url="", unset="train_url param.lr").over(WHOLE)
     assert body["config_desc"] == "kept" and body["log_url"] == "/bucket/log/"
     assert body["train_url"] == "" and body["parameter"] == [], "sent empty: a merging server clears it too"
-    assert changes(WHOLE, body) == ["parameter.lr: 0.01 -> (unset)", "train_url: /bucket/out/ -> (unset)"]
+    assert changes(WHOLE, body) == ['parameter.lr: "0.01" -> (unset)', 'train_url: "/bucket/out/" -> (unset)']
     assert check_body(body) == []
 
 
@@ -76,7 +77,7 @@ def test_param_columns_set_one_label_and_a_parameter_cell_replaces_the_list() ->
 def test_one_alternative_of_a_group_drops_the_others(cells: dict[str, str], removed: list[str]) -> None:
     body = patch_of(**cells).over(WHOLE)
     assert all(body.get(name, "") == "" for name in removed), "sent empty, or left out (model_id)"
-    assert [c for c in changes(WHOLE, body) if c.endswith("(unset)")] == [f"{f}: {WHOLE[f]} -> (unset)" for f in removed]
+    assert [c for c in changes(WHOLE, body) if c.endswith("(unset)")] == [f'{f}: "{WHOLE[f]}" -> (unset)' for f in removed]
     assert check_body(body) == []
 
 
@@ -132,9 +133,9 @@ def test_changes_name_every_field_removals_included() -> None:
     current = {"worker_server_num": 1, "config_desc": "a", "parameter": [{"label": "lr", "value": "0.01"},
                                                                          {"label": "old", "value": "1"}]}
     wanted = {"worker_server_num": 2, "parameter": [{"label": "lr", "value": "0.02"}, {"label": "bs", "value": "8"}]}
-    assert changes(current, wanted) == ["config_desc: a -> (unset)", "worker_server_num: 1 -> 2",
-                                        "parameter.lr: 0.01 -> 0.02", "parameter.bs: (unset) -> 8",
-                                        "parameter.old: 1 -> (unset)"]
+    assert changes(current, wanted) == ['config_desc: "a" -> (unset)', "worker_server_num: 1 -> 2",
+                                        'parameter.lr: "0.01" -> "0.02"', 'parameter.bs: (unset) -> "8"',
+                                        'parameter.old: "1" -> (unset)']
     assert changes(current, current) == []
 
 
@@ -223,15 +224,15 @@ def test_a_worker_count_sheet_changes_only_the_worker_count(tmp_path: Path) -> N
             summary = await run(plan, minimal, sandbox, tmp_path / "replace.csv", replace=True)
             removed = {r["config_name"]: r["changes"] for r in read_report(tmp_path / "replace.csv")}
             assert summary.counts == {"changed": 4}
-            assert "log_url: /bucket/log/ -> (unset)" in removed["url"]
-            assert "parameter.optimizer: adam -> (unset)" in removed["url"]
-            assert "user_image_url: swr.example.com/team/image:1.0 -> (unset)" in removed["dataset"]
+            assert 'log_url: "/bucket/log/" -> (unset)' in removed["url"]
+            assert 'parameter.optimizer: "adam" -> (unset)' in removed["url"]
+            assert 'user_image_url: "swr.example.com/team/image:1.0" -> (unset)' in removed["dataset"]
             await run(plan, minimal, sandbox, tmp_path / "merge.csv")
             kept = {r["config_name"]: r["changes"] for r in read_report(tmp_path / "merge.csv")}
             assert kept["url"] == ""
-            for change in filter(None, "; ".join(kept.values()).split("; ")):  # only the groups' alternatives move
-                assert change.split(":")[0] in ("app_url", "boot_file_url", "model_id", "data_url", "dataset_id",
-                                                 "dataset_version_id", "data_source"), change
+            for name, _, _, _ in (c for text in kept.values() for c in parse(text)):  # only the groups' alternatives move
+                assert name in ("app_url", "boot_file_url", "model_id", "data_url", "dataset_id",
+                                                 "dataset_version_id", "data_source"), name
 
     anyio.run(scenario)
 
@@ -248,9 +249,9 @@ def test_a_dataset_row_drops_data_url_and_rollback_restores_everything(tmp_path:
                 sandbox.seed(name, body)
             before = await read_all(sandbox, list(seeds))
             await run(plan, manifest, sandbox, tmp_path / "plan.csv")
-            planned = {r["config_name"]: r["changes"].split("; ") for r in read_report(tmp_path / "plan.csv")}
-            assert planned["url"] == ["parameter.lr: 0.01 -> 0.02", "data_url: /bucket/data/ -> (unset)",
-                                      "dataset_id: (unset) -> ds-9", "dataset_version_id: (unset) -> v9"]
+            planned = {r["config_name"]: r["changes"] for r in read_report(tmp_path / "plan.csv")}
+            assert planned["url"] == ('parameter.lr: "0.010" -> "0.02"; data_url: "/bucket/data/" -> (unset); '
+                                      'dataset_id: (unset) -> "ds-9"; dataset_version_id: (unset) -> "v9"')
             assert 'data_source: [{"type":"obs","data_url":"/bucket/src/"}] -> (unset)' in planned["source-obs"]
             summary = await run(apply, manifest, sandbox, tmp_path / "apply.csv", backup=tmp_path / "b.jsonl")
             assert summary.counts == {"succeeded": 4}
@@ -268,7 +269,7 @@ def test_a_dataset_row_drops_data_url_and_rollback_restores_everything(tmp_path:
             summary = await run(rollback, tmp_path / "b2.jsonl", sandbox, tmp_path / "rb2.csv")
             assert summary.counts == {"succeeded": 3, "conflict": 1}
             conflict = [r for r in read_report(tmp_path / "rb2.csv") if r["status"] == "conflict"][0]
-            assert conflict["config_name"] == "url" and "log_url: /bucket/log/ -> /bucket/other/" in conflict["error_message"]
+            assert conflict["config_name"] == "url" and 'log_url: "/bucket/log/" -> "/bucket/other/"' in conflict["error_message"]
 
     anyio.run(scenario)
 

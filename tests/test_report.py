@@ -14,6 +14,7 @@ from typing import Any
 import openpyxl
 import pytest
 
+from batchcfg.change import Change
 from batchcfg.files import write_table
 from batchcfg.manifest import open_manifest
 from batchcfg.model import FAILED, INVALID, SUCCEEDED, Outcome
@@ -24,7 +25,7 @@ BOM = codecs.BOM_UTF8
 
 
 def outcomes() -> list[Outcome]:
-    return [Outcome(2, "resnet", "p" * 32, SUCCEEDED, 200, attempts=1, changes=f"config_desc: (unset) -> {CHINESE}"),
+    return [Outcome(2, "resnet", "p" * 32, SUCCEEDED, 200, attempts=1, changes=(Change("config_desc", None, CHINESE),)),
             Outcome(3, "=bad", "p" * 32, INVALID, error_code="BATCHCFG.FORMAT", error_message="config_name: bad")]
 
 

@@ -19,6 +19,7 @@ import anyio
 import pytest
 
 from batchcfg import Options, apply, validate
+from batchcfg.errors import UsageError
 from batchcfg.cli import main
 from batchcfg.files import read_records
 from batchcfg.sandbox import SandboxConfig, max_starts_in_window, serve
@@ -84,11 +85,12 @@ def test_kill_9_at_random_moments_then_resume(tmp_path: Path, sandbox_process: S
     assert {r["status"] for r in records} <= {"succeeded", "skipped"}
     recorded = Counter(name for _, names_done in succeeded_by_run for name in names_done)
     assert set(recorded.values()) == {1}, "no row is recorded succeeded twice"
-    # A kill can land after a PUT was answered and before its row was journalled: the next run
-    # reads that config, finds it already as the row asks, and skips it as unchanged.
-    unrecorded = {r["config_name"]: r for r in records if r["config_name"] not in recorded}
-    assert all(r["status"] == "skipped" and r["error_message"] == "unchanged" for r in unrecorded.values())
+    # A kill can land after a PUT was answered and before its row was journalled: a later run reads
+    # that config, finds it already as the row asks, and skips it as unchanged (a later resume then
+    # says it succeeded in an earlier run). Such a row is skipped, never sent again.
+    assert all(r["status"] == "skipped" for r in records if r["config_name"] not in recorded)
     puts = sandbox_process.get("/_sandbox/puts")
+    assert set(Counter(put["config_name"] for put in puts).values()) == {1}, "each config PUT exactly once"
     stored = {put["config_name"]: put["body"] for put in puts}
     assert stored == expected_bodies(names)
     for killed_at, names_done in succeeded_by_run[:-1]:
@@ -205,17 +207,20 @@ def test_the_server_going_away(tmp_path: Path) -> None:
     assert {(r["status"], r["error_code"], r["attempts"]) for r in records} == {("failed", "BATCHCFG.CONNECTION", "2")}
 
 
-def test_resume_matches_on_body_not_row_number(tmp_path: Path) -> None:
-    """A row edited since is sent again; a row moved in the file is still recognised."""
+def test_resume_matches_on_body_and_refuses_another_manifest(tmp_path: Path) -> None:
+    """A row edited since is sent again, and a row added at the end is sent; a manifest whose rows
+    name other configs at the report's row numbers (moved rows) is refused before anything is sent."""
     env = SANDBOX_AKSK
     first = valid_manifest(tmp_path / "first.csv", ["a", "b", "c"])
     header = ["config_name", *VALID_CELLS]
     second = write_csv(tmp_path / "second.csv", header, [
-        ["c", *VALID_CELLS.values()],                   # moved
-        ["b", "2", *list(VALID_CELLS.values())[1:]],    # edited: 2 workers
         ["a", *VALID_CELLS.values()],
+        ["b", "2", *list(VALID_CELLS.values())[1:]],    # edited: 2 workers
+        ["c", *VALID_CELLS.values()],
         ["d", *VALID_CELLS.values()],                   # new
     ])
+    moved = write_csv(tmp_path / "moved.csv", header, [["c", *VALID_CELLS.values()], ["b", *VALID_CELLS.values()],
+                                                       ["a", *VALID_CELLS.values()]])
 
     async def scenario() -> Any:
         async with serve(SandboxConfig()) as sandbox:
@@ -223,18 +228,25 @@ def test_resume_matches_on_body_not_row_number(tmp_path: Path) -> None:
             options = Options.of(endpoint=sandbox.endpoint, project_id=PROJECT, env=env, report=tmp_path / "1.csv")
             await apply(first, options)
             options = Options.of(endpoint=sandbox.endpoint, project_id=PROJECT, env=env, report=tmp_path / "2.jsonl",
-                              resume=tmp_path / "1.csv")
+                                 resume=tmp_path / "1.csv")
             await apply(second, options)
             options = Options.of(endpoint=sandbox.endpoint, project_id=PROJECT, env=env, report=tmp_path / "3.xlsx",
-                              resume=tmp_path / "2.jsonl")
+                                 resume=tmp_path / "2.jsonl")
             summary = await apply(second, options)
+            sent = len(sandbox.state.starts)
+            options = Options.of(endpoint=sandbox.endpoint, project_id=PROJECT, env=env, report=tmp_path / "4.csv",
+                                 resume=tmp_path / "1.csv")
+            with pytest.raises(UsageError, match="the report of another manifest .row 2 is 'a' there and 'c' here"):
+                await apply(moved, options)
+            assert len(sandbox.state.starts) == sent, "nothing sent"
             return summary, [name for _, _, name in sandbox.state.puts]
 
     summary, puts = anyio.run(scenario)
     assert {r["config_name"]: r["status"] for r in read_report(tmp_path / "2.jsonl")} == {
-        "c": "skipped", "b": "succeeded", "a": "skipped", "d": "succeeded"}
+        "a": "skipped", "b": "succeeded", "c": "skipped", "d": "succeeded"}
     assert summary.counts == {"skipped": 4} and summary.exit_code == 0, "skipped rows count as done"
     assert sorted(puts) == ["a", "b", "b", "c", "d"]
+    assert not (tmp_path / "4.csv").exists()
 
 
 def test_an_interrupted_runs_journal_is_never_overwritten(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -324,26 +336,35 @@ def test_a_hard_stop_still_gives_each_row_one_record(tmp_path: Path, command: st
                 await apply(manifest, Options.of(endpoint=sandbox.endpoint, project_id=PROJECT, env=env, rate=0,
                                               backup=backup, report=tmp_path / "first.csv"))
             stop, stop_now = anyio.Event(), anyio.Event()
-
+            written = len(sandbox.state.puts)
             ended_rows: list[Any] = []
 
-            def ended(outcome: Any) -> None:
-                ended_rows.append(outcome)
-                if len(ended_rows) == 5:  # the first went alone; now 4 are in flight
-                    stop.set()
-                    stop_now.set()
+            async def stop_while_a_write_is_in_flight() -> None:
+                state = sandbox.state  # a PUT counted on arrival, stored 200 ms later
+                while not (ended_rows and state.methods["PUT"] > len(state.puts)):
+                    await anyio.sleep(0.002)
+                stop.set()
+                stop_now.set()
 
             options = Options.of(endpoint=sandbox.endpoint, project_id=PROJECT, env=env, rate=0, concurrency=4,
-                              report=tmp_path / "r.csv")
+                                 report=tmp_path / "r.csv")
             run = apply if command == "apply" else rollback
-            return await run(manifest if command == "apply" else backup, options, on_outcome=ended,
-                             stop=stop, stop_now=stop_now)
+            async with anyio.create_task_group() as group:
+                group.start_soon(stop_while_a_write_is_in_flight)
+                summary = await run(manifest if command == "apply" else backup, options, on_outcome=ended_rows.append,
+                                    stop=stop, stop_now=stop_now)
+            await anyio.sleep(0.3)  # the abandoned PUTs reach the store
+            return summary, {name for _, _, name in sandbox.state.puts[written:]}
 
-    summary = anyio.run(scenario)
+    summary, put = anyio.run(scenario)
     records = read_report(tmp_path / "r.csv")
     assert sorted(r["config_name"] for r in records) == sorted(names), "each row exactly once"
     assert summary.interrupted and summary.counts["cancelled"] >= 30
-    assert any(r["error_message"] == "stopped at once: may or may not have been applied" for r in records)
+    cut_off = {r["config_name"] for r in records if r["error_message"] == "stopped at once: may or may not have been applied"}
+    assert cut_off, "a row cut off during its write says so"
+    for record in records:  # a row that says it was not sent was not
+        if record["status"] == "cancelled" and record["config_name"] not in cut_off:
+            assert record["error_message"].startswith("not sent") and record["config_name"] not in put
 
 
 def test_a_line_cut_off_by_a_kill_swallows_no_later_record(tmp_path: Path) -> None:

@@ -162,8 +162,10 @@ def test_plan_totals_per_field(tmp_path: Path, capsys: pytest.CaptureFixture[str
     manifest = write_csv(tmp_path / "m.csv", ["config_name", *VALID_CELLS], rows)
     assert cli("plan", manifest, "--sandbox", "--report", tmp_path / "p.csv") == 0
     err = capsys.readouterr().err
+    assert ("batchcfg: plan: 0 to create, 27 to change, 13 unchanged, 0 missing, 0 invalid, 0 in conflict; "
+            "0 rows to change lose a value\n") in err
     assert "batchcfg: 40 rows: 13 unchanged, 27 changed\n" in err  # the sandbox's earlier states: every third as is
-    assert "batchcfg: changes:\n    worker_server_num: 3 -> 4  x27\n" in err
+    assert "batchcfg: changes by field:\n    worker_server_num: changed x27\n        3 -> 4  x27\n" in err
     assert "row 2 c0:" not in err, "27 changed rows: totals, not 27 diffs"
 
 

@@ -68,10 +68,14 @@ async def test_tls_is_verified_and_a_private_ca_can_be_added(tmp_path: Path, cer
     bundle = tmp_path / "ca.pem"
     certificate_authority.cert_pem.write_to_path(str(bundle))
     seen: list[str] = []
+    stored = {"worker_server_num": 2}
 
     async def handle(request: web.Request) -> web.Response:
         seen.append(request.path)
-        return web.json_response({"is_success": True, "worker_server_num": 2})
+        if request.method == "PUT":
+            stored.update(await request.json())
+            return web.json_response({"is_success": True})
+        return web.json_response({"is_success": True, "config_name": "a", **stored})
 
     app = web.Application()
     app.router.add_route("*", "/v1/{project}/training-job-configs/{name}", handle)
@@ -90,7 +94,7 @@ async def test_tls_is_verified_and_a_private_ca_can_be_added(tmp_path: Path, cer
     failed = read_report(tmp_path / "1.csv")[0]
     assert unverified == 1 and failed["error_code"] == "BATCHCFG.CONNECTION"
     assert "certificate" in failed["error_message"].lower()
-    assert verified == 0 and seen == [f"/v1/{PROJECT}/training-job-configs/a"] * 2  # GET, then PUT
+    assert verified == 0 and seen == [f"/v1/{PROJECT}/training-job-configs/a"] * 3  # GET, PUT, the read-back
 
 
 # -- paths ---------------------------------------------------------------------------------------
@@ -227,6 +231,7 @@ async def test_hostile_answers_fail_their_row_and_never_break_the_journal(
     names = ["surrogate-4xx", "ok-1", "surrogate-2xx", "not-json", "ok-2"]
     monkeypatch.setenv("BATCHCFG_IAM_TOKEN", "t")
     for suffix in (".csv", ".jsonl", ".xlsx"):
+        scripted.stored.clear()  # each round changes the configs anew
         scripted.scripts = {
             "surrogate-4xx": [("raw", 400, '{"error_code":"ModelArts.9999","error_msg":"bad \\ud800 name"}')],
             "surrogate-2xx": [("raw", 200, '{"is_success":true,"request_id":"\\udfff"}')],

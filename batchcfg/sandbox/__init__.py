@@ -8,6 +8,11 @@ Modify and Delete answer 404 ``ModelArts.0102`` for a config it does not hold (s
 :meth:`RunningSandbox.seed`, ``--seed FILE``, a Create, or ``create_missing``); a method the API
 does not have on one of its paths gets a ModelArts-style 405 (:mod:`.app` lists every answer).
 
+Modify replaces a config's writable fields by the body (``put_semantics="replace"``, the
+default). The API's documents do not say whether it does; the sandbox can also ``"merge"`` (fields
+the body leaves out are kept; an empty value clears) or ``"ignore-empty"`` (as merge, and an empty
+value is ignored too), so that a run's read-back (:mod:`batchcfg.verify`) can be seen at work.
+
 Same paths, same authentication checks (IAM token, or an ``SDK-HMAC-SHA256`` signature verified
 with the signer's own functions, ``X-Sdk-Date`` within 15 minutes, five bad signatures lock the
 AK for five minutes), same error bodies, the same body rules as the tool (:mod:`batchcfg.schema`),
@@ -44,7 +49,9 @@ from .data import earlier_state, read_seed, seed_earlier_states
 
 MAX_BODY_BYTES = 12 * 1024 * 1024  # the gateway refuses larger bodies
 
-__all__ = ["RunningSandbox", "SandboxConfig", "SandboxState", "create_app", "earlier_state",
+PUT_SEMANTICS = ("replace", "merge", "ignore-empty")
+
+__all__ = ["PUT_SEMANTICS", "RunningSandbox", "SandboxConfig", "SandboxState", "create_app", "earlier_state",
            "max_starts_in_window", "read_seed", "seed_earlier_states", "serve"]
 
 
@@ -61,6 +68,7 @@ class SandboxConfig:
     latency_ms: float = 0.0      # added to every answer
     seed: int | None = None      # for reproducible injected failures
     create_missing: bool = False  # a PUT to a config it does not hold creates it (an extension: Create is POST)
+    put_semantics: str = "replace"  # Modify: "replace" the writable fields, "merge" into them, or "ignore-empty"
 
 
 @dataclass

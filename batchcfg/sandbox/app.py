@@ -4,7 +4,7 @@
 ``POST   /v1/{project_id}/training-job-configs``         Create: ``{"is_success": true}``
 ``GET    /v1/{project_id}/training-job-configs``         List (:mod:`.listing`)
 ``GET    /v1/{project_id}/training-job-configs/{name}``  Details (:func:`.data.details`)
-``PUT    /v1/{project_id}/training-job-configs/{name}``  Modify: replaces the writable fields
+``PUT    /v1/{project_id}/training-job-configs/{name}``  Modify: replaces the writable fields (or merges)
 ``DELETE /v1/{project_id}/training-job-configs/{name}``  Delete: ``{"is_success": true}``
 ``GET    /v1/{project_id}/job/resource-specs``           specs (``?job_type=train``)
 ``GET    /v1/{project_id}/job/ai-engines``               engines (``?job_type=train``)
@@ -156,7 +156,7 @@ class Sandbox:
         body = checked_body(raw)
         if isinstance(body, web.Response):
             return body
-        self.state.configs[key] = body
+        self.state.configs[key] = modified(self.state.configs.get(key, {}), body, self.config.put_semantics)
         self.state.created.setdefault(key, int(time.time() * 1000))
         self.state.puts.append((time.time(), *key))
         return web.json_response({"is_success": True})
@@ -176,6 +176,17 @@ class Sandbox:
         # The docs' answer (Table 5 and the sample of "Creating a Training Job Configuration") is
         # is_success alone: no config_name, no create_time.
         return web.json_response({"is_success": True})
+
+
+def modified(stored: dict[str, Any], body: dict[str, Any], semantics: str) -> dict[str, Any]:
+    """What Modify keeps of a config: the body (``replace``); the stored fields the body leaves
+    out, with the body's laid over them, empty ones clearing (``merge``); or that, with the
+    body's empty values ignored (``ignore-empty``)."""
+    if semantics == "replace":
+        return body
+    empty: tuple[Any, ...] = ("", [], None)
+    sent = {key: value for key, value in body.items() if semantics == "merge" or value not in empty}
+    return {key: value for key, value in {**stored, **sent}.items() if value not in empty}
 
 
 def checked_body(raw: bytes, creating: bool = False) -> dict[str, Any] | web.Response:

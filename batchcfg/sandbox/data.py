@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -78,18 +77,17 @@ def summary(config_name: str, body: dict[str, Any], created: int) -> dict[str, A
     return {name: shown[name] for name in SUMMARY_FIELDS}
 
 
-_NUMERIC = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
-
-
 def _as_number(value: Any) -> Any:
-    """A numeric-looking string as the JSON number it looks like (``"064"`` -> 64, ``"1e-5"`` ->
-    1e-05); anything else as it is."""
-    if not isinstance(value, str) or not _NUMERIC.fullmatch(value) or len(value) > 40:
+    """A numeric-looking string as the JSON number it is (``"64"`` -> 64, ``"0.5"`` -> 0.5), as the
+    docs' sample shows values, but only when the number gives back the same text: ``"064"``,
+    ``"0.010"`` and ``"1e-5"`` stay strings, as a server that keeps what it was sent shows them."""
+    if not isinstance(value, str) or len(value) > 40:
         return value
-    if re.fullmatch(r"[+-]?[0-9]+", value):
-        return int(value)
-    number = float(value)
-    return number if math.isfinite(number) else value
+    try:
+        number: int | float = int(value) if value.lstrip("-").isdigit() else float(value)
+    except ValueError:
+        return value
+    return number if isinstance(number, int | float) and math.isfinite(number) and str(number) == value else value
 
 
 def earlier_state(patch: Patch, number: int) -> dict[str, Any]:

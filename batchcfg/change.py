@@ -1,0 +1,237 @@
+"""A change: one field of one config, its value before and after. Made once, where a row is laid
+over the config as read (:func:`batchcfg.merge.diff`); every surface (screen, report, saved plan,
+page) renders these records, and none of them reads another's text back.
+
+The text form (the report's ``changes`` column, the screen) is ``NAME: BEFORE -> AFTER``, changes
+joined by ``; ``:
+
+- ``NAME`` is the field (``worker_server_num``), or ``parameter.LABEL`` for one parameter; a label
+  that is not only letters, digits, ``_``, ``-`` and ``.`` is written as a JSON string
+  (``parameter."learning rate"``).
+- ``BEFORE`` and ``AFTER`` are ``(unset)`` for no value, else JSON: a string in double quotes with
+  JSON's escapes (``\\"``, ``\\n``, ``\\u001b``; bidi and other invisible formatting characters are
+  escaped too), a number as a number, a list as compact JSON.
+
+So a value holding ``; ``, `` -> ``, quotes, new lines or ``(unset)`` stays inside its quotes, and
+:func:`parse` gives back exactly the changes rendered (with ``limit``, a long value is shortened
+on screen: the names and kinds still parse back).
+
+>>> text = render([Change("config_desc", "nightly; log_url: x -> (unset)", "new"), Change("log_url", "/b/log/")])
+>>> text
+'config_desc: "nightly; log_url: x -> (unset)" -> "new"; log_url: "/b/log/" -> (unset)'
+>>> [(name, kind) for name, kind, _, _ in parse(text)]
+[('config_desc', 'change'), ('log_url', 'remove')]
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+ADD, CHANGE, REMOVE = "add", "change", "remove"
+KINDS = (REMOVE, CHANGE, ADD)  # the order a reviewer reads them in: what is lost first
+UNSET = "(unset)"
+SEPARATOR = "; "
+ARROW = " -> "
+_PLAIN_LABEL = re.compile(r"[A-Za-z0-9_.-]+")
+_FIELD = re.compile(r"[a-z_]+")
+# Characters JSON leaves raw that a terminal or a reader would act on: DEL and the C1 controls
+# (\x9b starts an escape sequence on some terminals), bidi controls and marks, zero widths, the
+# BOM. Here they are escaped too, so a value can neither drive a terminal nor reorder a line.
+_INVISIBLE = re.compile("[\x7f-\x9f\u061c\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]")
+_DECODER = json.JSONDecoder()
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One field's change: ``before`` and ``after`` are None when the field has no value;
+    ``label`` names the parameter when ``field`` is ``parameter``."""
+
+    field: str
+    before: Any = None
+    after: Any = None
+    label: str | None = None
+
+    @property
+    def kind(self) -> str:
+        """``add`` (no value before), ``remove`` (none after) or ``change``."""
+        return ADD if self.before is None else REMOVE if self.after is None else CHANGE
+
+    @property
+    def name(self) -> str:
+        """``worker_server_num``, or ``parameter.<label>`` (a label that is not plain as JSON)."""
+        if self.label is None:
+            return self.field
+        return f"{self.field}.{self.label if _PLAIN_LABEL.fullmatch(self.label) else quote(self.label)}"
+
+    def as_json(self) -> dict[str, Any]:
+        """The record as a saved plan and the page keep it."""
+        return {"field": self.field, "label": self.label, "kind": self.kind, "before": self.before,
+                "after": self.after}
+
+    @classmethod
+    def of_json(cls, data: dict[str, Any]) -> Change:
+        return cls(data["field"], data.get("before"), data.get("after"), data.get("label"))
+
+    def text(self, limit: int | None = None) -> str:
+        """``NAME: BEFORE -> AFTER``; with ``limit``, long values shortened (for a screen)."""
+        return f"{self.name}: {value_text(self.before, limit)}{ARROW}{value_text(self.after, limit)}"
+
+
+def render(changes: Iterable[Change], limit: int | None = None) -> str:
+    """The changes as one line of text (see the module)."""
+    return SEPARATOR.join(change.text(limit) for change in changes)
+
+
+def quote(text: str) -> str:
+    """A string as JSON, invisible formatting characters escaped as well."""
+    quoted = json.dumps(text, ensure_ascii=False)
+    return _INVISIBLE.sub(lambda m: f"\\u{ord(m.group()):04x}", quoted) if _INVISIBLE.search(quoted) else quoted
+
+
+def value_text(value: Any, limit: int | None = None) -> str:
+    """One value as the text form writes it: ``(unset)``, a JSON string or JSON. With ``limit``,
+    a string longer than that is cut and ends with ``…`` (inside the quotes)."""
+    if value is None:
+        return UNSET
+    if isinstance(value, str):
+        if limit is not None and len(value) > limit:
+            value = value[: max(1, limit - 1)] + "…"
+        return quote(value)
+    if type(value) is int:
+        return str(value)
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    if limit is not None and len(text) > limit:
+        return quote(text[: max(1, limit - 1)] + "…")  # cut JSON is no JSON: shown as text
+    return _INVISIBLE.sub(lambda m: f"\\u{ord(m.group()):04x}", text) if _INVISIBLE.search(text) else text
+
+
+def parse(text: str) -> list[tuple[str, str, Any, Any]]:
+    """The changes of a rendered text, as (name, kind, before, after); a text that is not one
+    raises ValueError. Labels come back as written in the name."""
+    found: list[tuple[str, str, Any, Any]] = []
+    position = 0
+    while position < len(text):
+        if found:
+            position = _expect(text, position, SEPARATOR)
+        name, position = _name(text, position)
+        position = _expect(text, position, ": ")
+        before, position = _value(text, position)
+        position = _expect(text, position, ARROW)
+        after, position = _value(text, position)
+        kind = ADD if before is None else REMOVE if after is None else CHANGE
+        found.append((name, kind, before, after))
+    return found
+
+
+def kinds(changes: Sequence[Change]) -> dict[str, int]:
+    """How many changes of each kind, in :data:`KINDS` order."""
+    counted = {kind: 0 for kind in KINDS}
+    for change in changes:
+        counted[change.kind] += 1
+    return counted
+
+
+def _name(text: str, position: int) -> tuple[str, int]:
+    match = _FIELD.match(text, position)
+    if match is None:
+        raise ValueError(f"no field name at {position}")
+    name, position = match.group(), match.end()
+    if text.startswith(".", position):  # a parameter's label
+        position += 1
+        if text.startswith('"', position):
+            label, end = _DECODER.raw_decode(text, position)
+            name += "." + text[position:end]
+            position = end
+        else:
+            match = _PLAIN_LABEL.match(text, position)
+            if match is None:
+                raise ValueError(f"no label at {position}")
+            name, position = f"{name}.{match.group()}", match.end()
+    return name, position
+
+
+def _value(text: str, position: int) -> tuple[Any, int]:
+    if text.startswith(UNSET, position):
+        return None, position + len(UNSET)
+    try:
+        return _DECODER.raw_decode(text, position)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"no value at {position}: {exc.msg}") from None
+
+
+def _expect(text: str, position: int, token: str) -> int:
+    if not text.startswith(token, position):
+        raise ValueError(f"expected {token!r} at {position}")
+    return position + len(token)
+
+
+MAX_NAMES = 200          # fields and parameter labels totalled one by one; more labels share a line
+MAX_VALUE_KINDS = 1000   # by-value lines kept ("3 -> 4"); every field's kinds are counted whatever this bound
+VALUE_CHARS = 40         # of a value in a by-value line
+OTHER_LABELS = "parameter.(other labels)"
+
+
+class Totals:
+    """The changes of many rows, totalled as a reviewer reads them, in memory that does not grow
+    with the rows: per field (a parameter's label is a field of its own), how many rows remove,
+    change or add it; under each, the rows per value change (``3 -> 4``); the configs to create,
+    per field they set; and how many rows lose a value. Fields that lose values come first."""
+
+    def __init__(self) -> None:
+        self.fields: dict[str, Counter[str]] = {}       # name -> kind -> rows
+        self.values: Counter[tuple[str, str, str, str]] = Counter()  # (name, kind, before, after) -> rows
+        self.created: Counter[str] = Counter()         # name -> configs to create with it set
+        self.changed_rows = 0
+        self.created_rows = 0
+        self.losing_rows = 0  # rows that remove at least one value
+
+    def __repr__(self) -> str:
+        return f"Totals(changed_rows={self.changed_rows}, created_rows={self.created_rows}, fields={len(self.fields)})"
+
+    def add(self, changes: Sequence[Change], *, creating: bool = False) -> None:
+        """One row's changes (``creating``: of a config that does not exist yet)."""
+        if creating:
+            self.created_rows += 1
+            for change in changes:
+                self.created[self._name(change, self.created)] += 1
+            return
+        self.changed_rows += 1
+        self.losing_rows += any(change.kind == REMOVE for change in changes)
+        for change in changes:
+            name = self._name(change, self.fields)
+            counted = self.fields.get(name)
+            if counted is None:
+                counted = self.fields[name] = Counter()
+            counted[change.kind] += 1
+            key = (name, change.kind, value_text(change.before, VALUE_CHARS), value_text(change.after, VALUE_CHARS))
+            if key in self.values or len(self.values) < MAX_VALUE_KINDS:
+                self.values[key] += 1
+
+    def __bool__(self) -> bool:
+        return bool(self.changed_rows or self.created_rows)
+
+    def ranked(self) -> list[tuple[str, Counter[str]]]:
+        """The fields, those that lose values first (most removals first), then by rows."""
+        return sorted(self.fields.items(), key=lambda item: (-item[1][REMOVE], -sum(item[1].values()), item[0]))
+
+    def by_value(self, name: str) -> list[tuple[str, str, str, int]]:
+        """A field's value changes (kind, before, after, rows), most rows first, removals first on a tie."""
+        found = [(kind, before, after, rows) for (field, kind, before, after), rows in self.values.items()
+                 if field == name]
+        return sorted(found, key=lambda item: (-item[3], KINDS.index(item[0]), item[1], item[2]))
+
+    @staticmethod
+    def _name(change: Change, known: dict[str, Any]) -> str:
+        name = change.name
+        return OTHER_LABELS if change.label is not None and name not in known and len(known) >= MAX_NAMES else name
+
+
+def summed(kinds: Counter[str]) -> str:
+    """``removed x8, changed x3, added x1``: a field's rows per kind, what is lost first."""
+    words = {REMOVE: "removed", CHANGE: "changed", ADD: "added"}
+    return ", ".join(f"{words[kind]} x{kinds[kind]:,}" for kind in KINDS if kinds[kind])
