@@ -168,7 +168,7 @@ def open_manifest(path: str | Path, *, sheet: str | None = None, encoding: str |
         bom = _starts_with_bom(path)
         encoding = _with_bom(encoding or DEFAULT_ENCODING, bom)
         first = _first_line(path)
-        line = first.decode(encoding, "replace")
+        line = re.split("[\r\n]", first.decode(encoding, "replace"), maxsplit=1)[0]  # pandas ends a line at CR too
         if delimiter:
             chosen = parse_delimiter(delimiter)
         else:
@@ -215,20 +215,28 @@ def detect_delimiter(header: str) -> str:
 
 def _known_columns(header: str, separator: str) -> int:
     """How many cells of the header line, split by ``separator``, name a column or a note."""
-    cells = next(csv.reader([header], delimiter=separator), [])
-    return sum(1 for cell in cells
+    return sum(1 for cell in _header_cells(header, separator)
                if (name := cell.strip().lower()) in COLUMNS or name.startswith(IGNORED_PREFIX)
                or (name.startswith(PARAM_PREFIX) and len(name) > len(PARAM_PREFIX)))
 
 
 def _separator_hint(header: str) -> str:
     """For a header that stays one cell by commas but holds ``;`` or a tab: what to pass."""
-    cells = next(csv.reader([header]), [])
+    cells = _header_cells(header, DEFAULT_DELIMITER)
     for separator in (";", "\t"):
         if len(cells) == 1 and separator in cells[0]:
             flag = "';'" if separator == ";" else "tab"
             return f". Is the file separated by {_separator_name(separator)}? Pass --delimiter {flag}"
     return ""
+
+
+def _header_cells(line: str, separator: str) -> list[str]:
+    """The cells of a header line (one line: no CR or LF) split by ``separator``, quoted as CSV
+    quotes; the line as one cell when the csv module refuses it (a cell over its field limit)."""
+    try:
+        return next(csv.reader([line], delimiter=separator), [])
+    except csv.Error:
+        return [line]
 
 
 def _separator_name(separator: str) -> str:
@@ -375,8 +383,7 @@ def _check_header_width(path: Path, first: bytes, line: str, delimiter: str) -> 
     """Refuse a CSV whose header is too wide before pandas builds a frame of it (a million empty
     columns took 80 s and 2 GB): its separators are counted (quoted ones only make the count high,
     never too low)."""
-    if first.count(delimiter.encode()) + 1 > MAX_COLUMNS and \
-            len(next(csv.reader([line], delimiter=delimiter), [])) > MAX_COLUMNS:
+    if first.count(delimiter.encode()) + 1 > MAX_COLUMNS and len(_header_cells(line, delimiter)) > MAX_COLUMNS:
         raise ManifestError(f"{path}: more than {MAX_COLUMNS} columns in the header (row 1): is it a manifest?")
 
 

@@ -520,6 +520,16 @@ def test_the_separator_is_found_in_the_header(header, expected):
     assert detect_delimiter(header) == expected
 
 
+@pytest.mark.parametrize("header", ["x" * 200_000, 'config_name;"' + "y" * 200_000 + '"', "config_name;spec_id\rc;1"])
+def test_a_header_the_csv_module_refuses_is_one_clear_error_or_read(tmp_path, header):
+    """A header cell over the csv module's field limit, or a line ended by a lone CR."""
+    path = write_csv(tmp_path, header + "\n")
+    try:
+        open_manifest(path)
+    except ManifestError as exc:
+        assert "\n" not in str(exc)
+
+
 def test_a_semicolon_csv_is_read_with_a_note(tmp_path, capsys):
     from .conftest import cli, read_report
 
