@@ -46,7 +46,7 @@ DELIMITERS = {",": ",", "comma": ",", ";": ";", "semicolon": ";", "tab": "\t", "
 SEPARATOR_ORIGINS = {";": "as Excel saves CSV where the decimal mark is a comma",
                      "\t": "as spreadsheets save tab-separated text"}
 # Encodings a CSV file that is not UTF-8 is tried in, for the error's suggestion, with who writes them.
-LIKELY_ENCODINGS = (("gbk", "Chinese Windows"), ("cp1252", "Western European Windows"),
+LIKELY_ENCODINGS = (("utf-8", "Excel's CSV UTF-8"), ("gbk", "Chinese Windows"), ("cp1252", "Western European Windows"),
                     ("latin-1", "ISO 8859-1: any bytes read as it"))
 CHUNK_ROWS = 10_000
 MAX_COLUMNS = 1000            # the API has 17 fields; a few hundred param.<label> columns at most
@@ -462,7 +462,7 @@ def decodes_in(path: Path, tried: str = DEFAULT_ENCODING) -> list[str]:
     """The encodings of :data:`LIKELY_ENCODINGS` but ``tried`` that decode the whole file. latin-1
     reads any bytes, so it is named only when cp1252, which differs from it only in the bytes
     0x80-0x9f, does not fit."""
-    tried_name = codecs.lookup(tried).name
+    tried_name = codecs.lookup(tried).name.removesuffix("-sig")
     fits: list[str] = []
     for name, _ in LIKELY_ENCODINGS:
         if codecs.lookup(name).name == tried_name or (name == "latin-1" and "cp1252" in fits):

@@ -626,6 +626,9 @@ def test_a_wrong_encoding_given_is_told_the_others(tmp_path, capsys):
     path = write_csv(tmp_path, "config_name,config_desc\nc1,caf\u00e9 \u2013 x\n", encoding="cp1252")
     assert cli("validate", path, "--encoding", "utf-8") == 2
     assert "--encoding cp1252" in _one_error_line(capsys.readouterr().err)
+    path = write_csv(tmp_path, "config_name,config_desc\nc1,\u20ac\n", name="u.csv")
+    assert cli("validate", path, "--encoding", "gbk") == 2
+    assert "it reads as utf-8 (Excel's CSV UTF-8) or cp1252" in _one_error_line(capsys.readouterr().err)
 
 
 @pytest.mark.parametrize("owner", ["~$m.xlsx", ".~lock.m.xlsx#"])
