@@ -44,6 +44,18 @@ def _type(name: str) -> Callable[[str], Any]:
     return convert
 
 
+def _delimiter(text: str) -> str:
+    """``--delimiter``: checked by the manifest reader, which knows the separators (imported only
+    when the flag is given: --help stays fast)."""
+    from .errors import ManifestError
+    from .manifest import parse_delimiter
+
+    try:
+        return parse_delimiter(text)
+    except ManifestError:
+        raise argparse.ArgumentTypeError(f"{text!r}: use ',', ';' or tab") from None
+
+
 EXAMPLES = {
     "validate": """examples:
   batchcfg validate configs.xlsx --sheet Migration
@@ -99,6 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
         group.add_argument("--sheet", help="the Excel sheet to read, by name (any case) or position from 1 "
                                            "(default: the first)")
         group.add_argument("--encoding", help="the CSV file's encoding (default: UTF-8, BOM or not)")
+        group.add_argument("--delimiter", type=_delimiter, metavar="SEP",
+                           help="the CSV file's separator: ',', ';' or tab (default: found in the header, "
+                                "else ',')")
         group.add_argument("--replace", action="store_true",
                            help="each row is the whole config: fields it leaves empty are removed "
                                 "(default: a row changes only the fields it names)")

@@ -129,8 +129,8 @@ def _options(args: argparse.Namespace) -> Options:
     from .options import Options
 
     settings = {key: item.value for key, item in _resolved(args).items()}
-    names = ("sheet", "encoding", "report", "failed_manifest", "token_file", "max_failures", "resume",
-             "max_rows", "ca_bundle", "allow_http", "dry_run", "backup", "no_backup", "replace",
+    names = ("sheet", "encoding", "delimiter", "report", "failed_manifest", "token_file", "max_failures",
+             "resume", "max_rows", "ca_bundle", "allow_http", "dry_run", "backup", "no_backup", "replace",
              "send_unchanged", "create_missing", "force", "online", "preflight", "name_pattern",
              "config_type", "project_column", "overwrite", "plan_out", "max_unavailable", "deadline")
     values = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}

@@ -31,6 +31,7 @@ from .options import Options
 # where a run sends: an offline validate starts without it.
 if TYPE_CHECKING:
     from .client import Client
+    from .export import Listing
     from .sender import Action
 
 
@@ -217,12 +218,14 @@ async def export(output: str | Path, options: Options = Options(), *,
     """Write the current configs of the project (those matching ``name_pattern`` and
     ``config_type``) to ``output`` as a manifest ``apply`` reads back unchanged (``.csv``,
     ``.xlsx`` or ``.jsonl``). Each config is read like a row; the report says which could not
-    be, and the manifest holds the others. An existing ``output`` is kept unless ``overwrite``."""
-    from datetime import datetime, timezone
-
+    be, or could not be held exactly by the format (``invalid``), and the manifest holds the
+    others. When List gave fewer names than it counted, or may have had more, the summary says
+    so and the exit code is 1; the file is written all the same. An existing ``output`` is kept
+    unless ``overwrite``."""
     from . import export as exporting
     from .actions import Read
     from .files import check_output_path
+    from .logs import log
 
     output = check_output_path(Path(output), "export", exporting.EXPORT_SUFFIXES)
     if output.exists() and not options.outputs.overwrite:
@@ -235,20 +238,37 @@ async def export(output: str | Path, options: Options = Options(), *,
             raise UsageError("export needs a project: --project-id, HUAWEICLOUD_SDK_PROJECT_ID or the "
                              "credentials file")
         client, sender = await session.sending(stack, target, options)
-        names = await exporting.list_names(client, sender, target.project_id, pattern=options.name_pattern,
-                                           config_type=options.config_type)
-        jobs = [Job(row, target.project_id, name, b"") for row, name in enumerate(names, start=2)]
+        listing = await exporting.list_names(client, sender, target.project_id, pattern=options.name_pattern,
+                                             config_type=options.config_type)
+        jobs = [Job(row, target.project_id, name, b"") for row, name in enumerate(listing.names, start=2)]
         found: dict[int, dict[str, Any]] = {}
         events.ready(len(jobs))
-        summary = await session.send(ledger, sender, iter(jobs), Read(client, found), events, client, len(jobs))
-        when = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        action = exporting.fitting(Read(client, found), found, output.suffix.lower())
+        summary = await session.send(ledger, sender, iter(jobs), action, events, client, len(jobs))
         columns, rows = exporting.manifest_table(
             ((job.config_name, job.project_id, found[job.row]) for job in jobs if job.row in found),
-            project_column=options.project_column, when=when)
+            project_column=options.project_column)
         with writing(output):
             exporting.write_manifest(output, columns, rows)
         summary.output = output
+        for note in _export_notes(listing, exporting.refused_by_apply(columns, rows)):
+            log.warning("%s", note)
+            summary.notes.append(note)
+        summary.incomplete = bool(listing.shortfall)
         return summary
+
+
+def _export_notes(listing: Listing, refused: list[tuple[str, str]]) -> Iterator[str]:
+    """What an export should say besides its counts: what List did not give, and the configs
+    written exactly that apply refuses as they are."""
+    if listing.shortfall:
+        yield listing.shortfall
+    if refused:
+        shown = "; ".join(f"{name} ({problems})" for name, problems in refused[:3])
+        more = f"; and {len(refused) - 3} more" if len(refused) > 3 else ""
+        yield (f"{len(refused)} exported config{'s hold' if len(refused) > 1 else ' holds'} control characters that "
+               f"apply refuses in a manifest: {shown}{more}. Their rows are written exactly, and plan calls them "
+               "invalid until those cells are changed")
 
 
 def _valid_or_invalid(item: Job | Outcome) -> Outcome:

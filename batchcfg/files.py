@@ -6,6 +6,8 @@
 - :func:`write_table` writes rows as CSV, JSONL or XLSX by the file's extension. CSV and XLSX
   cells that a spreadsheet would run as a formula (starting with ``=``, ``+``, ``-``, ``@``, tab,
   carriage return or line feed) get a leading ``'``, as OWASP advises; JSONL keeps values raw.
+  With ``exact`` (exports) control characters are kept: a CSV file holds them as they are, and an
+  XLSX file as the ``_xHHHH_`` escapes of its XML, which readers (calamine, Excel) turn back.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import re
 import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
@@ -28,6 +32,8 @@ from .errors import UsageError
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n")
 XLSX_SAMPLE_ROWS = 200  # rows read ahead to size the columns of an .xlsx file
 XLSX_MAX_WIDTH = 60
+XLSX_MAX_CELL_CHARS = 32_767  # what an Excel cell holds
+XLSX_UNWRITABLE = re.compile("[\ufffe\uffff\ud800-\udfff]")  # not even the _xHHHH_ escapes carry these back
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
@@ -117,28 +123,34 @@ def write_all(handle: io.FileIO, data: bytes) -> None:
 
 
 def write_table(path: Path, columns: Sequence[str], rows: Iterable[Sequence[Any]], *,
-                raw: bool = False, bom: bool = False, sheet: str = "report") -> None:
+                raw: bool = False, bom: bool = False, sheet: str = "report", exact: bool = False,
+                created: datetime | None = None) -> None:
     """Rows of values under ``columns`` as CSV (``bom``: with a byte order mark, which Excel needs
     to read UTF-8), JSONL (``raw``: values as they are) or XLSX (a frozen header, a filter, widths
-    that fit, the sheet named ``sheet``), by the extension of ``path``, atomically."""
+    that fit, the sheet named ``sheet``), by the extension of ``path``, atomically. ``exact``
+    keeps control characters (see :func:`spreadsheet_safe`); ``created`` is an XLSX file's
+    creation time (default: now): a fixed one makes the same rows the same bytes."""
     suffix = path.suffix.lower()
+    safe = partial(spreadsheet_safe, exact=exact)
     if suffix == ".xlsx":
         with atomic_write(path, "wb") as handle:
-            _write_xlsx(handle, columns, rows, sheet)
+            _write_xlsx(handle, columns, ([safe(v) for v in row] for row in rows), sheet, created)
         return
     encoding = "utf-8-sig" if bom and suffix == ".csv" else "utf-8"
     with atomic_write(path, "w", encoding=encoding, newline="" if suffix == ".csv" else "\n") as handle:
         if suffix == ".jsonl":
             for row in rows:
-                values = row if raw else [spreadsheet_safe(v) for v in row]
+                values = row if raw else [safe(v) for v in row]
                 handle.write(json.dumps(dict(zip(columns, values)), ensure_ascii=False) + "\n")
         else:
             writer = csv.writer(handle)
             writer.writerow(columns)
-            writer.writerows([spreadsheet_safe(v) for v in row] for row in rows)
+            writer.writerows([safe(v) for v in row] for row in rows)
 
 
-def _write_xlsx(handle: IO[bytes], columns: Sequence[str], rows: Iterable[Sequence[Any]], name: str) -> None:
+def _write_xlsx(handle: IO[bytes], columns: Sequence[str], rows: Iterable[Sequence[Any]], name: str,
+                created: datetime | None) -> None:
+    """Cells already made safe, written row by row (constant memory)."""
     import itertools
 
     import xlsxwriter
@@ -146,18 +158,19 @@ def _write_xlsx(handle: IO[bytes], columns: Sequence[str], rows: Iterable[Sequen
 
     workbook = xlsxwriter.Workbook(handle, {"constant_memory": True, "strings_to_formulas": False,
                                             "strings_to_urls": False, "strings_to_numbers": False})
+    if created is not None:
+        workbook.set_properties({"created": created})
     try:
         sheet = workbook.add_worksheet(name)
         iterator = iter(rows)
-        first = [[spreadsheet_safe(value) for value in row] for row in itertools.islice(iterator, XLSX_SAMPLE_ROWS)]
+        first = list(itertools.islice(iterator, XLSX_SAMPLE_ROWS))
         for column, header in enumerate(columns):  # widths that fit the header and the first rows
             width = max([_width(header), *(_width(row[column]) for row in first if column < len(row))])
             sheet.set_column(column, column, min(XLSX_MAX_WIDTH, width + 2))
         sheet.freeze_panes(1, 0)
         sheet.write_row(0, 0, columns)
         number = 0
-        for number, row in enumerate(itertools.chain(first, ([spreadsheet_safe(v) for v in r] for r in iterator)),
-                                     start=1):
+        for number, row in enumerate(itertools.chain(first, iterator), start=1):
             sheet.write_row(number, 0, row)
         sheet.autofilter(0, 0, number, max(0, len(columns) - 1))
     finally:
@@ -213,14 +226,17 @@ def read_records(path: Path) -> Iterator[dict[str, str]]:
         raise UsageError(f"{path}: cannot read it ({type(exc).__name__})") from None
 
 
-def spreadsheet_safe(value: Any) -> Any:
-    """A value fit for a spreadsheet cell: text that would start a formula gets a leading ``'``,
-    control characters that XML and some CSV readers refuse become U+FFFD; None becomes empty. Text
-    that starts with ``'`` gets one more, so that the loader's unquoting gives every value back."""
+def spreadsheet_safe(value: Any, *, exact: bool = False) -> Any:
+    """A value fit for a spreadsheet cell: text that would start a formula gets a leading ``'``;
+    control characters that some readers of reports refuse become U+FFFD, unless ``exact`` (then
+    they stay: CSV holds them, and XLSX writes them as ``_xHHHH_`` escapes); None becomes empty.
+    Text that starts with ``'``, after any white space, gets one more, so that the loader, which
+    drops surrounding white space and then one ``'``, gives every value back."""
     if value is None:
         return ""
     if value.__class__ is str and value:
-        value = _CONTROL_RE.sub("\ufffd", value)
-        if value.startswith(FORMULA_STARTS) or value[0] == "'":
+        if not exact:
+            value = _CONTROL_RE.sub("\ufffd", value)
+        if value.startswith(FORMULA_STARTS) or value.lstrip().startswith("'"):
             return "'" + value
     return value

@@ -19,6 +19,7 @@ from .checked import Spool, check
 from .errors import BatchcfgError, OutputError, UsageError
 from .files import check_output_path
 from .journal import Journal, in_use, journal_path, running_pid
+from .logs import log
 from .manifest import open_manifest
 from .model import SKIPPED, TO_FIX_STATUSES, Job, Outcome, Summary
 from .options import Options
@@ -51,7 +52,8 @@ class Ledger:
             for path, option in ((outputs.report, "--report"), (self.failed_manifest, "--failed-manifest")):
                 if path is not None and path.exists() and not outputs.overwrite:
                     raise UsageError(f"{path} exists (an earlier run's?): choose another {option}, or --overwrite")
-            self.manifest = (open_manifest(manifest, sheet=options.input.sheet, encoding=options.input.encoding)
+            self.manifest = (open_manifest(manifest, sheet=options.input.sheet, encoding=options.input.encoding,
+                                           delimiter=options.input.delimiter)
                              if manifest is not None else None)
             self._as_read = _stamp(self.manifest.path) if self.manifest is not None else None
             self.journal = self._open_journal() if sending else None
@@ -63,6 +65,12 @@ class Ledger:
         self.summary = Summary(Counter(), self.report, self.failed_manifest, command=command,
                                started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                                inputs=[Path(manifest)] if manifest is not None else [], settings=_settings(options))
+        if self.manifest is not None:  # what the reader noticed about the file: logged now, kept for the summary
+            for text in self.manifest.notes:
+                log.info("%s", text)
+            for text in self.manifest.warnings:
+                log.warning("%s", text)
+            self.summary.notes.extend((*self.manifest.warnings, *self.manifest.notes))
         self.pending: dict[int, Job] = {}  # sent or about to be, not yet ended
         self.to_fix: dict[int, tuple[str, str]] = {}  # row -> (status, "code: message")
         self.on_outcome: Callable[[Outcome], None] | None = None

@@ -7,6 +7,12 @@ skipped (their numbers are not reused). A row also says which cells were numbers
 or a JSON-lines file), for a failed-row manifest that writes them back. Workbooks are checked, and
 their sheet found, by :mod:`batchcfg.workbook`.
 
+Files as Excel leaves them: a CSV file separated by ``;`` (Excel's "CSV" where the decimal mark
+is a comma) or by tabs is recognised by its header, and read so, with a note saying so; a file
+that does not decode gets the encodings it does decode in; a workbook still open in Excel (its
+``~$`` owner file beside it) gets a warning that edits not saved are not in the file. What a
+person should know about the file is in :attr:`Manifest.notes` and :attr:`Manifest.warnings`.
+
 >>> manifest = open_manifest("samples/training_job_configs.csv")
 >>> first = next(iter(manifest.rows()))
 >>> first.number, first.cells["config_name"]
@@ -19,8 +25,9 @@ import codecs
 import csv
 import difflib
 import re
+import stat
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +39,15 @@ CSV_SUFFIXES = (".csv",)
 EXCEL_SUFFIXES = (".xlsx", ".xlsm")
 JSONL_SUFFIXES = (".jsonl",)  # one JSON object a row, the first one's keys the header (batchcfg export writes it)
 DEFAULT_ENCODING = "utf-8-sig"  # UTF-8, with or without a byte order mark
+DEFAULT_DELIMITER = ","
+# The separators a CSV manifest may use, as --delimiter names them: what Excel and other spreadsheets
+# save ("," ; ";" where the decimal mark is a comma; a tab for "text" files).
+DELIMITERS = {",": ",", "comma": ",", ";": ";", "semicolon": ";", "tab": "\t", "\\t": "\t", "\t": "\t"}
+SEPARATOR_ORIGINS = {";": "as Excel saves CSV where the decimal mark is a comma",
+                     "\t": "as spreadsheets save tab-separated text"}
+# Encodings a CSV file that is not UTF-8 is tried in, for the error's suggestion, with who writes them.
+LIKELY_ENCODINGS = (("utf-8", "Excel's CSV UTF-8"), ("gbk", "Chinese Windows"), ("cp1252", "Western European Windows"),
+                    ("latin-1", "ISO 8859-1: any bytes read as it"))
 CHUNK_ROWS = 10_000
 MAX_COLUMNS = 1000            # the API has 17 fields; a few hundred param.<label> columns at most
 MAX_HEADER_BYTES = 256 * 1024
@@ -65,6 +81,9 @@ class Manifest:
     sheet: str | int = 0      # a workbook's sheet: its name (open_manifest finds it), or its index from 0
     encoding: str = DEFAULT_ENCODING
     bom: bool = False         # the CSV file began with a UTF-8 byte order mark (Excel's "CSV UTF-8")
+    delimiter: str = DEFAULT_DELIMITER  # a CSV file's separator: given, or found in its header
+    notes: tuple[str, ...] = field(default=(), compare=False)     # what a person should know (a ';' file)
+    warnings: tuple[str, ...] = field(default=(), compare=False)  # what may be wrong (open in Excel)
 
     def rows(self) -> Iterator[Row]:
         """Yield the non-empty rows in file order. Raises :class:`ManifestError` on a malformed file."""
@@ -103,7 +122,7 @@ class Manifest:
             yield from _jsonl_blocks(self.path, self.header)
             return
         number = 1
-        for chunk in _read_csv(self.path, self.encoding, chunksize=CHUNK_ROWS):
+        for chunk in _read_csv(self.path, self.encoding, self.delimiter, chunksize=CHUNK_ROWS):
             values = chunk.values.tolist()
             if number == 1:
                 values = values[1:]
@@ -112,9 +131,12 @@ class Manifest:
             number += len(values)
 
 
-def open_manifest(path: str | Path, *, sheet: str | None = None, encoding: str | None = None) -> Manifest:
+def open_manifest(path: str | Path, *, sheet: str | None = None, encoding: str | None = None,
+                  delimiter: str | None = None) -> Manifest:
     """Open a ``.csv``, ``.xlsx``, ``.xlsm`` or ``.jsonl`` manifest and check its header row.
     ``sheet`` names a workbook's sheet (any case) or gives its position, counted from 1.
+    ``delimiter`` is a CSV file's separator (a key of :data:`DELIMITERS`); without it, the header
+    says: ``;`` or a tab when the header splits into more known columns by it than by ``,``.
 
     Raises :class:`ManifestError` for a missing, empty, unreadable or unsupported file, a missing
     sheet (listing the sheets), and for every unknown, repeated or label-less column at once
@@ -122,22 +144,21 @@ def open_manifest(path: str | Path, *, sheet: str | None = None, encoding: str |
     """
     path = Path(path)
     suffix = path.suffix.lower()
-    if suffix not in CSV_SUFFIXES + EXCEL_SUFFIXES + JSONL_SUFFIXES:
-        raise ManifestError(f"{path}: unsupported file type {suffix or '(none)'!r}; "
-                            "use .csv, .xlsx, .xlsm or .jsonl")
-    if not path.is_file():
-        raise ManifestError(f"{path}: no such file")
-    if path.stat().st_size == 0:
-        raise ManifestError(f"{path}: the file is empty")
+    _check_file(path, suffix)
+    warnings = _open_elsewhere(path)
+    notes: list[str] = []
     found: str | int = 0
     bom = False
+    chosen = DEFAULT_DELIMITER
+    hint = ""
     if suffix in JSONL_SUFFIXES:
-        if sheet is not None or encoding:
-            raise ManifestError("--sheet and --encoding apply to .xlsx and .csv files only")
+        if sheet is not None or encoding or delimiter:
+            raise ManifestError("--sheet applies to workbooks, --encoding and --delimiter to .csv files: "
+                                "none of them to .jsonl")
         header = list(next(_jsonl_records(path), ({}, 1))[0])
     elif suffix in EXCEL_SUFFIXES:
-        if encoding:
-            raise ManifestError("--encoding applies to .csv files only")
+        if encoding or delimiter:
+            raise ManifestError("--encoding and --delimiter apply to .csv files only")
         check_workbook(path)
         found, head = read_sheet(path, sheet, nrows=1)
         header = head[0] if head else []
@@ -146,11 +167,113 @@ def open_manifest(path: str | Path, *, sheet: str | None = None, encoding: str |
             raise ManifestError("--sheet applies to .xlsx and .xlsm files only")
         bom = _starts_with_bom(path)
         encoding = _with_bom(encoding or DEFAULT_ENCODING, bom)
-        _check_header_size(path)
-        frame = next(iter(_read_csv(path, encoding, chunksize=1)), None)
+        first = _first_line(path)
+        line = re.split("[\r\n]", first.decode(encoding, "replace"), maxsplit=1)[0]  # pandas ends a line at CR too
+        if delimiter:
+            chosen = parse_delimiter(delimiter)
+        else:
+            chosen = detect_delimiter(line)
+            if chosen != DEFAULT_DELIMITER:
+                notes.append(f"{path.name}: its cells are separated by {_separator_name(chosen)}, not commas "
+                             f"({SEPARATOR_ORIGINS[chosen]}): read so; --delimiter sets it")
+            else:
+                hint = _separator_hint(line)
+        _check_header_width(path, first, line, chosen)
+        frame = next(iter(_read_csv(path, encoding, chosen, chunksize=1)), None)
         header = frame.values.tolist()[0] if frame is not None and len(frame) else []
     texts = tuple(_text(value) for value in header)
-    return Manifest(path, texts, _map_header(path, list(texts)), found, encoding or DEFAULT_ENCODING, bom)
+    try:
+        columns = _map_header(path, list(texts))
+    except ManifestError as exc:
+        raise ManifestError(f"{exc}{hint}") from None
+    return Manifest(path, texts, columns, found, encoding or DEFAULT_ENCODING, bom, chosen, tuple(notes), warnings)
+
+
+def parse_delimiter(text: str) -> str:
+    """``--delimiter``: ``,``, ``;`` or a tab (``tab``, ``\\t``), as one character. Raises
+    :class:`ManifestError` for anything else."""
+    chosen = DELIMITERS.get(text) or DELIMITERS.get(text.strip().lower())
+    if chosen is None:
+        raise ManifestError(f"--delimiter {text!r}: use ',', ';' or tab")
+    return chosen
+
+
+def detect_delimiter(header: str) -> str:
+    r"""The separator of a CSV header line: ``;`` or a tab when the line splits by it into more
+    known column names than by ``,``; else ``,``. Only the header counts, so cells of later rows
+    that hold ``;`` (parameter JSON, descriptions) never sway it.
+
+    >>> detect_delimiter("config_name;spec_id;config_desc"), detect_delimiter("config_name,config_desc")
+    (';', ',')
+    >>> detect_delimiter("config_name,param.a;b"), detect_delimiter("config_name\tparam.lr")
+    (',', '\t')
+    """
+    known = {separator: _known_columns(header, separator) for separator in dict.fromkeys(DELIMITERS.values())}
+    best = max(known, key=lambda separator: known[separator])  # the first of equals: the comma
+    return best if known[best] > known[DEFAULT_DELIMITER] else DEFAULT_DELIMITER
+
+
+def _known_columns(header: str, separator: str) -> int:
+    """How many cells of the header line, split by ``separator``, name a column or a note."""
+    return sum(1 for cell in _header_cells(header, separator)
+               if (name := cell.strip().lower()) in COLUMNS or name.startswith(IGNORED_PREFIX)
+               or (name.startswith(PARAM_PREFIX) and len(name) > len(PARAM_PREFIX)))
+
+
+def _separator_hint(header: str) -> str:
+    """For a header that stays one cell by commas but holds ``;`` or a tab: what to pass."""
+    cells = _header_cells(header, DEFAULT_DELIMITER)
+    for separator in (";", "\t"):
+        if len(cells) == 1 and separator in cells[0]:
+            flag = "';'" if separator == ";" else "tab"
+            return f". Is the file separated by {_separator_name(separator)}? Pass --delimiter {flag}"
+    return ""
+
+
+def _header_cells(line: str, separator: str) -> list[str]:
+    """The cells of a header line (one line: no CR or LF) split by ``separator``, quoted as CSV
+    quotes; the line as one cell when the csv module refuses it (a cell over its field limit)."""
+    try:
+        return next(csv.reader([line], delimiter=separator), [])
+    except csv.Error:
+        return [line]
+
+
+def _separator_name(separator: str) -> str:
+    return {"\t": "tabs", ";": "';'"}.get(separator, repr(separator))
+
+
+def _check_file(path: Path, suffix: str) -> None:
+    """A manifest is a regular file, of a type batchcfg reads, and not empty."""
+    try:
+        status = path.stat()
+    except FileNotFoundError:
+        status = None
+    except OSError as exc:
+        raise ManifestError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    if status is not None and stat.S_ISDIR(status.st_mode):
+        raise ManifestError(f"{path} is a directory: give the manifest file (.csv, .xlsx, .xlsm or .jsonl)")
+    if status is not None and not stat.S_ISREG(status.st_mode):
+        raise ManifestError(f"{path} is not a regular file (a pipe or a device?): give the manifest file")
+    if suffix not in CSV_SUFFIXES + EXCEL_SUFFIXES + JSONL_SUFFIXES:
+        raise ManifestError(f"{path}: unsupported file type {suffix or '(none)'!r}; "
+                            "use .csv, .xlsx, .xlsm or .jsonl")
+    if status is None:
+        raise ManifestError(f"{path}: no such file")
+    if status.st_size == 0:
+        raise ManifestError(f"{path}: the file is empty")
+
+
+def _open_elsewhere(path: Path) -> tuple[str, ...]:
+    """A warning when a spreadsheet program has the file open: Excel's owner file ``~$<name>``
+    (LibreOffice's ``.~lock.<name>#``) lies beside it while it does, and edits not yet saved are
+    not in the file."""
+    for owner, program in ((path.with_name("~$" + path.name), "Excel"),
+                           (path.with_name(f".~lock.{path.name}#"), "LibreOffice")):
+        if owner.exists():
+            return (f"{path.name} is open in {program} ({owner.name} is beside it): edits not saved there "
+                    "are not in the file this run reads",)
+    return ()
 
 
 def _starts_with_bom(path: Path) -> bool:
@@ -165,9 +288,11 @@ def _with_bom(encoding: str, bom: bool) -> str:
     """``--encoding utf-8`` reads a file with a byte order mark as ``utf-8-sig``: the mark is not
     part of the first header."""
     try:
-        return "utf-8-sig" if bom and codecs.lookup(encoding).name == "utf-8" else encoding
+        name = codecs.lookup(encoding).name
+        b"x".decode(encoding, "replace")  # a codec that is no text encoding (base64) fails here
     except LookupError:
         raise ManifestError(f"unknown encoding {encoding!r}") from None
+    return "utf-8-sig" if bom and name == "utf-8" else encoding
 
 
 def _map_header(path: Path, header: list[str]) -> tuple[str, ...]:
@@ -241,16 +366,24 @@ def _alike(word: str, part: str) -> bool:
     return difflib.SequenceMatcher(None, word, part).ratio() >= 0.8
 
 
-def _check_header_size(path: Path) -> None:
-    """Refuse a CSV whose header is too long or too wide before pandas builds a frame of it (a
-    million empty columns took 80 s and 2 GB): the first line is read, up to its bound, and its
-    separators counted (quoted commas only make the count high, never too low)."""
-    with path.open("rb") as handle:
-        first = handle.readline(MAX_HEADER_BYTES + 1)
+def _first_line(path: Path) -> bytes:
+    """The header line of a CSV file, refused when too long before pandas builds a frame of it."""
+    try:
+        with path.open("rb") as handle:
+            first = handle.readline(MAX_HEADER_BYTES + 1)
+    except OSError as exc:
+        raise ManifestError(f"{path}: cannot read it ({exc.strerror or exc})") from None
     if len(first) > MAX_HEADER_BYTES and not first.endswith(b"\n"):
         raise ManifestError(f"{path}: the header (row 1) is longer than {MAX_HEADER_BYTES // 1024} KiB: "
                             "is it a manifest?")
-    if first.count(b",") + 1 > MAX_COLUMNS and len(next(csv.reader([first.decode("utf-8", "replace")]), [])) > MAX_COLUMNS:
+    return first
+
+
+def _check_header_width(path: Path, first: bytes, line: str, delimiter: str) -> None:
+    """Refuse a CSV whose header is too wide before pandas builds a frame of it (a million empty
+    columns took 80 s and 2 GB): its separators are counted (quoted ones only make the count high,
+    never too low)."""
+    if first.count(delimiter.encode()) + 1 > MAX_COLUMNS and len(_header_cells(line, delimiter)) > MAX_COLUMNS:
         raise ManifestError(f"{path}: more than {MAX_COLUMNS} columns in the header (row 1): is it a manifest?")
 
 
@@ -291,23 +424,61 @@ def _jsonl_blocks(path: Path, header: tuple[str, ...]) -> Iterator[tuple[int, li
                             else json.dumps(value, ensure_ascii=False, separators=(",", ":")) for value in values]]
 
 
-def _read_csv(path: Path, encoding: str, chunksize: int) -> Iterator[Any]:
+def _read_csv(path: Path, encoding: str, delimiter: str, chunksize: int) -> Iterator[Any]:
     import pandas as pd
 
     try:
         reader = pd.read_csv(path, header=None, dtype=str, keep_default_na=False, na_filter=False,
-                             skip_blank_lines=False, encoding=encoding, chunksize=chunksize)
+                             skip_blank_lines=False, encoding=encoding, sep=delimiter, chunksize=chunksize)
         with reader:
             yield from reader
     except LookupError:
         raise ManifestError(f"unknown encoding {encoding!r}") from None
     except UnicodeDecodeError as exc:
-        raise ManifestError(f"{path}: cannot be read as {encoding} ({exc.reason} at byte {exc.start}); "
-                            "pass --encoding, for example --encoding gbk") from None
+        raise ManifestError(f"{path}: cannot be read as {_encoding_name(encoding)} ({exc.reason}); "
+                            f"{_encoding_advice(path, encoding)}") from None
     except pd.errors.EmptyDataError:
         raise ManifestError(f"{path}: the file is empty") from None
     except pd.errors.ParserError as exc:
         raise ManifestError(f"{path}: malformed CSV: {one_line(exc)}") from None
+
+
+def _encoding_name(encoding: str) -> str:
+    return "UTF-8" if codecs.lookup(encoding).name in ("utf-8", "utf-8-sig") else encoding
+
+
+def _encoding_advice(path: Path, tried: str) -> str:
+    """What to pass: the likely encodings (:data:`LIKELY_ENCODINGS`) that decode the whole file."""
+    fits = decodes_in(path, tried)
+    if not fits:
+        return "pass --encoding with the encoding it was saved in, for example --encoding gbk or --encoding cp1252"
+    who = dict(LIKELY_ENCODINGS)
+    named = " or ".join(f"{name} ({who[name]})" for name in fits)
+    flags = " or ".join(f"--encoding {name}" for name in fits)
+    return f"it reads as {named}: pass {flags}"
+
+
+def decodes_in(path: Path, tried: str = DEFAULT_ENCODING) -> list[str]:
+    """The encodings of :data:`LIKELY_ENCODINGS` but ``tried`` that decode the whole file. latin-1
+    reads any bytes, so it is named only when cp1252, which differs from it only in the bytes
+    0x80-0x9f, does not fit."""
+    tried_name = codecs.lookup(tried).name.removesuffix("-sig")
+    fits: list[str] = []
+    for name, _ in LIKELY_ENCODINGS:
+        if codecs.lookup(name).name == tried_name or (name == "latin-1" and "cp1252" in fits):
+            continue
+        decoder = codecs.getincrementaldecoder(name)()
+        try:
+            with path.open("rb") as handle:
+                while block := handle.read(1 << 20):
+                    decoder.decode(block)
+                decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            continue
+        except OSError:
+            break
+        fits.append(name)
+    return fits
 
 
 def _text(value: Any) -> str:

@@ -105,6 +105,7 @@ class Summary:
     output: Path | None = None  # the manifest an export wrote
     saved_plan: Path | None = None  # plan --out
     notes: list[str] = field(default_factory=list)  # what else a person should know
+    incomplete: bool = False  # the run did not get to every row it should have (export: List fell short): exit 1
     page: Path | None = None  # --html
     elapsed: float = 0.0
     requests: int = 0
@@ -187,7 +188,7 @@ class Summary:
     @property
     def exit_code(self) -> int:
         return errors.exit_code(interrupted=self.interrupted, signal=self.signal,
-                                rows_to_fix=any(self.counts[s] for s in TO_FIX_STATUSES))
+                                rows_to_fix=self.incomplete or any(self.counts[s] for s in TO_FIX_STATUSES))
 
 
 def _first_rows(examples: list[Any], example: tuple[Any, ...], keep: int) -> None:

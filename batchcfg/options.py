@@ -30,6 +30,7 @@ class Input:
 
     sheet: str | None = None
     encoding: str | None = None
+    delimiter: str | None = None  # a CSV file's separator; None: found in its header
     max_rows: int = DEFAULT_MAX_ROWS
 
 

@@ -22,16 +22,20 @@ MAX_WORKBOOK_BYTES = 2 * 2**30  # what a workbook may unpack to
 MAX_WORKBOOK_ENTRIES = 10_000
 MAX_PACKING_RATIO = 200  # real sheets pack 5-50 times; zip bombs a thousand and more
 LISTED_SHEETS = 10  # sheet names a "no sheet named" message lists at most
+OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # an OLE2 file: an old .xls, or an encrypted .xlsx
 
 
 def check_workbook(path: Path) -> None:
-    """Refuse a workbook before parsing it: a zip bomb (it would unpack to more than
-    ``MAX_WORKBOOK_BYTES``, or an entry packs implausibly tight) or XML with a DTD (entity
-    expansion: "billion laughs"). Reads only the zip directory and the first bytes of each part."""
+    """Refuse a workbook before parsing it: a file that is no workbook (damaged, renamed), a zip
+    bomb (it would unpack to more than ``MAX_WORKBOOK_BYTES``, or an entry packs implausibly tight)
+    or XML with a DTD (entity expansion: "billion laughs"). Reads only the zip directory and the
+    first bytes of each part."""
     try:
         archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise ManifestError(f"{path}: not an Excel workbook ({one_line(exc)})") from None
+    except zipfile.BadZipFile:
+        raise ManifestError(not_a_workbook(path)) from None
+    except OSError as exc:
+        raise ManifestError(f"{path}: cannot read it ({exc.strerror or exc})") from None
     with archive:
         entries = archive.infolist()
         if len(entries) > MAX_WORKBOOK_ENTRIES:
@@ -71,9 +75,28 @@ def read_sheet(path: Path, sheet: str | int | None, *, nrows: int | None = None)
                 frame = book.parse(name, header=None, dtype=object, na_filter=False, nrows=nrows)
     except ManifestError:
         raise
+    except OSError as exc:
+        raise ManifestError(f"{path}: cannot read it ({exc.strerror or exc})") from None
     except Exception as exc:  # calamine reports a damaged or foreign file in several ways
-        raise ManifestError(f"{path}: cannot read the workbook: {one_line(exc)}") from None
+        raise ManifestError(f"{not_a_workbook(path)}: {one_line(exc)}") from None
     return name, frame.values.tolist()
+
+
+def not_a_workbook(path: Path) -> str:
+    """The one line for a file named ``.xlsx`` that is none: damaged, or another kind of file,
+    with what it looks like when its first bytes tell."""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(512)
+    except OSError:
+        head = b""
+    if head.startswith(OLE_MAGIC):
+        looks = ": it is an old .xls workbook or a password-protected one; save it as .xlsx without a password"
+    elif head and all(byte >= 32 or byte in b"\t\r\n" for byte in head.removeprefix(b"\xef\xbb\xbf")):
+        looks = ": it holds text (a CSV file renamed?)"
+    else:
+        looks = ""
+    return f"{path}: not a valid {path.suffix.lower()} (damaged, or not an Excel file){looks}"
 
 
 def find_sheet(path: Path, names: list[str], sheet: str | int | None) -> str:

@@ -488,3 +488,219 @@ def test_samples_validate_as_labelled():
         checked = check_row(cells)
         invalid = cells["config_desc"].startswith("INVALID")
         assert bool(checked.problems) == invalid, (number, checked.problems)
+
+
+# --- files as Excel leaves them, through the command line ---------------------------------------
+
+SEMICOLON_TEXT = ('config_name;config_desc;worker_server_num;spec_id;model_id;data_url;parameter\n'
+                  'c1;"a; b, c";1;1;7;/bucket/d/;"[{""label"": ""x"", ""value"": ""1;2""}]"\n')
+
+
+def _one_error_line(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.startswith("batchcfg: error: ")]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+@pytest.mark.parametrize(("header", "expected"), [
+    ("config_name;spec_id;config_desc", ";"),
+    ("CONFIG_NAME ; Spec_ID", ";"),
+    ("config_name\tparam.lr\t#note", "\t"),
+    ("config_name,config_desc", ","),
+    ("config_name", ","),
+    ("config_name,param.a;b", ","),                   # a label holding ';': still a comma file
+    ('config_name,"desc; with; semicolons"', ","),     # an unknown column holding ';'
+    ("config_name;param.a,b", ";"),                   # a label holding ',' in a ';' file
+    ("spec_id;confg_name", ";"),                      # a typo: still split by ';', then named
+    ("hello;world", ","),                             # nothing known either way: the default
+])
+def test_the_separator_is_found_in_the_header(header, expected):
+    from batchcfg.manifest import detect_delimiter
+
+    assert detect_delimiter(header) == expected
+
+
+@pytest.mark.parametrize("header", ["x" * 200_000, 'config_name;"' + "y" * 200_000 + '"', "config_name;spec_id\rc;1"])
+def test_a_header_the_csv_module_refuses_is_one_clear_error_or_read(tmp_path, header):
+    """A header cell over the csv module's field limit, or a line ended by a lone CR."""
+    path = write_csv(tmp_path, header + "\n")
+    try:
+        open_manifest(path)
+    except ManifestError as exc:
+        assert "\n" not in str(exc)
+
+
+def test_a_semicolon_csv_is_read_with_a_note(tmp_path, capsys):
+    from .conftest import cli, read_report
+
+    path = write_csv(tmp_path, SEMICOLON_TEXT, name="excel.csv")
+    manifest = open_manifest(path)
+    assert manifest.delimiter == ";" and len(manifest.notes) == 1 and not manifest.warnings
+    [row] = manifest.rows()
+    assert row.cells["config_desc"] == "a; b, c" and row.cells["parameter"] == '[{"label": "x", "value": "1;2"}]'
+    assert cli("validate", path, "--report", tmp_path / "r.csv") == 0
+    err = capsys.readouterr().err
+    assert "INFO: excel.csv: its cells are separated by ';'" in err, "logged"
+    assert "batchcfg: excel.csv: its cells are separated by ';', not commas" in err, "and in the summary"
+    assert [r["status"] for r in read_report(tmp_path / "r.csv")] == ["valid"]
+    assert cli("apply", path, "--sandbox", "--report", tmp_path / "a.csv") == 0
+    assert "separated by ';'" in capsys.readouterr().err
+    assert [r["status"] for r in read_report(tmp_path / "a.csv")] == ["succeeded"]
+
+
+def test_a_tab_separated_csv_is_read_with_a_note(tmp_path, capsys):
+    from .conftest import cli, read_report
+
+    path = write_csv(tmp_path, "config_name\tworker_server_num\tspec_id\tmodel_id\tdata_url\n"
+                               "c1\t2\t1\t7\t/bucket/d/\n", name="tabs.csv")
+    assert cli("validate", path, "--report", tmp_path / "r.csv") == 0
+    assert "tabs.csv: its cells are separated by tabs" in capsys.readouterr().err
+    assert read_report(tmp_path / "r.csv")[0]["status"] == "valid"
+
+
+def test_a_comma_csv_with_semicolons_in_its_cells_is_a_comma_csv(tmp_path, capsys):
+    from .conftest import cli
+
+    path = write_csv(tmp_path, 'config_name,config_desc,parameter\n'
+                               'c1,"one; two; three","[{""label"": ""a;b"", ""value"": ""1""}]"\n'
+                               'c2,x;y;z,\n')
+    manifest = open_manifest(path)
+    assert manifest.delimiter == "," and not manifest.notes
+    assert [row.cells["config_desc"] for row in manifest.rows()] == ["one; two; three", "x;y;z"]
+    cli("validate", path, "--report", tmp_path / "r.csv")
+    assert "separated by" not in capsys.readouterr().err
+
+
+def test_delimiter_flag(tmp_path, capsys):
+    from .conftest import cli
+
+    semicolons = write_csv(tmp_path, SEMICOLON_TEXT)
+    assert cli("validate", semicolons, "--delimiter", ";", "--report", tmp_path / "1.csv") == 0
+    assert "separated by" not in capsys.readouterr().err, "no note: it was given"
+    assert cli("validate", semicolons, "--delimiter", ",", "--report", tmp_path / "2.csv") == 2
+    assert "bad column" in _one_error_line(capsys.readouterr().err)
+    tabs = write_csv(tmp_path, "config_name\tspec_id\nc1\t1\n", name="t.csv")
+    for spelling in ("tab", "\\t", "\t", "TAB"):
+        assert cli("validate", tabs, "--delimiter", spelling, "--report", tmp_path / "3.csv", "--overwrite") == 0
+    capsys.readouterr()
+    assert cli("validate", tabs, "--delimiter", "|") == 2
+    assert "--delimiter" in _one_error_line(capsys.readouterr().err)
+    workbook = write_xlsx(tmp_path, [["config_name"], ["x"]])
+    assert cli("validate", workbook, "--delimiter", ";") == 2
+    assert "--delimiter" in _one_error_line(capsys.readouterr().err)
+    with pytest.raises(ManifestError):
+        open_manifest(semicolons, delimiter="|")
+
+
+def test_a_header_split_by_nothing_known_names_the_separator_to_try(tmp_path, capsys):
+    from .conftest import cli
+
+    path = write_csv(tmp_path, "Name;Workers\nc1;1\n")
+    assert cli("validate", path) == 2
+    assert "--delimiter ';'" in _one_error_line(capsys.readouterr().err)
+
+
+@pytest.mark.parametrize(("text", "encoding", "named"), [
+    ("config_name,config_desc\nc1,café déjà vu – “quoted”\n", "cp1252", ["cp1252"]),
+    (GBK_TEXT, "gbk", ["gbk"]),
+    ("config_name,config_desc\nc1,\x81 x\n", "latin-1", ["latin-1"]),  # 0x81: neither gbk nor cp1252
+])
+def test_a_file_that_is_not_utf8_is_told_the_encodings_it_reads_in(tmp_path, capsys, text, encoding, named):
+    from .conftest import cli, read_report
+
+    path = write_csv(tmp_path, text, encoding=encoding)
+    assert cli("validate", path) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert "cannot be read as UTF-8" in line
+    for name in named:
+        assert f"--encoding {name}" in line, line
+    assert cli("validate", path, "--encoding", encoding, "--report", tmp_path / "r.csv") == 0
+    assert read_report(tmp_path / "r.csv")[0]["status"] == "valid"
+    [row] = open_manifest(path, encoding=encoding).rows()
+    assert row.cells["config_desc"] == text.splitlines()[1].split(",", 1)[1]
+
+
+def test_a_wrong_encoding_given_is_told_the_others(tmp_path, capsys):
+    from .conftest import cli
+
+    path = write_csv(tmp_path, "config_name,config_desc\nc1,caf\u00e9 \u2013 x\n", encoding="cp1252")
+    assert cli("validate", path, "--encoding", "utf-8") == 2
+    assert "--encoding cp1252" in _one_error_line(capsys.readouterr().err)
+    path = write_csv(tmp_path, "config_name,config_desc\nc1,\u20ac\n", name="u.csv")
+    assert cli("validate", path, "--encoding", "gbk") == 2
+    assert "it reads as utf-8 (Excel's CSV UTF-8) or cp1252" in _one_error_line(capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("owner", ["~$m.xlsx", ".~lock.m.xlsx#"])
+def test_a_workbook_open_in_excel_gets_a_warning_and_the_run_goes_on(tmp_path, capsys, owner):
+    from batchcfg import Options, validate
+    from .conftest import cli
+
+    path = write_xlsx(tmp_path, [["config_name", "spec_id"], ["x", 1]])
+    (tmp_path / owner).write_bytes(b"\x0bsomeone")
+    assert cli("validate", path, "--report", tmp_path / "r.csv") == 0
+    err = capsys.readouterr().err
+    assert "WARNING: m.xlsx is open in" in err, "logged as a warning"
+    assert "batchcfg: m.xlsx is open in" in err and "edits not saved there are not in the file" in err, "summary"
+    summary = validate(path, Options.of(report=tmp_path / "r2.csv"))
+    assert any("is open in" in note for note in summary.notes)
+
+
+def test_no_warning_without_the_owner_file(tmp_path, capsys):
+    from .conftest import cli
+
+    path = write_xlsx(tmp_path, [["config_name", "spec_id"], ["x", 1]])
+    (tmp_path / "~$other.xlsx").write_bytes(b"x")
+    assert cli("validate", path, "--report", tmp_path / "r.csv") == 0
+    assert "is open in" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("content", "looks"), [
+    (random.Random(3).randbytes(3000), ""),
+    (b"PK\x03\x04" + random.Random(4).randbytes(700), ""),
+    (b"config_name,spec_id\nx,1\n", "it holds text"),
+    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(600), "password"),
+], ids=["random", "cut-zip", "renamed-csv", "xls-or-encrypted"])
+def test_a_damaged_xlsx_says_so(tmp_path, capsys, content, looks):
+    from .conftest import cli
+
+    path = tmp_path / "m.xlsx"
+    path.write_bytes(content)
+    assert cli("validate", path) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert "m.xlsx: not a valid .xlsx (damaged, or not an Excel file)" in line and looks in line
+    assert "zip" not in line.lower()
+
+
+def test_a_zip_that_is_no_workbook_says_so(tmp_path, capsys):
+    import zipfile
+    from .conftest import cli
+
+    path = tmp_path / "m.xlsx"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("hello.txt", "not a workbook")
+    assert cli("validate", path) == 2
+    assert "not a valid .xlsx (damaged, or not an Excel file)" in _one_error_line(capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("name", ["configs", "configs.csv", "."])
+def test_a_directory_as_the_manifest_is_one_line(tmp_path, capsys, monkeypatch, name):
+    from .conftest import cli
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / name).mkdir(exist_ok=True)
+    assert cli("validate", name) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert "is a directory" in line and "(none)" not in line
+    assert cli("apply", name, "--sandbox") == 2
+    assert "is a directory" in _one_error_line(capsys.readouterr().err)
+
+
+def test_a_pipe_as_the_manifest_is_one_line_and_never_waits(tmp_path, capsys):
+    import os
+    from .conftest import cli
+
+    path = tmp_path / "m.csv"
+    os.mkfifo(path)
+    assert cli("validate", path) == 2
+    assert "not a regular file" in _one_error_line(capsys.readouterr().err)
