@@ -14,7 +14,7 @@ from typing import Any, NoReturn
 from . import __version__
 from .errors import EXIT_CHANGES_PENDING, EXIT_LOCKED, UsageError
 from .settings import (AUTO_MAX_CONCURRENCY, DEFAULT_MAX_ROWS, DEFAULT_MAX_UNAVAILABLE, DEFAULT_PROGRESS_INTERVAL,
-                       DEFAULT_RATE, FLAGS, SANDBOX_HOST, SANDBOX_PORT, SETTINGS)
+                       DEFAULT_RATE, FLAGS, MAX_LOCK_WAIT, SANDBOX_HOST, SANDBOX_PORT, SETTINGS)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -78,7 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
                          help="log lines as text (default) or one JSON object a line")
     logging.add_argument("--log-file", type=Path, metavar="PATH", help="also append the log to this file")
     logging.add_argument("--lock", type=Path, metavar="PATH",
-                         help=f"hold this lock file for the run; if another run holds it, exit {EXIT_LOCKED} at once")
+                         help=f"hold this lock file for the run; if another run holds it, exit {EXIT_LOCKED} "
+                              "(at once, unless --lock-wait)")
+    logging.add_argument("--lock-wait", type=_type("lock_wait"), metavar="SECONDS",
+                         help="with --lock: wait this long for another run to let go of it (default 0: do not "
+                              f"wait; at most {MAX_LOCK_WAIT:g}; also BATCHCFG_LOCK_WAIT or a profile's lock_wait)")
 
     profile = _Parser(add_help=False)
     settings = profile.add_argument_group("settings")

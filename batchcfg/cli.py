@@ -12,11 +12,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import shlex
 import signal
 import sys
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractContextManager, asynccontextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +25,7 @@ import anyio
 
 from .arguments import build_parser
 from .files import expand_patterns
-from .errors import EXIT_CHANGES_PENDING, EXIT_INTERRUPTED, BatchcfgError, LockHeld, UsageError
+from .errors import EXIT_CHANGES_PENDING, EXIT_INTERRUPTED, BatchcfgError, UsageError
 from .settings import AUTO, SETTINGS
 
 if TYPE_CHECKING:
@@ -67,7 +68,7 @@ def _run(args: argparse.Namespace) -> int:
 
     _check_paths(args)
     logs.configure(verbose=args.verbose, quiet=args.quiet, log_format=args.log_format, log_file=args.log_file)
-    with _locked(args.lock):
+    with _locked(args):
         if args.command == "validate" and not args.online:
             from .commands import validate
 
@@ -75,25 +76,26 @@ def _run(args: argparse.Namespace) -> int:
         return anyio.run(_sandbox if args.command == "sandbox" else _connected, args)
 
 
-@contextmanager
-def _locked(path: Path | None) -> Iterator[None]:
-    """Hold an exclusive lock on ``path`` for the run; :class:`LockHeld` (exit 75) at once if
-    another run has it."""
-    if path is None:
-        yield
-        return
-    import fcntl
+def _locked(args: argparse.Namespace) -> AbstractContextManager[Any]:
+    """The run's ``--lock``, waited for up to ``--lock-wait`` seconds (the flag, else
+    ``BATCHCFG_LOCK_WAIT``, else the profile's ``lock_wait``); nothing without ``--lock``."""
+    if args.lock is None:
+        if args.lock_wait is not None:
+            raise UsageError("--lock-wait: only with --lock PATH")
+        return nullcontext()
+    from .lock import Lock
 
-    try:
-        handle = path.open("a")
-    except OSError as exc:
-        raise UsageError(f"--lock {path}: {exc.strerror or exc}") from None
-    with handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise LockHeld(f"another batchcfg run holds the lock {path}") from None
-        yield
+    return Lock(args.lock, wait=_resolved(args)["lock_wait"].value, command=_command_line(args.argv))
+
+
+def _command_line(argv: Sequence[str]) -> str:
+    """The command as a lock file tells it to others, the sandbox's ``--sk`` and ``--token`` masked."""
+    shown = []
+    for previous, arg in zip(["", *argv], argv):
+        flag, equals, _ = arg.partition("=")
+        shown.append("***" if previous in ("--sk", "--token") else
+                     f"{flag}=***" if equals and flag in ("--sk", "--token") else arg)
+    return shlex.join(["batchcfg", *shown])
 
 
 def _check_paths(args: argparse.Namespace) -> None:
@@ -124,6 +126,9 @@ def _resolved(args: argparse.Namespace) -> dict[str, Any]:
     return resolve(flags, os.environ, getattr(args, "config", None), getattr(args, "profile", None))
 
 
+_CLI_SETTINGS = ("html", "lock_wait")  # settings the command line uses itself, not the library's Options
+
+
 def _options(args: argparse.Namespace) -> Options:
     """The run's options: the flags, and the settings resolved from flags, environment and profile."""
     from .options import Options
@@ -134,7 +139,7 @@ def _options(args: argparse.Namespace) -> Options:
              "send_unchanged", "create_missing", "force", "online", "preflight", "name_pattern",
              "config_type", "project_column", "overwrite", "plan_out", "max_unavailable", "deadline")
     values = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
-    values.update({key: value for key, value in settings.items() if value is not None and key != "html"})
+    values.update({key: value for key, value in settings.items() if value is not None and key not in _CLI_SETTINGS})
     return Options.of(**values)
 
 

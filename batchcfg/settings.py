@@ -17,6 +17,7 @@ there is one::
     max_retries = 5
     timeout = 30
     report_dir = "/var/log/batchcfg"
+    lock_wait = 600
 
 Each setting is taken from, in order: the command line, the environment (``BATCHCFG_RATE``, ...;
 the project id from ``HUAWEICLOUD_SDK_PROJECT_ID``), the profile, the default. Credentials are
@@ -61,6 +62,8 @@ MAX_TIMEOUT = 3600.0         # an hour per attempt
 MAX_RETRY_WAIT = 300.0       # the longest wait before a retry; a Retry-After beyond it fails the row
 DEFAULT_MAX_UNAVAILABLE = 20  # rows in a row failed by an unavailable service (no success between): stop
 DEFAULT_PROGRESS_INTERVAL = 30.0  # seconds between progress lines without a terminal
+DEFAULT_LOCK_WAIT = 0.0      # seconds to wait for a --lock another run holds: 0 = exit 75 at once
+MAX_LOCK_WAIT = 86_400.0     # a day: a run still kept out by then is stuck behind another, not late
 SANDBOX_HOST = "127.0.0.1"
 SANDBOX_PORT = 8765
 CONFIG_FILES = (Path("batchcfg.toml"), Path("~/.config/batchcfg/config.toml"))
@@ -139,6 +142,7 @@ SETTINGS: dict[str, Setting] = {
     "timeout": Setting(Number(0, above=True, maximum=MAX_TIMEOUT), "BATCHCFG_TIMEOUT", DEFAULT_TIMEOUT),
     "report_dir": Setting(directory, "BATCHCFG_REPORT_DIR", None),
     "html": Setting(directory, "BATCHCFG_HTML", None),  # a file: the run's page (directory() reads a path)
+    "lock_wait": Setting(Number(0, maximum=MAX_LOCK_WAIT), "BATCHCFG_LOCK_WAIT", DEFAULT_LOCK_WAIT),
 }
 
 # The numbers only the command line gives.
