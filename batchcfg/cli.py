@@ -25,7 +25,7 @@ import anyio
 
 from .arguments import build_parser
 from .files import expand_patterns
-from .errors import EXIT_CHANGES_PENDING, EXIT_INTERRUPTED, BatchcfgError, UsageError
+from .errors import EXIT_CHANGES_PENDING, EXIT_INTERRUPTED, EXIT_IO_ERROR, EXIT_OK, BatchcfgError, UsageError
 from .settings import AUTO, SETTINGS
 
 if TYPE_CHECKING:
@@ -36,6 +36,15 @@ if TYPE_CHECKING:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (docs/contract.md), whatever happens."""
+    from .logs import reader_may_leave
+
+    code = _main(argv)
+    with reader_may_leave():
+        sys.stdout.flush()  # buffered output meets a reader that left here, not in Python's exit
+    return code
+
+
+def _main(argv: Sequence[str] | None) -> int:
     try:
         try:
             args = build_parser().parse_args(argv)
@@ -44,10 +53,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.argv = list(sys.argv[1:] if argv is None else argv)
         return _run(args)
     except BatchcfgError as exc:
-        print(f"batchcfg: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return _failed(str(exc), exc.exit_code)
     except KeyboardInterrupt:  # before the signal handlers are in place
         return EXIT_INTERRUPTED
+    except BrokenPipeError as exc:  # stdout's reader left early (`batchcfg regions | head -2`): all it wanted
+        from .logs import reader_gone
+
+        return EXIT_OK if reader_gone() else _failed(str(exc), EXIT_IO_ERROR)
+
+
+def _failed(message: str, code: int) -> int:
+    """The one line of an error that stops the run; its exit code."""
+    from .logs import reader_may_leave
+
+    with reader_may_leave():
+        print(f"batchcfg: error: {message}", file=sys.stderr)
+    return code
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -197,7 +218,7 @@ async def _endpoint(args: argparse.Namespace) -> AsyncIterator[dict[str, Any]]:
 async def _send(args: argparse.Namespace, options: Options) -> int:
     """apply, plan or rollback, with progress, signal handling and metrics."""
     from . import commands
-    from .logs import Progress
+    from .logs import Progress, reader_may_leave
     from .screen import PlanDiff
 
     run = {"apply": commands.apply, "plan": commands.plan, "rollback": commands.rollback,
@@ -231,7 +252,8 @@ async def _send(args: argparse.Namespace, options: Options) -> int:
     if isinstance(summary, BatchcfgError):
         raise summary
     if diff is not None:
-        diff.show(json_logs=args.log_format == "json")
+        with reader_may_leave():
+            diff.show(json_logs=args.log_format == "json")
     summary.signal = received[0] if received else None
     code = _summarise(args, summary)
     if getattr(args, "detailed_exitcode", False) and code == 0 and (summary.counts["changed"] or summary.counts["create"]):
@@ -279,7 +301,8 @@ async def _watch_signals(stop: anyio.Event, stop_now: anyio.Event, received: lis
 
 def _summarise(args: argparse.Namespace, summary: Summary) -> int:
     """The summary on stderr, the report path on stdout, the metrics file; the exit code."""
-    from .screen import show_summary
+    from .logs import reader_may_leave
+    from .screen import resume_command, say, show_summary
 
     json_logs = getattr(args, "log_format", "text") == "json"
     page = _resolved(args)["html"].value
@@ -291,17 +314,13 @@ def _summarise(args: argparse.Namespace, summary: Summary) -> int:
             summary.page = page
         except OSError as exc:  # the run is done: say so, and keep its exit code
             summary.notes.append(f"cannot write --html {page} ({exc.strerror or exc})")
-    if getattr(args, "sandbox_seeded", 0):
-        from .screen import say
-
-        say(f"sandbox: its {args.sandbox_seeded} configs held invented earlier states (every third already as the "
-            "manifest has it), so that there was something to change", json_logs=json_logs)
-    from .screen import resume_command
-
-    show_summary(summary, json_logs=json_logs, next_step=resume_command(args.command, args.argv, summary))
+    with reader_may_leave():  # a closed stdout (`| head -0`) loses the report path, not the metrics or the code
+        if getattr(args, "sandbox_seeded", 0):
+            say(f"sandbox: its {args.sandbox_seeded} configs held invented earlier states (every third already as "
+                "the manifest has it), so that there was something to change", json_logs=json_logs)
+        show_summary(summary, json_logs=json_logs, next_step=resume_command(args.command, args.argv, summary))
     if getattr(args, "metrics_file", None) is not None:
         from .metrics import write_metrics
-        from .screen import say
 
         try:
             write_metrics(args.metrics_file, args.command, summary)

@@ -5,16 +5,20 @@
 - On a terminal, progress is a tqdm bar, and log lines are routed through it. Anywhere else
   (cron, CI, a pipe), there is no bar and no carriage return, but a progress line every
   ``--progress-interval`` seconds.
+- A reader that stops reading (``batchcfg regions | head -2``) ends the output quietly:
+  :func:`reader_may_leave`.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 from collections import Counter
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -123,6 +127,45 @@ class Progress:
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()
+
+
+@contextmanager
+def reader_may_leave() -> Iterator[None]:
+    """Output that its reader may stop reading (``batchcfg regions | head -2``): the
+    ``BrokenPipeError`` ends it quietly, with no traceback, and what is left to print goes nowhere."""
+    try:
+        yield
+    except BrokenPipeError:
+        if not reader_gone():
+            _to_devnull(sys.stdout)  # it was this output's, whatever poll says on this system
+
+
+def reader_gone() -> bool:
+    """After a ``BrokenPipeError``: stdout and stderr, when the reader of their pipe left, go to
+    /dev/null from now on (so that Python's own flush at exit finds nothing to complain of).
+    False when neither pipe was closed: the error came from elsewhere."""
+    import select
+
+    gone = False
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            poller = select.poll()
+            poller.register(stream.fileno(), 0)  # POLLERR alone: the pipe's reader has left
+            if poller.poll(0):
+                _to_devnull(stream)
+                gone = True
+        except (AttributeError, ValueError, OSError):  # no file descriptor (a test's capture)
+            continue
+    return gone
+
+
+def _to_devnull(stream: Any) -> None:
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, stream.fileno())
+        os.close(null)
+    except (AttributeError, ValueError, OSError):
+        pass
 
 
 def _duration(seconds: float) -> str:
