@@ -274,13 +274,32 @@ def _confirmed(args: argparse.Namespace, options: Options, ready: Callable[[int]
         where = connection.endpoint or connection.region or "the endpoint"
         project = connection.project_id or os.environ.get("HUAWEICLOUD_SDK_PROJECT_ID", "")
         verb = "put back" if args.command == "rollback" else "change"
-        sys.stderr.write(f"batchcfg: {args.command}: {rows} rows, to {verb} configs at {where}"
-                         f"{f' in project {project}' if project else ''}. Go ahead? [y/N] ")
-        sys.stderr.flush()
-        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+        try:
+            answer = _answer(f"batchcfg: {args.command}: {rows} rows, to {verb} configs at {where}"
+                             f"{f' in project {project}' if project else ''}. Go ahead? [y/N] ")
+        except KeyboardInterrupt:
+            sys.stderr.write("\n")
+            error = UsageError("not confirmed (interrupted): nothing was sent")
+            error.exit_code = EXIT_INTERRUPTED  # Ctrl-C's own code, as anywhere else
+            raise error from None
+        if answer not in ("y", "yes"):
             raise UsageError("not confirmed: nothing was sent")
         ready(rows)
     return ask
+
+
+def _answer(question: str) -> str:
+    """The answer to ``question`` at the terminal, where Ctrl-C interrupts (KeyboardInterrupt): the
+    run's own SIGINT handling would wait for the line, as its event loop is the one reading it."""
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler) if main else None
+    try:
+        sys.stderr.write(question)
+        sys.stderr.flush()
+        return sys.stdin.readline().strip().lower()
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
 
 
 async def _watch_signals(stop: anyio.Event, stop_now: anyio.Event, received: list[int]) -> None:
