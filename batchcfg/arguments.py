@@ -44,6 +44,17 @@ def _type(name: str) -> Callable[[str], Any]:
     return convert
 
 
+OVERVIEW = """examples:
+  batchcfg apply samples/training_job_configs.csv --sandbox    try it: no cloud, no credentials
+  batchcfg validate configs.csv                                check a manifest offline; send nothing
+  batchcfg plan configs.csv --profile prod                     what apply would change
+  batchcfg apply configs.csv --profile prod                    change the configs (asks first, at a terminal)
+  batchcfg rollback 'batchcfg-backup-*.jsonl' --profile prod   put them back
+  batchcfg apply configs.csv --profile prod --lock /run/batchcfg.lock --lock-wait 600
+                                                               from cron: one run at a time
+  batchcfg completion bash > ~/.local/share/bash-completion/completions/batchcfg
+  batchcfg COMMAND --help                                      a command's flags, and examples"""
+
 EXAMPLES = {
     "validate": """examples:
   batchcfg validate configs.xlsx --sheet Migration
@@ -66,7 +77,8 @@ EXAMPLES = {
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="batchcfg", description="Change many ModelArts training job configurations "
-                                                  "from one CSV or Excel manifest.")
+                                                  "from one CSV or Excel manifest.",
+                     epilog=OVERVIEW, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"batchcfg {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 

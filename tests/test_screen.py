@@ -268,6 +268,10 @@ def test_help_is_grouped_with_examples_and_completion_is_offered(capsys: pytest.
     assert cli("completion", "bash") == 0
     script = capsys.readouterr().out
     assert "batchcfg" in script and "--create-missing" in script and "export" in script
+    assert cli("--help") == 0
+    shown = capsys.readouterr().out
+    assert "\nexamples:\n  batchcfg apply samples/training_job_configs.csv --sandbox " in shown
+    assert "--lock /run/batchcfg.lock --lock-wait 600" in shown and "batchcfg COMMAND --help" in shown
 
 
 def test_a_saved_plan_is_applied_exactly_and_refuses_what_changed_since(tmp_path: Path) -> None:
