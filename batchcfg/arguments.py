@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -264,6 +264,9 @@ def build_parser() -> argparse.ArgumentParser:
     connection_options(show)
     sending_options(show).add_argument("--report-dir", type=_type("report_dir"), metavar="DIR",
                                        help="where the default report goes")
+    names = config_commands.add_parser("profiles", help="list the config file's profiles (for shell completion)")
+    names.add_argument("--config", type=Path, metavar="PATH",
+                       help="config file (default: ./batchcfg.toml, then ~/.config/batchcfg/config.toml)")
 
     commands.add_parser("regions", help="list the ModelArts regions --region knows")
     completion = commands.add_parser("completion", help="print a shell completion script (bash, zsh or tcsh)",
@@ -289,3 +292,38 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--create-missing", action="store_true",
                          help="let a PUT create a config it does not hold (the real API answers 404)")
     return parser
+
+
+
+PROFILES_COMMAND = "batchcfg config profiles 2>/dev/null"  # run at each completion: the file may change
+
+
+def with_completions(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """``parser``, with the values shell completion offers (shtab reads an action's ``complete``):
+    the regions ``--region`` knows, and for ``--profile`` the config file's profiles, listed by
+    ``batchcfg config profiles`` as the shell completes. For ``batchcfg completion``; kept out of
+    :func:`build_parser`, so that ``--help`` does not import the region table."""
+    from .endpoints import REGIONS
+
+    regions = " ".join(REGIONS)
+    values = {
+        "region": {"bash": "_batchcfg_regions", "zsh": f"({regions})", "tcsh": f"({regions})",
+                   "preamble": {"bash": f'_batchcfg_regions() {{ compgen -W "{regions}" -- "$1"; }}'}},
+        "profile": {"bash": "_batchcfg_profiles", "zsh": "_batchcfg_profiles", "tcsh": "`batchcfg config profiles`",
+                    "preamble": {
+                        "bash": f'_batchcfg_profiles() {{ compgen -W "$({PROFILES_COMMAND})" -- "$1"; }}',
+                        "zsh": f'_batchcfg_profiles() {{ compadd -- ${{(f)"$({PROFILES_COMMAND})"}}; }}'}},
+    }
+    for action in _actions(parser):
+        if action.dest in values:
+            setattr(action, "complete", values[action.dest])
+    return parser
+
+
+def _actions(parser: argparse.ArgumentParser) -> Iterator[argparse.Action]:
+    """Every action of ``parser`` and of its subcommands, nested ones too."""
+    for action in parser._actions:
+        yield action
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                yield from _actions(sub)

@@ -78,12 +78,20 @@ def _run(args: argparse.Namespace) -> int:
         for region in REGIONS:
             print(f"{region:16} {region_endpoint(region)}")
         return 0
+    if args.command == "config" and args.config_command == "profiles":
+        from .settings import profile_names
+
+        for name in profile_names(args.config):
+            print(name)
+        return 0
     if args.command == "config":
         return _config_show(args)
     if args.command == "completion":
         import shtab
 
-        print(shtab.complete(build_parser(), shell=args.shell))
+        from .arguments import with_completions
+
+        print(shtab.complete(with_completions(build_parser()), shell=args.shell))
         return 0
     from . import logs
 

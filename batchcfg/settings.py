@@ -197,26 +197,12 @@ def resolve(flags: Mapping[str, Any], env: Mapping[str, str], config: Path | Non
 def load_profile(config: Path | None, profile: str | None) -> tuple[Path | None, dict[str, Any]]:
     """The chosen profile's settings, parsed; ``(None, {})`` without a config file. A bad file
     is a :class:`UsageError` naming the file, the line and the key."""
-    path = config if config is not None else next((p.expanduser() for p in CONFIG_FILES if p.expanduser().is_file()), None)
+    path = config_file(config)
     if path is None:
         if profile:
             raise UsageError(f"--profile {profile}: no config file ({' or '.join(map(str, CONFIG_FILES))})")
         return None, {}
-    try:
-        text = path.read_text(encoding="utf-8")
-        data = tomllib.loads(text)
-    except FileNotFoundError:
-        raise UsageError(f"{path}: no such config file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{path}: cannot read it ({type(exc).__name__})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise UsageError(f"{path}: {exc}") from None
-    profiles = data.get("profiles", {})
-    unknown_tables = [key for key in data if key != "profiles"]
-    if unknown_tables or not isinstance(profiles, dict):
-        key = unknown_tables[0] if unknown_tables else "profiles"
-        raise UsageError(f"{path}: line {_line_of(text, key)}: unknown key {key!r}; settings go in "
-                         "[profiles.NAME] tables")
+    text, profiles = _read(path)
     if profile is None:
         profile = "default" if "default" in profiles else None
         if profile is None:
@@ -236,6 +222,41 @@ def load_profile(config: Path | None, profile: str | None) -> tuple[Path | None,
         except ValueError as exc:
             raise UsageError(f"{path}: line {line}: {key} {exc}") from None
     return path, values
+
+
+def config_file(config: Path | None) -> Path | None:
+    """The config file: ``config``, else the first of :data:`CONFIG_FILES` that exists, else None."""
+    return config if config is not None else next((p.expanduser() for p in CONFIG_FILES if p.expanduser().is_file()),
+                                                  None)
+
+
+def profile_names(config: Path | None) -> list[str]:
+    """The names of the config file's profiles, sorted (none without a file), for ``--profile``'s
+    shell completion: only names that are plain words (letters, digits, ``_ . -``), since a shell
+    expands the words a completion gives it (``$(...)`` in a name would run)."""
+    path = config_file(config)
+    return [] if path is None else sorted(name for name in _read(path)[1] if re.fullmatch(r"[\w.-]+", name, re.ASCII))
+
+
+def _read(path: Path) -> tuple[str, dict[str, Any]]:
+    """The config file's text and its ``[profiles]`` table; a :class:`UsageError` naming the file
+    (and the line) when it cannot be read or has anything else."""
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = tomllib.loads(text)
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such config file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{path}: cannot read it ({type(exc).__name__})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{path}: {exc}") from None
+    profiles = data.get("profiles", {})
+    unknown_tables = [key for key in data if key != "profiles"]
+    if unknown_tables or not isinstance(profiles, dict):
+        key = unknown_tables[0] if unknown_tables else "profiles"
+        raise UsageError(f"{path}: line {_line_of(text, key)}: unknown key {key!r}; settings go in "
+                         "[profiles.NAME] tables")
+    return text, profiles
 
 
 def _line_of(text: str, key: str) -> int | str:
