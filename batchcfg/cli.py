@@ -39,8 +39,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .logs import reader_may_leave
 
     code = _main(argv)
-    with reader_may_leave():
-        sys.stdout.flush()  # buffered output meets a reader that left here, not in Python's exit
+    if sys.stdout is not None:  # None: started with stdout closed (`batchcfg regions >&-`)
+        with reader_may_leave():
+            sys.stdout.flush()  # buffered output meets a reader that left here, not in Python's exit
     return code
 
 
