@@ -36,12 +36,12 @@ if TYPE_CHECKING:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (docs/contract.md), whatever happens."""
-    from .logs import reader_may_leave
+    from .logs import ensure_std_streams, reader_may_leave
 
+    ensure_std_streams()  # started with `>&-` or `2>&-`
     code = _main(argv)
-    if sys.stdout is not None:  # None: started with stdout closed (`batchcfg regions >&-`)
-        with reader_may_leave():
-            sys.stdout.flush()  # buffered output meets a reader that left here, not in Python's exit
+    with reader_may_leave():
+        sys.stdout.flush()  # buffered output meets a reader that left here, not in Python's exit
     return code
 
 

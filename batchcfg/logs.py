@@ -8,7 +8,8 @@
   not counted. Anywhere else (cron, CI, a pipe), there is no bar and no carriage return, but a
   progress line every ``--progress-interval`` seconds.
 - A reader that stops reading (``batchcfg regions | head -2``) ends the output quietly:
-  :func:`reader_may_leave`.
+  :func:`reader_may_leave`; a stdout or stderr closed from the start goes to /dev/null:
+  :func:`ensure_std_streams`.
 """
 
 from __future__ import annotations
@@ -148,6 +149,15 @@ class Progress:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
+
+
+def ensure_std_streams() -> None:
+    """A process started with stdout or stderr closed (``>&-``, ``2>&-``, a bare daemon) has
+    ``sys.stdout`` or ``sys.stderr`` None: they go to /dev/null instead, which also keeps their
+    file descriptor from going to the next file opened (a report that would get the logs)."""
+    for name in ("stdout", "stderr"):
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(os.devnull, "w", encoding="utf-8"))  # open for the process's life
 
 
 @contextmanager
