@@ -294,7 +294,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-
 PROFILES_COMMAND = "batchcfg config profiles 2>/dev/null"  # run at each completion: the file may change
 
 
