@@ -7,14 +7,15 @@ from __future__ import annotations
 import argparse
 import difflib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
 from . import __version__
 from .errors import EXIT_CHANGES_PENDING, EXIT_LOCKED, UsageError
-from .settings import (AUTO_MAX_CONCURRENCY, CANARY_ROWS, DEFAULT_MAX_ROWS, DEFAULT_MAX_UNAVAILABLE, DEFAULT_PROGRESS_INTERVAL,
-                       DEFAULT_RATE, FLAGS, SANDBOX_HOST, SANDBOX_PORT, SETTINGS)
+from .settings import (AUTO_MAX_CONCURRENCY, CANARY_ROWS, DEFAULT_MAX_ROWS, DEFAULT_MAX_UNAVAILABLE,
+                       DEFAULT_PROGRESS_INTERVAL, DEFAULT_RATE, FLAGS, MAX_LOCK_WAIT, SANDBOX_HOST, SANDBOX_PORT,
+                       SETTINGS)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -56,6 +57,17 @@ def _delimiter(text: str) -> str:
         raise argparse.ArgumentTypeError(f"{text!r}: use ',', ';' or tab") from None
 
 
+OVERVIEW = """examples:
+  batchcfg apply samples/training_job_configs.csv --sandbox    try it: no cloud, no credentials
+  batchcfg validate configs.csv                                check a manifest offline; send nothing
+  batchcfg plan configs.csv --profile prod                     what apply would change
+  batchcfg apply configs.csv --profile prod                    change the configs (asks first, at a terminal)
+  batchcfg rollback 'batchcfg-backup-*.jsonl' --profile prod   put them back
+  batchcfg apply configs.csv --profile prod --lock /run/batchcfg.lock --lock-wait 600
+                                                               from cron: one run at a time
+  batchcfg completion bash > ~/.local/share/bash-completion/completions/batchcfg
+  batchcfg COMMAND --help                                      a command's flags, and examples"""
+
 EXAMPLES = {
     "validate": """examples:
   batchcfg validate configs.xlsx --sheet Migration
@@ -78,7 +90,8 @@ EXAMPLES = {
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="batchcfg", description="Change many ModelArts training job configurations "
-                                                  "from one CSV or Excel manifest.")
+                                                  "from one CSV or Excel manifest.",
+                     epilog=OVERVIEW, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"batchcfg {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
@@ -90,7 +103,11 @@ def build_parser() -> argparse.ArgumentParser:
                          help="log lines as text (default) or one JSON object a line")
     logging.add_argument("--log-file", type=Path, metavar="PATH", help="also append the log to this file")
     logging.add_argument("--lock", type=Path, metavar="PATH",
-                         help=f"hold this lock file for the run; if another run holds it, exit {EXIT_LOCKED} at once")
+                         help=f"hold this lock file for the run; if another run holds it, exit {EXIT_LOCKED} "
+                              "(at once, unless --lock-wait)")
+    logging.add_argument("--lock-wait", type=_type("lock_wait"), metavar="SECONDS",
+                         help="with --lock: wait this long for another run to let go of it (default 0: do not "
+                              f"wait; at most {MAX_LOCK_WAIT:g}; also BATCHCFG_LOCK_WAIT or a profile's lock_wait)")
 
     profile = _Parser(add_help=False)
     settings = profile.add_argument_group("settings")
@@ -267,6 +284,9 @@ def build_parser() -> argparse.ArgumentParser:
     connection_options(show)
     sending_options(show).add_argument("--report-dir", type=_type("report_dir"), metavar="DIR",
                                        help="where the default report goes")
+    names = config_commands.add_parser("profiles", help="list the config file's profiles (for shell completion)")
+    names.add_argument("--config", type=Path, metavar="PATH",
+                       help="config file (default: ./batchcfg.toml, then ~/.config/batchcfg/config.toml)")
 
     commands.add_parser("regions", help="list the ModelArts regions --region knows")
     completion = commands.add_parser("completion", help="print a shell completion script (bash, zsh or tcsh)",
@@ -295,3 +315,37 @@ def build_parser() -> argparse.ArgumentParser:
                          help="what Modify does with a body: replace the config (default), merge into it (fields "
                               "left out are kept), or merge ignoring empty values; to see apply's read-back at work")
     return parser
+
+
+PROFILES_COMMAND = "batchcfg config profiles 2>/dev/null"  # run at each completion: the file may change
+
+
+def with_completions(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """``parser``, with the values shell completion offers (shtab reads an action's ``complete``):
+    the regions ``--region`` knows, and for ``--profile`` the config file's profiles, listed by
+    ``batchcfg config profiles`` as the shell completes. For ``batchcfg completion``; kept out of
+    :func:`build_parser`, so that ``--help`` does not import the region table."""
+    from .endpoints import REGIONS
+
+    regions = " ".join(REGIONS)
+    values = {
+        "region": {"bash": "_batchcfg_regions", "zsh": f"({regions})", "tcsh": f"({regions})",
+                   "preamble": {"bash": f'_batchcfg_regions() {{ compgen -W "{regions}" -- "$1"; }}'}},
+        "profile": {"bash": "_batchcfg_profiles", "zsh": "_batchcfg_profiles", "tcsh": "`batchcfg config profiles`",
+                    "preamble": {
+                        "bash": f'_batchcfg_profiles() {{ compgen -W "$({PROFILES_COMMAND})" -- "$1"; }}',
+                        "zsh": f'_batchcfg_profiles() {{ compadd -- ${{(f)"$({PROFILES_COMMAND})"}}; }}'}},
+    }
+    for action in _actions(parser):
+        if action.dest in values:
+            setattr(action, "complete", values[action.dest])
+    return parser
+
+
+def _actions(parser: argparse.ArgumentParser) -> Iterator[argparse.Action]:
+    """Every action of ``parser`` and of its subcommands, nested ones too."""
+    for action in parser._actions:
+        yield action
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                yield from _actions(sub)

@@ -12,11 +12,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import shlex
 import signal
 import sys
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractContextManager, asynccontextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +25,7 @@ import anyio
 
 from .arguments import build_parser
 from .files import expand_patterns
-from .errors import EXIT_CHANGES_PENDING, EXIT_INTERRUPTED, BatchcfgError, LockHeld, UsageError
+from .errors import EXIT_CHANGES_PENDING, EXIT_INTERRUPTED, EXIT_IO_ERROR, EXIT_OK, BatchcfgError, UsageError
 from .settings import AUTO, SETTINGS
 
 if TYPE_CHECKING:
@@ -35,6 +36,16 @@ if TYPE_CHECKING:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (docs/contract.md), whatever happens."""
+    from .logs import ensure_std_streams, reader_may_leave
+
+    ensure_std_streams()  # started with `>&-` or `2>&-`
+    code = _main(argv)
+    with reader_may_leave():
+        sys.stdout.flush()  # buffered output meets a reader that left here, not in Python's exit
+    return code
+
+
+def _main(argv: Sequence[str] | None) -> int:
     try:
         try:
             args = build_parser().parse_args(argv)
@@ -43,10 +54,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.argv = list(sys.argv[1:] if argv is None else argv)
         return _run(args)
     except BatchcfgError as exc:
-        print(f"batchcfg: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return _failed(str(exc), exc.exit_code)
     except KeyboardInterrupt:  # before the signal handlers are in place
         return EXIT_INTERRUPTED
+    except BrokenPipeError as exc:  # stdout's reader left early (`batchcfg regions | head -2`): all it wanted
+        from .logs import reader_gone
+
+        return EXIT_OK if reader_gone() else _failed(str(exc), EXIT_IO_ERROR)
+
+
+def _failed(message: str, code: int) -> int:
+    """The one line of an error that stops the run; its exit code."""
+    from .logs import reader_may_leave
+
+    with reader_may_leave():
+        print(f"batchcfg: error: {message}", file=sys.stderr)
+    return code
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -56,18 +79,26 @@ def _run(args: argparse.Namespace) -> int:
         for region in REGIONS:
             print(f"{region:16} {region_endpoint(region)}")
         return 0
+    if args.command == "config" and args.config_command == "profiles":
+        from .settings import profile_names
+
+        for name in profile_names(args.config):
+            print(name)
+        return 0
     if args.command == "config":
         return _config_show(args)
     if args.command == "completion":
         import shtab
 
-        print(shtab.complete(build_parser(), shell=args.shell))
+        from .arguments import with_completions
+
+        print(shtab.complete(with_completions(build_parser()), shell=args.shell))
         return 0
     from . import logs
 
     _check_paths(args)
     logs.configure(verbose=args.verbose, quiet=args.quiet, log_format=args.log_format, log_file=args.log_file)
-    with _locked(args.lock):
+    with _locked(args):
         if args.command == "validate" and not args.online:
             from .commands import validate
 
@@ -75,25 +106,26 @@ def _run(args: argparse.Namespace) -> int:
         return anyio.run(_sandbox if args.command == "sandbox" else _connected, args)
 
 
-@contextmanager
-def _locked(path: Path | None) -> Iterator[None]:
-    """Hold an exclusive lock on ``path`` for the run; :class:`LockHeld` (exit 75) at once if
-    another run has it."""
-    if path is None:
-        yield
-        return
-    import fcntl
+def _locked(args: argparse.Namespace) -> AbstractContextManager[Any]:
+    """The run's ``--lock``, waited for up to ``--lock-wait`` seconds (the flag, else
+    ``BATCHCFG_LOCK_WAIT``, else the profile's ``lock_wait``); nothing without ``--lock``."""
+    if args.lock is None:
+        if args.lock_wait is not None:
+            raise UsageError("--lock-wait: only with --lock PATH")
+        return nullcontext()
+    from .lock import Lock
 
-    try:
-        handle = path.open("a")
-    except OSError as exc:
-        raise UsageError(f"--lock {path}: {exc.strerror or exc}") from None
-    with handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise LockHeld(f"another batchcfg run holds the lock {path}") from None
-        yield
+    return Lock(args.lock, wait=_resolved(args)["lock_wait"].value, command=_command_line(args.argv))
+
+
+def _command_line(argv: Sequence[str]) -> str:
+    """The command as a lock file tells it to others, the sandbox's ``--sk`` and ``--token`` masked."""
+    shown = []
+    for previous, arg in zip(["", *argv], argv):
+        flag, equals, _ = arg.partition("=")
+        shown.append("***" if previous in ("--sk", "--token") else
+                     f"{flag}=***" if equals and flag in ("--sk", "--token") else arg)
+    return shlex.join(["batchcfg", *shown])
 
 
 def _check_paths(args: argparse.Namespace) -> None:
@@ -124,6 +156,9 @@ def _resolved(args: argparse.Namespace) -> dict[str, Any]:
     return resolve(flags, os.environ, getattr(args, "config", None), getattr(args, "profile", None))
 
 
+_CLI_SETTINGS = ("html", "lock_wait")  # settings the command line uses itself, not the library's Options
+
+
 def _options(args: argparse.Namespace) -> Options:
     """The run's options: the flags, and the settings resolved from flags, environment and profile."""
     from .options import Options
@@ -134,7 +169,7 @@ def _options(args: argparse.Namespace) -> Options:
              "send_unchanged", "create_missing", "force", "online", "preflight", "name_pattern",
              "config_type", "project_column", "overwrite", "plan_out", "max_unavailable", "deadline")
     values = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
-    values.update({key: value for key, value in settings.items() if value is not None and key != "html"})
+    values.update({key: value for key, value in settings.items() if value is not None and key not in _CLI_SETTINGS})
     return Options.of(**values)
 
 
@@ -192,7 +227,7 @@ async def _endpoint(args: argparse.Namespace) -> AsyncIterator[dict[str, Any]]:
 async def _send(args: argparse.Namespace, options: Options) -> int:
     """apply, plan or rollback, with progress, signal handling and metrics."""
     from . import commands
-    from .logs import Progress
+    from .logs import Progress, reader_may_leave
     from .screen import PlanDiff
 
     run = {"apply": commands.apply, "plan": commands.plan, "rollback": commands.rollback,
@@ -231,7 +266,8 @@ async def _send(args: argparse.Namespace, options: Options) -> int:
     if isinstance(summary, BatchcfgError):
         raise summary
     if diff is not None:
-        diff.show(json_logs=args.log_format == "json")
+        with reader_may_leave():
+            diff.show(json_logs=args.log_format == "json")
     summary.signal = received[0] if received else None
     code = _summarise(args, summary)
     if getattr(args, "detailed_exitcode", False) and code == 0 and (summary.counts["changed"] or summary.counts["create"]):
@@ -252,13 +288,32 @@ def _confirmed(args: argparse.Namespace, options: Options, ready: Callable[[int]
         where = connection.endpoint or connection.region or "the endpoint"
         project = connection.project_id or os.environ.get("HUAWEICLOUD_SDK_PROJECT_ID", "")
         verb = "put back" if args.command == "rollback" else "change"
-        sys.stderr.write(f"batchcfg: {args.command}: {rows} rows, to {verb} configs at {where}"
-                         f"{f' in project {project}' if project else ''}. Go ahead? [y/N] ")
-        sys.stderr.flush()
-        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+        try:
+            answer = _answer(f"batchcfg: {args.command}: {rows} rows, to {verb} configs at {where}"
+                             f"{f' in project {project}' if project else ''}. Go ahead? [y/N] ")
+        except KeyboardInterrupt:
+            sys.stderr.write("\n")
+            error = UsageError("not confirmed (interrupted): nothing was sent")
+            error.exit_code = EXIT_INTERRUPTED  # Ctrl-C's own code, as anywhere else
+            raise error from None
+        if answer not in ("y", "yes"):
             raise UsageError("not confirmed: nothing was sent")
         ready(rows)
     return ask
+
+
+def _answer(question: str) -> str:
+    """The answer to ``question`` at the terminal, where Ctrl-C interrupts (KeyboardInterrupt): the
+    run's own SIGINT handling would wait for the line, as its event loop is the one reading it."""
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler) if main else None
+    try:
+        sys.stderr.write(question)
+        sys.stderr.flush()
+        return sys.stdin.readline().strip().lower()
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
 
 
 async def _watch_signals(stop: anyio.Event, stop_now: anyio.Event, received: list[int]) -> None:
@@ -279,7 +334,8 @@ async def _watch_signals(stop: anyio.Event, stop_now: anyio.Event, received: lis
 
 def _summarise(args: argparse.Namespace, summary: Summary) -> int:
     """The summary on stderr, the report path on stdout, the metrics file; the exit code."""
-    from .screen import show_summary
+    from .logs import reader_may_leave
+    from .screen import resume_command, say, show_summary
 
     json_logs = getattr(args, "log_format", "text") == "json"
     page = _resolved(args)["html"].value
@@ -291,17 +347,13 @@ def _summarise(args: argparse.Namespace, summary: Summary) -> int:
             summary.page = page
         except OSError as exc:  # the run is done: say so, and keep its exit code
             summary.notes.append(f"cannot write --html {page} ({exc.strerror or exc})")
-    if getattr(args, "sandbox_seeded", 0):
-        from .screen import say
-
-        say(f"sandbox: its {args.sandbox_seeded} configs held invented earlier states (every third already as the "
-            "manifest has it), so that there was something to change", json_logs=json_logs)
-    from .screen import resume_command
-
-    show_summary(summary, json_logs=json_logs, next_step=resume_command(args.command, args.argv, summary))
+    with reader_may_leave():  # a closed stdout (`| head -0`) loses the report path, not the metrics or the code
+        if getattr(args, "sandbox_seeded", 0):
+            say(f"sandbox: its {args.sandbox_seeded} configs held invented earlier states (every third already as "
+                "the manifest has it), so that there was something to change", json_logs=json_logs)
+        show_summary(summary, json_logs=json_logs, next_step=resume_command(args.command, args.argv, summary))
     if getattr(args, "metrics_file", None) is not None:
         from .metrics import write_metrics
-        from .screen import say
 
         try:
             write_metrics(args.metrics_file, args.command, summary)

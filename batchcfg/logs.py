@@ -2,22 +2,31 @@
 
 - Logging goes to stderr (``--log-format text|json``) and, with ``--log-file PATH``, also to
   that file. JSON logs hold one object a line: ``time``, ``level``, ``message``.
-- On a terminal, progress is a tqdm bar, and log lines are routed through it. Anywhere else
-  (cron, CI, a pipe), there is no bar and no carriage return, but a progress line every
-  ``--progress-interval`` seconds.
+- On a terminal, progress is a tqdm bar, and log lines are routed through it. The bar appears
+  once the rows are ready to go (never before a question or an error that stops the run), and
+  counts the rows that really ended: a row cancelled unsent (Ctrl-C, a stop) is named beside it,
+  not counted. Anywhere else (cron, CI, a pipe), there is no bar and no carriage return, but a
+  progress line every ``--progress-interval`` seconds.
+- A reader that stops reading (``batchcfg regions | head -2``) ends the output quietly:
+  :func:`reader_may_leave`; a stdout or stderr closed from the start goes to /dev/null:
+  :func:`ensure_std_streams`.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 from collections import Counter
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from .model import CANCELLED, SUCCEEDED
 
 if TYPE_CHECKING:
     from .model import Outcome
@@ -59,7 +68,12 @@ def configure(*, verbose: int = 0, quiet: bool = False, log_format: str = "text"
 
 
 class Progress:
-    """Counts rows as they end; shows a bar on a terminal, else logs a line every ``interval``."""
+    """Counts rows as they end; shows a bar on a terminal, else logs a line every ``interval``.
+
+    The bar is drawn from :meth:`ready` on (the rows are checked, and a person at the terminal
+    said yes), and moves only for rows that really ended: a ``cancelled`` row was never sent, so
+    after a Ctrl-C the bar stays at what was done (``42/300``) and names the rest
+    (``cancelled=258``)."""
 
     def __init__(self, command: str, *, interval: float, bar: bool) -> None:
         self.command = command
@@ -67,18 +81,20 @@ class Progress:
         self.total = 0
         self.done: Counter[str] = Counter()
         self.started = time.monotonic()
+        self.terminal = bar and sys.stderr.isatty()
         self._bar: Any = None
-        if bar and sys.stderr.isatty():
-            from tqdm import tqdm
-
-            self._bar = tqdm(unit="row", desc=command, file=sys.stderr, dynamic_ncols=True)
 
     def __repr__(self) -> str:
-        return f"Progress({self.command!r}, {sum(self.done.values())}/{self.total})"
+        return f"Progress({self.command!r}, {self.ended}/{self.total}, {dict(self.done)})"
+
+    @property
+    def ended(self) -> int:
+        """Rows that really ended: every status but ``cancelled``."""
+        return sum(count for status, count in self.done.items() if status != CANCELLED)
 
     def routed(self) -> AbstractContextManager[Any]:
         """Log lines through the bar while it is shown (they would break it otherwise)."""
-        if self._bar is None:
+        if not self.terminal:
             return nullcontext()
         from tqdm.contrib.logging import logging_redirect_tqdm
 
@@ -86,21 +102,30 @@ class Progress:
         return routed
 
     def ready(self, total: int) -> None:
+        """The rows are ready to go: ``total`` of them. The bar starts here."""
         self.total = total
-        if self._bar is not None:
+        self.started = time.monotonic()
+        if not self.terminal:
+            return
+        if self._bar is None:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total, unit="row", desc=self.command, file=sys.stderr, dynamic_ncols=True)
+        else:
             self._bar.reset(total=total)
 
     def update(self, outcome: Outcome) -> None:
         self.done[outcome.status] += 1
         if self._bar is not None:
-            self._bar.update(1)
-            if outcome.status != "succeeded":  # the statuses as the summary counts them
+            if outcome.status != CANCELLED:
+                self._bar.update(1)
+            if outcome.status != SUCCEEDED:  # the statuses as the summary counts them
                 self._bar.set_postfix({status: count for status, count in sorted(self.done.items())
-                                       if status != "succeeded"}, refresh=False)
+                                       if status != SUCCEEDED}, refresh=False)
 
     def line(self) -> None:
         """The periodic progress line (when there is no bar)."""
-        done = sum(self.done.values())
+        done = self.ended
         elapsed = time.monotonic() - self.started
         rate = done / elapsed if elapsed > 0 else 0.0
         left = (self.total - done) / rate if rate > 0 and self.total > done else 0.0
@@ -114,7 +139,7 @@ class Progress:
     async def report_every_interval(self) -> None:
         import anyio
 
-        if self._bar is not None or self.interval <= 0:
+        if self.terminal or self.interval <= 0:
             return
         while True:
             await anyio.sleep(self.interval)
@@ -123,6 +148,55 @@ class Progress:
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()
+            self._bar = None
+
+
+def ensure_std_streams() -> None:
+    """A process started with stdout or stderr closed (``>&-``, ``2>&-``, a bare daemon) has
+    ``sys.stdout`` or ``sys.stderr`` None: they go to /dev/null instead, which also keeps their
+    file descriptor from going to the next file opened (a report that would get the logs)."""
+    for name in ("stdout", "stderr"):
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(os.devnull, "w", encoding="utf-8"))  # open for the process's life
+
+
+@contextmanager
+def reader_may_leave() -> Iterator[None]:
+    """Output that its reader may stop reading (``batchcfg regions | head -2``): the
+    ``BrokenPipeError`` ends it quietly, with no traceback, and what is left to print goes nowhere."""
+    try:
+        yield
+    except BrokenPipeError:
+        if not reader_gone():
+            _to_devnull(sys.stdout)  # it was this output's, whatever poll says on this system
+
+
+def reader_gone() -> bool:
+    """After a ``BrokenPipeError``: stdout and stderr, when the reader of their pipe left, go to
+    /dev/null from now on (so that Python's own flush at exit finds nothing to complain of).
+    False when neither pipe was closed: the error came from elsewhere."""
+    import select
+
+    gone = False
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            poller = select.poll()
+            poller.register(stream.fileno(), 0)  # POLLERR alone: the pipe's reader has left
+            if poller.poll(0):
+                _to_devnull(stream)
+                gone = True
+        except (AttributeError, ValueError, OSError):  # no file descriptor (a test's capture)
+            continue
+    return gone
+
+
+def _to_devnull(stream: Any) -> None:
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, stream.fileno())
+        os.close(null)
+    except (AttributeError, ValueError, OSError):
+        pass
 
 
 def _duration(seconds: float) -> str:

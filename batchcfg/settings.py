@@ -17,6 +17,7 @@ there is one::
     max_retries = 5
     timeout = 30
     report_dir = "/var/log/batchcfg"
+    lock_wait = 600
 
 Each setting is taken from, in order: the command line, the environment (``BATCHCFG_RATE``, ...;
 the project id from ``HUAWEICLOUD_SDK_PROJECT_ID``), the profile, the default. Credentials are
@@ -63,6 +64,8 @@ CANARY_ROWS = 20             # the first changed rows of a run, read back before
 MAX_THROTTLED_WAIT = 900.0   # a request throttled for this long (its throttled answers are not retries) fails
 DEFAULT_MAX_UNAVAILABLE = 20  # rows in a row failed by an unavailable service (no success between): stop
 DEFAULT_PROGRESS_INTERVAL = 30.0  # seconds between progress lines without a terminal
+DEFAULT_LOCK_WAIT = 0.0      # seconds to wait for a --lock another run holds: 0 = exit 75 at once
+MAX_LOCK_WAIT = 86_400.0     # a day: a run still kept out by then is stuck behind another, not late
 SANDBOX_HOST = "127.0.0.1"
 SANDBOX_PORT = 8765
 CONFIG_FILES = (Path("batchcfg.toml"), Path("~/.config/batchcfg/config.toml"))
@@ -154,6 +157,7 @@ SETTINGS: dict[str, Setting] = {
     "report_dir": Setting(directory, "BATCHCFG_REPORT_DIR", None),
     "html": Setting(directory, "BATCHCFG_HTML", None),  # a file: the run's page (directory() reads a path)
     "verify": Setting(switch, "BATCHCFG_VERIFY", None),  # read every changed row back (None: the canary only)
+    "lock_wait": Setting(Number(0, maximum=MAX_LOCK_WAIT), "BATCHCFG_LOCK_WAIT", DEFAULT_LOCK_WAIT),
 }
 
 # The numbers only the command line gives.
@@ -208,26 +212,12 @@ def resolve(flags: Mapping[str, Any], env: Mapping[str, str], config: Path | Non
 def load_profile(config: Path | None, profile: str | None) -> tuple[Path | None, dict[str, Any]]:
     """The chosen profile's settings, parsed; ``(None, {})`` without a config file. A bad file
     is a :class:`UsageError` naming the file, the line and the key."""
-    path = config if config is not None else next((p.expanduser() for p in CONFIG_FILES if p.expanduser().is_file()), None)
+    path = config_file(config)
     if path is None:
         if profile:
             raise UsageError(f"--profile {profile}: no config file ({' or '.join(map(str, CONFIG_FILES))})")
         return None, {}
-    try:
-        text = path.read_text(encoding="utf-8")
-        data = tomllib.loads(text)
-    except FileNotFoundError:
-        raise UsageError(f"{path}: no such config file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{path}: cannot read it ({type(exc).__name__})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise UsageError(f"{path}: {exc}") from None
-    profiles = data.get("profiles", {})
-    unknown_tables = [key for key in data if key != "profiles"]
-    if unknown_tables or not isinstance(profiles, dict):
-        key = unknown_tables[0] if unknown_tables else "profiles"
-        raise UsageError(f"{path}: line {_line_of(text, key)}: unknown key {key!r}; settings go in "
-                         "[profiles.NAME] tables")
+    text, profiles = _read(path)
     if profile is None:
         profile = "default" if "default" in profiles else None
         if profile is None:
@@ -247,6 +237,41 @@ def load_profile(config: Path | None, profile: str | None) -> tuple[Path | None,
         except ValueError as exc:
             raise UsageError(f"{path}: line {line}: {key} {exc}") from None
     return path, values
+
+
+def config_file(config: Path | None) -> Path | None:
+    """The config file: ``config``, else the first of :data:`CONFIG_FILES` that exists, else None."""
+    return config if config is not None else next((p.expanduser() for p in CONFIG_FILES if p.expanduser().is_file()),
+                                                  None)
+
+
+def profile_names(config: Path | None) -> list[str]:
+    """The names of the config file's profiles, sorted (none without a file), for ``--profile``'s
+    shell completion: only names that are plain words (letters, digits, ``_ . -``), since a shell
+    expands the words a completion gives it (``$(...)`` in a name would run)."""
+    path = config_file(config)
+    return [] if path is None else sorted(name for name in _read(path)[1] if re.fullmatch(r"[\w.-]+", name, re.ASCII))
+
+
+def _read(path: Path) -> tuple[str, dict[str, Any]]:
+    """The config file's text and its ``[profiles]`` table; a :class:`UsageError` naming the file
+    (and the line) when it cannot be read or has anything else."""
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = tomllib.loads(text)
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such config file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{path}: cannot read it ({type(exc).__name__})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{path}: {exc}") from None
+    profiles = data.get("profiles", {})
+    unknown_tables = [key for key in data if key != "profiles"]
+    if unknown_tables or not isinstance(profiles, dict):
+        key = unknown_tables[0] if unknown_tables else "profiles"
+        raise UsageError(f"{path}: line {_line_of(text, key)}: unknown key {key!r}; settings go in "
+                         "[profiles.NAME] tables")
+    return text, profiles
 
 
 def _line_of(text: str, key: str) -> int | str:

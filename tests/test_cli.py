@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -323,3 +324,71 @@ def test_main_returns_the_exit_code_and_never_raises(argv: list[str], code: int,
     assert main(argv) == code
     if code:
         assert capsys.readouterr().err.startswith("batchcfg: error: ")
+
+
+@pytest.mark.parametrize("unbuffered", [False, True])
+@pytest.mark.parametrize("reader", ["| head -2 >/dev/null", "| true", ">&-"])
+@pytest.mark.parametrize("command", ["regions", "completion bash", "--help"])
+def test_a_reader_that_stops_early_ends_the_output_quietly(command: str, reader: str, unbuffered: bool) -> None:
+    """`batchcfg regions | head -2`: exit 0 and nothing on stderr, through a real pipe (``true``
+    leaves before the first line is written, ``head -2`` after two), or no stdout at all."""
+    env = {**CLEAN_ENV, "PYTHONPATH": os.getcwd(), **({"PYTHONUNBUFFERED": "1"} if unbuffered else {})}
+    result = subprocess.run(["bash", "-c", f'"$0" -m batchcfg {command} {reader}; exit "${{PIPESTATUS[0]}}"',
+                             sys.executable], capture_output=True, text=True, env=env, timeout=60)
+    assert (result.returncode, result.stderr) == (0, "")
+
+
+@pytest.mark.parametrize("pipe", ["| true", "2>&1 | head -1 >/dev/null", ">&- 2>&-"])
+def test_a_run_whose_output_is_closed_early_still_ends_as_the_run_did(pipe: str, tmp_path: Path) -> None:
+    """The report path (and the summary) go nowhere; the report, the metrics and the exit code stay.
+    Closed from the start (``>&- 2>&-``), the report never takes the place of stderr either."""
+    manifest = valid_manifest(tmp_path / "m.csv", ["a", "b"])
+    command = (f'"$0" -m batchcfg apply {manifest} --sandbox --rate 0 --report {tmp_path / "r.csv"} '
+               f'--metrics-file {tmp_path / "m.prom"} {pipe}; exit "${{PIPESTATUS[0]}}"')
+    result = subprocess.run(["bash", "-c", command, sys.executable], capture_output=True, text=True, timeout=60,
+                            env={**CLEAN_ENV, "PYTHONPATH": os.getcwd(), "PYTHONUNBUFFERED": "1"}, cwd=tmp_path)
+    assert result.returncode == 0 and "Traceback" not in result.stderr and "Broken" not in result.stderr
+    assert [row["status"] for row in read_report(tmp_path / "r.csv")] == ["succeeded", "skipped"]
+    assert 'batchcfg_exit_code{command="apply"} 0' in (tmp_path / "m.prom").read_text()
+    assert "batchcfg:" not in (tmp_path / "r.csv").read_text()
+
+
+def test_completion_offers_regions_and_the_config_files_profiles(tmp_path: Path) -> None:
+    """Through bash itself: the script batchcfg prints, sourced, completing --region and --profile
+    (whose names it asks ``batchcfg config profiles`` for, as it completes)."""
+    (tmp_path / "batchcfg.toml").write_text('[profiles.prod]\nrate = 1\n\n[profiles.staging-2]\nrate = 2\n\n'
+                                            '[profiles."$(touch pwned)"]\nrate = 3\n')
+    env = {**CLEAN_ENV, "PATH": f"{Path(sys.executable).parent}:{CLEAN_ENV['PATH']}", "PYTHONPATH": os.getcwd()}
+    script = subprocess.run([sys.executable, "-m", "batchcfg", "completion", "bash"], capture_output=True, text=True,
+                            env=env, timeout=60, check=True).stdout
+    (tmp_path / "batchcfg.bash").write_text(script)
+
+    def complete(*words: str) -> list[str]:
+        line = (f"source batchcfg.bash; COMP_WORDS=({' '.join(shlex.quote(word) for word in words)}); "
+                f'COMP_CWORD={len(words) - 1}; _shtab_batchcfg; printf "%s\\n" "${{COMPREPLY[@]}}"')
+        result = subprocess.run(["bash", "-c", line], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)
+        assert result.returncode == 0, result.stderr
+        return result.stdout.split()
+
+    assert complete("batchcfg", "apply", "m.csv", "--region", "cn-north-") == [
+        "cn-north-1", "cn-north-2", "cn-north-4", "cn-north-9", "cn-north-11", "cn-north-12"]
+    assert complete("batchcfg", "plan", "m.csv", "--profile", "") == ["prod", "staging-2"]
+    assert complete("batchcfg", "config", "show", "--profile", "st") == ["staging-2"]
+    assert not (tmp_path / "pwned").exists(), "a profile name is never run by the shell"
+    for shell in ("zsh", "tcsh"):
+        script = subprocess.run([sys.executable, "-m", "batchcfg", "completion", shell], capture_output=True, text=True,
+                                env=env, timeout=60, check=True).stdout
+        assert "cn-north-4 cn-north-9" in script and "batchcfg config profiles" in script
+
+
+def test_config_profiles_lists_the_profiles(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert run_cli("config", "profiles") == 0 and capsys.readouterr().out == "", "no config file: none"
+    config = tmp_path / "other.toml"
+    config.write_text("[profiles.b]\nrate = 1\n\n[profiles.a]\nrate = 2\n")
+    assert run_cli("config", "profiles", "--config", config) == 0 and capsys.readouterr().out == "a\nb\n"
+    config.write_text("[prod]\nrate = 1\n")
+    assert run_cli("config", "profiles", "--config", config) == 2
+    assert capsys.readouterr().err == f"batchcfg: error: {config}: line 1: unknown key 'prod'; settings go in " \
+                                      "[profiles.NAME] tables\n"

@@ -7,10 +7,15 @@ import fcntl
 import io
 import os
 import pty
+import re
+import select
+import signal
 import struct
 import termios
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -222,9 +227,11 @@ def test_apply_asks_at_a_terminal_and_yes_skips_it(tmp_path: Path) -> None:
         sandbox.close()
 
 
-def answer_in_terminal(argv: list[str], env: dict[str, str], cwd: Path, answer: str) -> tuple[str, int]:
-    """The command on a pseudo-terminal (stdin and stderr), answering its question; what the
-    terminal showed, and the exit code."""
+def answer_in_terminal(argv: list[str], env: dict[str, str], cwd: Path, answer: str,
+                       interrupt: Callable[[str], bool] | None = None) -> tuple[str, int]:
+    """The command on a pseudo-terminal (stdin and stderr), answering its question, and sent a
+    SIGINT (Ctrl-C) once ``interrupt`` says yes to what the terminal shows; what the terminal
+    showed, and the exit code (-9 when it was still running after a minute)."""
     leader, follower = pty.openpty()
     fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a 100-column terminal
     process = subprocess.Popen([sys.executable, "-m", "batchcfg", *argv], stdin=follower, stdout=subprocess.DEVNULL,
@@ -232,7 +239,11 @@ def answer_in_terminal(argv: list[str], env: dict[str, str], cwd: Path, answer: 
     os.close(follower)
     shown = b""
     answered = not answer
+    deadline = time.monotonic() + 60
     while True:
+        if not select.select([leader], [], [], max(0.0, deadline - time.monotonic()))[0]:
+            process.kill()  # stuck (waiting for a line that will not come): the test fails, it does not hang
+            break
         try:
             chunk = os.read(leader, 4096)
         except OSError:
@@ -243,6 +254,9 @@ def answer_in_terminal(argv: list[str], env: dict[str, str], cwd: Path, answer: 
         if not answered and b"[y/N]" in shown:
             os.write(leader, answer.encode())
             answered = True
+        if interrupt is not None and interrupt(shown.decode(errors="replace")):
+            process.send_signal(signal.SIGINT)
+            interrupt = None
     code = process.wait(timeout=60)
     os.close(leader)
     return shown.decode(errors="replace"), code
@@ -256,6 +270,10 @@ def test_help_is_grouped_with_examples_and_completion_is_offered(capsys: pytest.
     assert cli("completion", "bash") == 0
     script = capsys.readouterr().out
     assert "batchcfg" in script and "--create-missing" in script and "export" in script
+    assert cli("--help") == 0
+    shown = capsys.readouterr().out
+    assert "\nexamples:\n  batchcfg apply samples/training_job_configs.csv --sandbox " in shown
+    assert "--lock /run/batchcfg.lock --lock-wait 600" in shown and "batchcfg COMMAND --help" in shown
 
 
 def test_a_saved_plan_is_applied_exactly_and_refuses_what_changed_since(tmp_path: Path) -> None:
@@ -307,3 +325,75 @@ def test_the_progress_bar_moves_from_the_start_and_counts_as_the_summary(tmp_pat
     assert code == 1
     assert "30/30" in shown and "failed=3" in shown, shown[-600:]
     assert "batchcfg: 30 rows: 27 succeeded, 3 failed" in shown
+
+
+def terminal_env(tmp_path: Path, credentials: bool = True) -> dict[str, str]:
+    return {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), "PYTHONPATH": os.getcwd(), "TERM": "xterm",
+            "BATCHCFG_METADATA_URL": "off", **(SANDBOX_AKSK if credentials else {}),
+            "HUAWEICLOUD_SDK_PROJECT_ID": PROJECT}
+
+
+CLOSED_PORT = "http://127.0.0.1:9"  # nothing is sent before the question is answered
+
+
+def test_no_bar_before_the_question(tmp_path: Path) -> None:
+    shown, code = answer_in_terminal(["apply", str(valid_manifest(tmp_path / "m.csv", ["a", "b"])), "--endpoint",
+                                      CLOSED_PORT], terminal_env(tmp_path), tmp_path, "n\n")
+    assert code == 2 and shown.startswith("batchcfg: apply: 2 rows, to change configs at ")
+    assert "not confirmed: nothing was sent" in shown and "row/s" not in shown and "/2 " not in shown, shown
+
+
+def test_the_bar_comes_after_the_answer(tmp_path: Path) -> None:
+    from .conftest import SandboxProcess, seed_file
+
+    sandbox = SandboxProcess("--seed", str(seed_file(tmp_path / "seed.jsonl", ["a", "b"])))
+    try:
+        shown, code = answer_in_terminal(["apply", str(valid_manifest(tmp_path / "m.csv", ["a", "b"])), "--endpoint",
+                                          sandbox.endpoint], terminal_env(tmp_path), tmp_path, "y\n")
+    finally:
+        sandbox.close()
+    assert code == 0 and shown.index("Go ahead? [y/N]") < shown.index("2/2"), shown
+
+
+def test_ctrl_c_at_the_question_ends_the_run_at_once(tmp_path: Path) -> None:
+    """Without waiting for Enter (the run's own SIGINT handling waits for its event loop, which
+    is the one reading the answer), and without a bar."""
+    asked = time.monotonic()
+    shown, code = answer_in_terminal(["apply", str(valid_manifest(tmp_path / "m.csv", ["a", "b"])), "--endpoint",
+                                      CLOSED_PORT], terminal_env(tmp_path), tmp_path, "",
+                                     interrupt=lambda shown: "[y/N]" in shown)
+    assert code == 130 and "batchcfg: error: not confirmed (interrupted): nothing was sent" in shown, shown
+    assert time.monotonic() - asked < 10 and "row/s" not in shown
+
+
+def test_no_bar_before_an_error_that_stops_the_run(tmp_path: Path) -> None:
+    shown, code = answer_in_terminal(["apply", str(valid_manifest(tmp_path / "m.csv", ["a"])), "--endpoint",
+                                      CLOSED_PORT, "--yes"], terminal_env(tmp_path, credentials=False),
+                                     tmp_path, "")
+    assert code == 2 and shown.startswith("batchcfg: error: no credentials") and "row" not in shown, shown
+
+
+def test_after_ctrl_c_the_bar_counts_the_rows_that_really_ended(tmp_path: Path) -> None:
+    """Not 200/200: the rows cancelled unsent are named beside the bar, not counted in it."""
+    from .conftest import SandboxProcess, seed_file
+
+    names = [f"c{i}" for i in range(200)]
+    sandbox = SandboxProcess("--latency-ms", "20", "--seed", str(seed_file(tmp_path / "seed.jsonl", names)))
+
+    def some_ended(shown: str) -> bool:
+        counts = re.findall(r"(\d+)/200\b", shown)
+        return bool(counts) and int(counts[-1]) >= 10
+
+    try:
+        shown, code = answer_in_terminal(["apply", str(valid_manifest(tmp_path / "m.csv", names)), "--endpoint",
+                                          sandbox.endpoint, "--yes", "--rate", "40", "--report", str(tmp_path / "r.csv")],
+                                         terminal_env(tmp_path), tmp_path, "", interrupt=some_ended)
+    finally:
+        sandbox.close()
+    assert code == 130, shown[-800:]
+    statuses = [row["status"] for row in read_report(tmp_path / "r.csv")]
+    ended = sum(status != "cancelled" for status in statuses)
+    assert 10 <= ended < 200 and statuses.count("cancelled") == 200 - ended
+    bar = shown[:shown.index("batchcfg: 200 rows:")]
+    assert int(re.findall(r"(\d+)/200\b", bar)[-1]) == ended, bar[-400:]
+    assert f"cancelled={200 - ended}" in bar and "200/200" not in bar
