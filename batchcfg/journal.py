@@ -29,17 +29,14 @@ def journal_path(report: Path) -> Path:
 
 
 def running_pid(path: Path) -> int | None:
-    """The process of a live run writing the journal ``path`` (its lock is held), or None. The
-    process id is the one its journal's first line gives (0 when it cannot be read)."""
+    """The process of a live run that holds ``path`` (a journal it writes, or a file of the chain
+    it resumes), or None when no run does; 0 when a run does but its process cannot be told."""
     try:
         with path.open("rb") as handle:
             try:
                 fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
             except BlockingIOError:
-                try:
-                    return int(orjson.loads(handle.readline()).get("pid", 0))
-                except (ValueError, AttributeError, orjson.JSONDecodeError):
-                    return 0
+                return lock_holder(path) or 0
             fcntl.flock(handle, fcntl.LOCK_UN)
     except OSError:
         return None
@@ -62,13 +59,12 @@ def lock_holder(path: Path) -> int | None:
     return None
 
 
-def in_use(path: Path, pid: int | None, *, resumed: bool = False) -> str:
-    """The message for a journal a live run is writing (or, ``resumed``, a chain of runs a live
-    run is resuming): wait for that run, never resume beside it."""
+def in_use(path: Path, pid: int | None) -> str:
+    """The message for a file a live run holds (the journal it writes, or a file of the chain it
+    resumes): wait for that run, never resume beside it."""
     process = f" (process {pid})" if pid else ""
-    doing = "resumed" if resumed else "written"
-    return (f"{path} is being {doing} by a batchcfg run that is still going{process}: wait for it to end, "
-            "then resume from its report")
+    return (f"{path} is in use by a batchcfg run that is still going{process}, which writes or resumes it: wait "
+            "for it to end, then resume from its report")
 
 
 class Journal:

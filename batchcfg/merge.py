@@ -161,8 +161,8 @@ def diff(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> list[Change]:
         if name == "parameter":
             before, after = _labels(old), _labels(new)
             for label in [*after, *(k for k in before if k not in after)]:
-                if not _same_value(before.get(label), after.get(label)):
-                    found.append(Change(name, before.get(label), after.get(label), label))
+                if not _same_value(before.get(label), after.get(label)):  # shown as sent: text
+                    found.append(Change(name, _text_or_none(before.get(label)), _text_or_none(after.get(label)), label))
         elif _unset(name, old) != _unset(name, new) or (not _unset(name, old) and _stripped(old) != _stripped(new)):
             found.append(Change(name, None if _unset(name, old) else old, None if _unset(name, new) else new))
     return found
@@ -258,6 +258,10 @@ def _number(value: Any) -> float | None:
     except ValueError:
         return None
     return number if math.isfinite(number) else None
+
+
+def _text_or_none(value: Any) -> str | None:
+    return None if value is None else _text(value)
 
 
 def _text(value: Any) -> str:

@@ -78,7 +78,7 @@ class Chain:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             handle.close()
-            raise UsageError(in_use(link, lock_holder(link), resumed=True)) from None
+            raise UsageError(in_use(link, lock_holder(link))) from None
         self._locks.append(handle)
 
     def _read(self, link: Path) -> Path | None:

@@ -14,9 +14,11 @@ none, and with JSON logs every line on stderr is a JSON object.
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from collections import Counter
 
 from .change import ADD, REMOVE, Change, summed
@@ -177,7 +179,8 @@ def _cut(text: str) -> str:
 
 def resume_command(command: str, argv: Sequence[str], summary: Summary) -> str:
     """After an apply that was interrupted or left rows failed or cancelled: the command that
-    resumes it (the same one, with ``--resume`` the report; a new report of its own)."""
+    resumes it (the same one, with ``--resume`` the report; a new report of its own, and a page
+    of its own when this run wrote one, so that this run's page is kept)."""
     if command != "apply" or not (summary.interrupted or summary.counts["failed"] or summary.counts["cancelled"]):
         return ""
     kept: list[str] = []
@@ -185,12 +188,23 @@ def resume_command(command: str, argv: Sequence[str], summary: Summary) -> str:
     for arg in argv:
         if skip:
             skip = False
-        elif arg in ("--resume", "--report"):
+        elif arg in ("--resume", "--report", "--html"):
             skip = True
-        elif not arg.startswith(("--resume=", "--report=", "--overwrite")):
+        elif not arg.startswith(("--resume=", "--report=", "--html=", "--overwrite")):
             kept.append(arg)
     again = ["--overwrite"] if summary.failed_manifest is not None else []  # its rows to fix, anew
-    return "to resume: " + shlex.join(["batchcfg", *kept, *again, "--resume", str(summary.report)])
+    page = ["--html", str(next_page(summary.page))] if summary.page is not None else []
+    return "to resume: " + shlex.join(["batchcfg", *kept, *again, *page, "--resume", str(summary.report)])
+
+
+def next_page(page: Path) -> Path:
+    """A page name for the run that resumes the one whose page is ``page``: ``run.html`` ->
+    ``run-2.html``, ``run-2.html`` -> ``run-3.html``, past the names taken."""
+    match = re.fullmatch(r"(.*)-([0-9]+)", page.stem)
+    stem, number = (match.group(1), int(match.group(2)) + 1) if match else (page.stem, 2)
+    while (candidate := page.with_name(f"{stem}-{number}{page.suffix}")).exists():
+        number += 1
+    return candidate
 
 
 class PlanDiff:

@@ -253,13 +253,15 @@ class Sender:
             "; nothing was changed")
 
     async def call(self, request: Request, *, job: Job | None = None, outcome: Outcome | None = None,
-                   hold: bool = False, write: bool = False) -> Answer | None:
+                   hold: bool = False, write: bool = False, after_stop: bool = False) -> Answer | None:
         """Send ``request`` within the run's limits, retried as the policy says. Returns the last
         answer (a failed attempt with no HTTP answer has status 0), or None when the run stopped
         before it was sent, or while a failed attempt waited for its retry (the row then ends
         ``cancelled``, not ``failed``). ``job`` is the row (its time, debug logs); the attempts
         are counted in ``outcome`` when given. ``hold``: a read that takes the start of the row's
-        write with it; ``write``: a PUT, POST or DELETE (it uses that start)."""
+        write with it; ``write``: a PUT, POST or DELETE (it uses that start); ``after_stop``: a
+        read that is sent even once the run is stopping (the read-back of a write already sent:
+        without it, the row's record could not say whether its change was kept)."""
         attempts = throttled = 0
         throttled_since: float | None = None
         window: float | None = None  # of a write: from the row's read's answer to its first attempt
@@ -268,13 +270,14 @@ class Sender:
         row = job.row if job is not None else -1  # -1: a request of no row (List, the catalogs)
         hold = hold and row >= 0
         while True:
-            if self._limiter is not None and not self.stop_reason:
+            stopped = bool(self.stop_reason) and not (after_stop and attempts == 0)
+            if self._limiter is not None and not stopped:
                 if row in self._holding:  # the start taken with the row's read
                     self._holding.discard(row)
                     self._limiter.use()
                 elif await self._limiter.acquire(2 if hold else 1) == 2:
                     self._holding.add(row)
-            if self.stop_reason:
+            if stopped:
                 return None  # before the first attempt, or while waiting to retry: not sent again
             sent_at = clock.now()
             if job is not None and job.row not in self._first_sent:

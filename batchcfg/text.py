@@ -16,13 +16,20 @@ MAX_MESSAGE_CHARS = 1000    # an error message from a server
 MAX_ID_CHARS = 128          # a request id
 CUT = "… (cut)"
 # C0 and C1 control characters and DEL: what moves a terminal's cursor, clears its screen, sets
-# its title or opens a hyperlink. Tabs and newlines too: a server's text is shown on one line.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# its title or opens a hyperlink. Tabs and newlines too: a server's text is shown on one line. And
+# the bidi controls and marks, which reorder what a line shows (a name could read as another).
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 def printable(text: str) -> str:
-    """``text`` with every control character written out (``\\x1b``), as Python would show it."""
-    return _CONTROL.sub(lambda match: f"\\x{ord(match.group()):02x}", text) if _CONTROL.search(text) else text
+    """``text`` with every control and bidi character written out (``\\x1b``, ``\\u202e``), as
+    Python would show it."""
+    return _CONTROL.sub(_written_out, text) if _CONTROL.search(text) else text
+
+
+def _written_out(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def clip(text: str, limit: int) -> str:

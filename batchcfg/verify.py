@@ -94,7 +94,8 @@ class Verifier:
         """Read the config back and compare it with ``sent``; ``changed`` names the fields the
         row changed (None: all of them, for a row that was not read first). The outcome says
         what was found; returns the config as read back (None when it could not be)."""
-        answer = await sender.call(partial(self.client.get_config, job.project_id, job.config_name), job=job)
+        answer = await sender.call(partial(self.client.get_config, job.project_id, job.config_name), job=job,
+                                   after_stop=True)
         if answer is None:
             outcome.error_message = _noted(outcome.error_message, "not read back: the run stopped")
             return None
