@@ -191,6 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
                                 f"between (default {DEFAULT_MAX_UNAVAILABLE}; 0 = never)")
         group.add_argument("--deadline", type=_type("deadline"), metavar="SECONDS",
                            help="stop starting rows after this long; the rest end cancelled, ready to --resume")
+        group.add_argument("--no-preflight", action="store_true",
+                           help="skip the first read (List, one config) that checks the endpoint, the credentials "
+                                "and the project before anything else (for a server without List)")
         group.add_argument("--no-progress", action="store_true", help="no progress bar")
         group.add_argument("--progress-interval", type=_type("progress_interval"), default=DEFAULT_PROGRESS_INTERVAL,
                            metavar="SECONDS", help="without a terminal, log progress this often "

@@ -163,13 +163,17 @@ def _options(args: argparse.Namespace) -> Options:
     """The run's options: the flags, and the settings resolved from flags, environment and profile."""
     from .options import Options
 
-    settings = {key: item.value for key, item in _resolved(args).items()}
+    resolved = _resolved(args)
+    settings = {key: item.value for key, item in resolved.items()}
     names = ("sheet", "encoding", "delimiter", "report", "failed_manifest", "token_file", "max_failures",
              "resume", "max_rows", "ca_bundle", "allow_http", "dry_run", "backup", "no_backup", "replace",
-             "send_unchanged", "create_missing", "force", "online", "preflight", "name_pattern",
+             "send_unchanged", "create_missing", "force", "online", "preflight", "no_preflight", "name_pattern",
              "config_type", "project_column", "overwrite", "plan_out", "max_unavailable", "deadline")
     values = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
     values.update({key: value for key, value in settings.items() if value is not None and key not in _CLI_SETTINGS})
+    if settings["project_id"] is not None:
+        source = resolved["project_id"].source
+        values["project_from"] = "--project-id" if source == "command line" else source
     return Options.of(**values)
 
 

@@ -53,7 +53,7 @@ async def validate_online(manifest: str | Path, options: Options) -> Summary:
         ledger = stack.enter_context(Ledger(options, manifest, sending=False, command="validate"))
         target = session.target(options, ledger)
         checked = stack.enter_context(ledger.check(target.project_id, project_required=True))
-        client, sender = await session.sending(stack, target, options)
+        client, sender = await session.sending(stack, target, options, checked.projects)
         catalogs = await session.catalogs(client, sender, checked.projects)
         return ledger.finish(_valid_or_invalid(session.against(item, catalogs)) for item in checked.items())
 
@@ -83,7 +83,7 @@ async def apply(manifest: str | Path, options: Options = Options(), *,
         if options.dry_run and not options.preflight:
             events.ready(checked.rows)
             return ledger.finish(map(_valid_or_invalid, items))
-        client, sender = await session.sending(stack, target, options)
+        client, sender = await session.sending(stack, target, options, checked.projects)
         if options.preflight:
             catalogs = await session.catalogs(client, sender, checked.projects)
             items = (session.against(item, catalogs) for item in items)
@@ -119,7 +119,7 @@ async def _apply_plan(path: Path, options: Options, events: session.Events) -> S
         ledger.summary.inputs = [path]
         if ledger.chain is not None:
             ledger.chain.check_rows(((job.row, job.config_name) for job in plan.jobs()), "saved plan")
-        client, sender = await session.sending(stack, session.target(options, ledger), options)
+        client, sender = await session.sending(stack, session.target(options, ledger), options, plan.projects)
         backup = session.backup_for(stack, ledger, options)
         action = Planned(client, backup, verifier=Verifier(client, every=options.verify))
         events.ready(plan.rows)
@@ -153,7 +153,7 @@ async def plan(manifest: str | Path, options: Options = Options(), *,
         ledger = stack.enter_context(Ledger(options, manifest, sending=True, command="plan"))
         target = session.target(options, ledger)
         checked = stack.enter_context(ledger.check(target.project_id, project_required=True))
-        client, sender = await session.sending(stack, target, options)
+        client, sender = await session.sending(stack, target, options, checked.projects)
         saved = None
         if options.outputs.plan_out is not None:
             from .planfile import PlanWriter
@@ -204,7 +204,8 @@ async def rollback(backup: str | Path | Sequence[str | Path], options: Options =
     async with AsyncExitStack() as stack:
         ledger = stack.enter_context(Ledger(options, None, sending=True, command="rollback"))
         ledger.summary.inputs = paths
-        client, sender = await session.sending(stack, session.target(options, ledger), options)
+        client, sender = await session.sending(stack, session.target(options, ledger), options,
+                                               {job.project_id for job in restore})
         events.ready(len(restore))
         action = Rollback(client, sent, options.force, dry_run=options.dry_run, after=after,
                           verifier=None if options.dry_run else Verifier(client, every=options.verify))

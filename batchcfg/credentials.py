@@ -31,21 +31,28 @@ def discover_auth(env: Mapping[str, str] = os.environ, token_file: Path | None =
     the credentials file; ``BATCHCFG_IAM_TOKEN``; and only when there are none of those, temporary
     AK/SK from the ECS metadata service (a :class:`Refreshing` object; see :mod:`batchcfg.metadata`).
     Raises :class:`UsageError` when there are none."""
+    return found_auth(env, token_file)[0]
+
+
+def found_auth(env: Mapping[str, str] = os.environ, token_file: Path | None = None) -> tuple[Auth, str]:
+    """:func:`discover_auth`'s credentials, and where they were found (for a message that says
+    which credentials a server refused)."""
     if token_file is not None:
-        return TokenAuth(_read_token(token_file))
+        return TokenAuth(_read_token(token_file)), f"the IAM token in --token-file {token_file}"
     ak, sk = env.get(ENV_AK, "").strip(), env.get(ENV_SK, "").strip()
     if ak or sk:
         if not (ak and sk):
             raise UsageError(f"{ENV_AK} and {ENV_SK} go together: set both")
-        return Signer(ak, sk, env.get(ENV_SECURITY_TOKEN, "").strip())
+        return Signer(ak, sk, env.get(ENV_SECURITY_TOKEN, "").strip()), f"the AK/SK in {ENV_AK} and {ENV_SK}"
     basic = _credentials_file(env)
     if basic.get("ak") or basic.get("sk"):
         if not (basic.get("ak") and basic.get("sk")):
             raise UsageError(f"{_credentials_path(env)}: [basic] needs both ak and sk")
-        return Signer(basic["ak"], basic["sk"], basic.get("security_token", ""))
+        return (Signer(basic["ak"], basic["sk"], basic.get("security_token", "")),
+                f"the AK/SK in {_credentials_path(env)} ([basic])")
     token = env.get(ENV_IAM_TOKEN, "").strip()
     if token:
-        return TokenAuth(token)
+        return TokenAuth(token), f"the IAM token in {ENV_IAM_TOKEN}"
     from .metadata import ENV_METADATA_URL, MetadataError, metadata_credentials
 
     try:
@@ -54,7 +61,7 @@ def discover_auth(env: Mapping[str, str] = os.environ, token_file: Path | None =
         why = f"the ECS metadata service gave none: {exc}"
     else:
         if found is not None:
-            return found
+            return found, "the temporary AK/SK of the ECS metadata service (the ECS's agency)"
         why = f"{ENV_METADATA_URL} is off"
     raise UsageError(f"no credentials: set {ENV_AK} and {ENV_SK}, write them to "
                      f"{_credentials_path(env)} ([basic] ak, sk), give an IAM token in "
@@ -63,11 +70,19 @@ def discover_auth(env: Mapping[str, str] = os.environ, token_file: Path | None =
 
 def discover_project_id(option: str | None, env: Mapping[str, str] = os.environ) -> str:
     """``--project-id``, else ``HUAWEICLOUD_SDK_PROJECT_ID``, else the credentials file's; or ``""``."""
+    return found_project_id(option, env)[0]
+
+
+def found_project_id(option: str | None, env: Mapping[str, str] = os.environ,
+                     option_from: str = "--project-id") -> tuple[str, str]:
+    """:func:`discover_project_id`'s project id, and where it was found (``option_from`` says
+    where ``option`` came from)."""
     if option:
-        return option.strip()
+        return option.strip(), option_from
     if env.get(ENV_PROJECT_ID, "").strip():
-        return env[ENV_PROJECT_ID].strip()
-    return _credentials_file(env).get("project_id", "")
+        return env[ENV_PROJECT_ID].strip(), ENV_PROJECT_ID
+    found = _credentials_file(env).get("project_id", "")
+    return found, f"{_credentials_path(env)} ([basic] project_id)" if found else ""
 
 
 def _credentials_path(env: Mapping[str, str]) -> Path:

@@ -42,6 +42,7 @@ class Connection:
     endpoint: str | None = None
     region: str | None = None
     project_id: str | None = None
+    project_from: str = ""  # where project_id came from: the command line, the environment, a profile
     token_file: Path | None = None
     credentials: Auth | None = field(default=None, repr=False)
     ca_bundle: Path | None = None
@@ -92,6 +93,7 @@ class Options:
     verify: bool = False         # apply, rollback: read every changed row back (else the canary's rows only)
     online: bool = False         # validate: check spec_id, workers and engine_id against the project
     preflight: bool = False      # apply: the same before sending
+    no_preflight: bool = False   # send without the first read that checks endpoint, credentials and project
     dry_run: bool = False
     name_pattern: str | None = None  # export: the configs whose names match (fnmatch)
     config_type: str | None = None   # export: List's config_type

@@ -167,6 +167,7 @@ class Plan:
         self.path = path
         self.header: dict[str, Any] = {}
         self.rows = 0
+        self.projects: set[str] = set()
         self._copy: IO[bytes] = tempfile.TemporaryFile(prefix="batchcfg-plan-")
         try:
             self._check(max_rows)
@@ -205,6 +206,7 @@ class Plan:
                         raise UsageError(f"{self.path}: line {number}: row {row} ({key[1]}) is in the plan twice")
                     seen.add(row)
                     names.add(key)
+                    self.projects.add(key[0])
                     self._copy.write(line if line.endswith(b"\n") else line + b"\n")
         except OSError as exc:
             raise UsageError(f"{self.path}: cannot read the saved plan ({exc.strerror or exc})") from None

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 
+from .errors import TIMEOUT
 from .settings import DEFAULT_MAX_RETRIES
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
@@ -64,15 +65,23 @@ class Backoff:
 @dataclass(frozen=True)
 class RetryPolicy:
     """How often and after how long a failed attempt is tried again: at most ``max_retries``
-    more attempts, for what :func:`is_retryable` allows, after :class:`Backoff` delays."""
+    more attempts, for what :func:`is_retryable` allows, after :class:`Backoff` delays; an
+    attempt that timed out only when ``timeouts`` (it already took a whole ``--timeout``)."""
 
     max_retries: int = DEFAULT_MAX_RETRIES
     backoff: Backoff = field(default_factory=Backoff)
+    timeouts: bool = True
 
     def retries(self, attempts: int, status: int | None, error_code: str | None) -> bool:
         """Whether to try again after ``attempts`` attempts, the last of which ended this way
         (``status`` None or 0: no HTTP answer)."""
+        if not self.timeouts and error_code == TIMEOUT:
+            return False
         return attempts <= self.max_retries and is_retryable(status or None, error_code)
+
+
+# The preflight's: a moment's hiccup is tried again, a dead endpoint is said within seconds.
+BRIEF = RetryPolicy(max_retries=2, backoff=Backoff(base=0.25, cap=1.0), timeouts=False)
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:

@@ -253,7 +253,8 @@ class Sender:
             "; nothing was changed")
 
     async def call(self, request: Request, *, job: Job | None = None, outcome: Outcome | None = None,
-                   hold: bool = False, write: bool = False, after_stop: bool = False) -> Answer | None:
+                   hold: bool = False, write: bool = False, after_stop: bool = False,
+                   retry: RetryPolicy | None = None) -> Answer | None:
         """Send ``request`` within the run's limits, retried as the policy says. Returns the last
         answer (a failed attempt with no HTTP answer has status 0), or None when the run stopped
         before it was sent, or while a failed attempt waited for its retry (the row then ends
@@ -261,7 +262,9 @@ class Sender:
         are counted in ``outcome`` when given. ``hold``: a read that takes the start of the row's
         write with it; ``write``: a PUT, POST or DELETE (it uses that start); ``after_stop``: a
         read that is sent even once the run is stopping (the read-back of a write already sent:
-        without it, the row's record could not say whether its change was kept)."""
+        without it, the row's record could not say whether its change was kept); ``retry``: a
+        policy of its own instead of the run's."""
+        policy = retry or self._retry
         attempts = throttled = 0
         throttled_since: float | None = None
         window: float | None = None  # of a write: from the row's read's answer to its first attempt
@@ -310,7 +313,7 @@ class Sender:
                 if sent_at - throttled_since >= MAX_THROTTLED_WAIT:
                     return answer._replace(error_message=f"{answer.error_message} (still throttled after "
                                                          f"{MAX_THROTTLED_WAIT:g} s of waiting)")
-            if not self._retry.retries(attempts - throttled, answer.status, answer.error_code):
+            if not policy.retries(attempts - throttled, answer.status, answer.error_code):
                 break
             if self.stop_reason:
                 return None  # it would be tried again, but the run stopped: cancelled, not failed
@@ -324,13 +327,11 @@ class Sender:
                     self._limiter.release()
             stats.retries += 1
             stats.count(clock.now(), 2)
-            await self._pause(min(MAX_RETRY_WAIT, self._retry.backoff.delay(max(1, attempts - throttled),
-                                                                             answer.retry_after)))
+            await self._pause(min(MAX_RETRY_WAIT, policy.backoff.delay(max(1, attempts - throttled), answer.retry_after)))
         if hold:
             self._read_at[row] = clock.now()
-        if is_auth_failure(answer.status, answer.error_code):
-            where = f" on row {job.row}" if job is not None else ""
-            self.stop(f"not sent: authentication failed{where} ({answer.error_code}); check the credentials")
+        if job is not None and is_auth_failure(answer.status, answer.error_code):  # (no row: its caller says why)
+            self.stop(f"not sent: authentication failed on row {job.row} ({answer.error_code}); check the credentials")
         return answer
 
     def _gate_now(self) -> anyio.CapacityLimiter | None:

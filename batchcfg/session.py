@@ -6,7 +6,7 @@ however the run ends), stopping (signals, ``--deadline``), the preflight catalog
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -24,6 +24,7 @@ from .settings import AUTO_MAX_CONCURRENCY
 
 if TYPE_CHECKING:
     from .auth import Auth
+    from .client import Answer
     from .backup import Backup
     from .catalog import Catalog
     from .client import Client
@@ -108,11 +109,14 @@ async def stop_when_set(event: anyio.Event, sender: Sender, scope: anyio.CancelS
 
 @dataclass(frozen=True)
 class Target:
-    """Where a run sends, as whom, and the project of rows without a ``project_id`` cell."""
+    """Where a run sends, as whom, and the project of rows without a ``project_id`` cell; where
+    the credentials and the project id came from (for messages)."""
 
     endpoint: str
     credentials: Auth
     project_id: str
+    credentials_from: str = ""
+    project_from: str = ""
 
 
 def target(options: Options, ledger: Ledger | None = None) -> Target:
@@ -121,7 +125,8 @@ def target(options: Options, ledger: Ledger | None = None) -> Target:
     connection = options.connection
     from .endpoints import endpoint_for
 
-    project_id = credentials.discover_project_id(connection.project_id, connection.env)
+    project_id, project_from = credentials.found_project_id(connection.project_id, connection.env,
+                                                            connection.project_from or "--project-id")
     check_default_project(project_id)
     if not project_id and ledger is not None and ledger.manifest is not None \
             and "project_id" not in ledger.manifest.columns:
@@ -129,14 +134,17 @@ def target(options: Options, ledger: Ledger | None = None) -> Target:
                          "project_id column to the manifest")
     endpoint = endpoint_for(connection.endpoint, connection.region, allow_http=connection.allow_http,
                             env=connection.env)
-    found = connection.credentials or credentials.discover_auth(connection.env, connection.token_file)
+    found, found_in = ((connection.credentials, "the credentials given") if connection.credentials is not None
+                       else credentials.found_auth(connection.env, connection.token_file))
     if ledger is not None:
         ledger.summary.endpoint, ledger.summary.project_id = endpoint, project_id
-    return Target(endpoint, found, project_id)
+    return Target(endpoint, found, project_id, found_in, project_from)
 
 
-async def sending(stack: AsyncExitStack, target: Target, options: Options) -> tuple[Client, Sender]:
-    """The run's client (closed with ``stack``) and sender."""
+async def sending(stack: AsyncExitStack, target: Target, options: Options,
+                  projects: Iterable[str] = ()) -> tuple[Client, Sender]:
+    """The run's client (closed with ``stack``) and sender, once the :func:`preflight` of the
+    ``projects`` the run names passed (unless ``no_preflight``)."""
     from .client import Client
     from .retry import RetryPolicy
     from .sender import Sender
@@ -147,6 +155,8 @@ async def sending(stack: AsyncExitStack, target: Target, options: Options) -> tu
                connections=connections(sending.concurrency or AUTO_MAX_CONCURRENCY), ca_bundle=connection.ca_bundle))
     sender = Sender(rate=sending.rate, concurrency=sending.concurrency, retry=RetryPolicy(sending.max_retries),
                     max_failures=sending.max_failures, max_unavailable=sending.max_unavailable, clock=sending.clock)
+    if not options.no_preflight:
+        await preflight(client, sender, target, projects)
     return client, sender
 
 
@@ -179,6 +189,43 @@ def against(item: Job | Outcome, catalogs: dict[str, Catalog]) -> Job | Outcome:
     if not problems:
         return item
     return Outcome.of(item, INVALID, error_code=problems[0].code, error_message=describe(problems))
+
+
+async def preflight(client: Client, sender: Sender, target: Target, projects: Iterable[str] = ()) -> None:
+    """Before a run reads or sends anything of its rows: one cheap read (List, one config a page,
+    counted in the rate) for each project the run names. A dead endpoint, refused credentials or a
+    project the endpoint does not know stop the run here, in one line (a :class:`UsageError`, exit
+    2), within ``--timeout`` and a few seconds: connection errors and 5xx are tried again briefly
+    (:data:`~batchcfg.retry.BRIEF`), a timeout is not."""
+    from functools import partial
+
+    from .retry import BRIEF
+
+    for project in sorted(set(projects) or ({target.project_id} if target.project_id else set())):
+        answer = await sender.call(partial(client.list_configs, project, (("per_page", "1"),)), retry=BRIEF)
+        if answer is None:
+            raise UsageError(f"preflight: stopped before {target.endpoint} answered ({sender.stop_reason})")
+        if not answer.ok:
+            raise UsageError(_refused(answer, target, project))
+
+
+def _refused(answer: Answer, target: Target, project: str) -> str:
+    """Why the preflight's read failed, in a user's words: what to check, and where it came from."""
+    what = f"{answer.error_code}: {answer.error_message}".rstrip(": ")
+    skip = "; nothing was sent (--no-preflight skips this check)"
+    if answer.status == 0:
+        return f"cannot reach {target.endpoint}: {answer.error_message}; nothing was sent"
+    if "project" in answer.error_message.lower() and answer.status in (400, 403, 404):
+        given = f" (from {target.project_from})" if project == target.project_id and target.project_from else ""
+        return f"{target.endpoint} does not know project {project}{given} ({what}): check the project id{skip}"
+    if answer.status in (401, 403):
+        return (f"{target.endpoint} refused the credentials ({what}): check {target.credentials_from or 'them'}"
+                f"{skip}")
+    if answer.status >= 500 or answer.status == 429:
+        return f"{target.endpoint} is unavailable (HTTP {answer.status}, {what}): try again later{skip}"
+    if answer.status == 404 and answer.error_code.startswith(("APIGW.", "APIG.", "HTTP.")):
+        return f"{target.endpoint} does not serve ModelArts' training job configs ({what}): check the endpoint{skip}"
+    return f"{target.endpoint} answered the first read with HTTP {answer.status} ({what}){skip}"
 
 
 def check_default_project(project_id: str) -> None:

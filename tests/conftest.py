@@ -253,11 +253,17 @@ class ScriptedServer:
         return 200, {"is_success": True}
 
 
+async def listing(request: web.Request) -> web.Response:
+    """The List API's answer a run's preflight reads: no configs to list (a test server's)."""
+    return web.json_response({"is_success": True, "config_total_count": 0, "configs": []})
+
+
 @pytest.fixture
 async def scripted() -> AsyncIterator[ScriptedServer]:
     server = ScriptedServer()
     app = web.Application()
     app.router.add_route("*", "/v1/{project}/training-job-configs/{name}", server.handle)
+    app.router.add_get("/v1/{project}/training-job-configs", listing)
     test_server = TestServer(app, host="127.0.0.1")
     await test_server.start_server()
     server.url = str(test_server.make_url("")).rstrip("/")

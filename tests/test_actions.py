@@ -27,7 +27,7 @@ from batchcfg.sandbox import RunningSandbox, SandboxConfig, earlier_state, serve
 from batchcfg.cells import check_row
 from batchcfg.sender import Sender
 
-from .conftest import EARLIER_BODY, PROJECT, ScriptedServer, changes, read_report, sandbox_options, valid_manifest
+from .conftest import EARLIER_BODY, PROJECT, ScriptedServer, changes, listing, read_report, sandbox_options, valid_manifest
 
 SAMPLES = Path(__file__).parent.parent / "samples" / "training_job_configs.csv"
 
@@ -205,6 +205,7 @@ async def test_every_put_finds_its_backup_on_disk_and_backups_share_fsyncs(
 
     app = web.Application()
     app.router.add_route("*", "/v1/{project}/training-job-configs/{name}", handle)
+    app.router.add_get("/v1/{project}/training-job-configs", listing)
     async with TestServer(app, host="127.0.0.1") as server:
         summary = await apply(valid_manifest(tmp_path / "m.csv", names),
                               Options.of(endpoint=str(server.make_url("")), project_id=PROJECT,

@@ -185,8 +185,8 @@ def test_credentials_from_the_environment_and_a_token_file(tmp_path: Path, monke
                                                    "--report", tmp_path / "3.csv")
             return signed, with_token, wrong
 
-    assert anyio.run(scenario) == (0, 0, 1)
-    assert read_report(tmp_path / "3.csv")[0]["error_code"] == "APIGW.0301"
+    assert anyio.run(scenario) == (0, 0, 2), "a wrong SK: the preflight's one read, one line, exit 2"
+    assert not (tmp_path / "3.csv").exists()
 
 
 def _bad_files(tmp_path: Path) -> dict[str, tuple[list[str], str]]:

@@ -3,6 +3,8 @@ regions, and the online preflight."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import fcntl
 import json
 import os
@@ -63,7 +65,7 @@ def test_metrics_keep_the_last_success_through_a_failing_run(tmp_path: Path) -> 
     # the sandbox holds b (row 3) as the manifest has it already: read, not sent
     assert 'batchcfg_rows{command="apply",status="succeeded"} 1' in first
     assert 'batchcfg_rows{command="apply",status="skipped"} 1' in first
-    assert 'batchcfg_requests{command="apply",http_status="200"} 4' in first  # a GET a row, one PUT, its read-back
+    assert 'batchcfg_requests{command="apply",http_status="200"} 5' in first  # the preflight, a GET a row, a PUT, its read-back
     assert 'batchcfg_exit_code{command="apply"} 0' in first
     success = re.search(r"^batchcfg_last_success_timestamp_seconds (\S+)$", first, re.M)
     assert success is not None
@@ -228,9 +230,11 @@ def test_preflight_catches_spec_workers_and_engine_without_any_put(tmp_path: Pat
 def test_an_unreadable_catalog_stops_before_sending(tmp_path: Path) -> None:
     manifest = valid_manifest(tmp_path / "m.csv", ["a"])
     options = Options.of(endpoint="http://127.0.0.1:9", project_id=PROJECT, online=True, max_retries=0,
-                      env={"BATCHCFG_IAM_TOKEN": "t"}, report=tmp_path / "r.csv")
+                         env={"BATCHCFG_IAM_TOKEN": "t"}, report=tmp_path / "r.csv", no_preflight=True)
     with pytest.raises(UsageError, match="preflight: cannot read"):
         validate(manifest, options)
+    with pytest.raises(UsageError, match="cannot reach http://127.0.0.1:9: cannot connect"):  # the first read says it
+        validate(manifest, dataclasses.replace(options, no_preflight=False))
 
 
 @pytest.mark.parametrize("where", ["flag", "environment", "profile"])

@@ -21,7 +21,7 @@ from aiohttp.test_utils import TestServer
 from batchcfg import Options, apply
 from batchcfg.sandbox import SandboxConfig, serve
 
-from .conftest import PROJECT, VALID_CELLS, cli, read_report, seed, valid_manifest, write_csv
+from .conftest import PROJECT, VALID_CELLS, cli, listing, read_report, seed, valid_manifest, write_csv
 from .perf.measure import measured
 
 TOKEN_ENV = {"BATCHCFG_IAM_TOKEN": "t"}
@@ -43,6 +43,7 @@ async def hostile_server(answer: Callable[[web.Request], Any]) -> AsyncIterator[
     server = Hostile(answer)
     app = web.Application()
     app.router.add_route("*", "/v1/{project}/training-job-configs/{name}", server.handle)
+    app.router.add_get("/v1/{project}/training-job-configs", listing)  # the preflight's read: honest
     async with TestServer(app, host="127.0.0.1") as test_server:
         yield str(test_server.make_url("")).rstrip("/"), server
 
@@ -285,12 +286,15 @@ sys.exit(main(["apply", {str(manifest)!r}, "--endpoint", {sandbox.endpoint!r}, "
 
 
 def test_a_dead_service_stops_the_run_by_default(tmp_path: Path) -> None:
+    """A service that dies after the run started (--no-preflight: one dead from the start stops
+    the run at its first read, exit 2)."""
     manifest = valid_manifest(tmp_path / "m.csv", [f"c{i}" for i in range(200)])
 
     async def scenario() -> Any:
         async with serve(SandboxConfig(fail_rate=1.0)) as sandbox:
             opts = Options.of(endpoint=sandbox.endpoint, project_id=PROJECT, rate=0, max_retries=0, concurrency=1,
-                              report=tmp_path / "r.csv", env={"BATCHCFG_IAM_TOKEN": sandbox.config.token})
+                              report=tmp_path / "r.csv", env={"BATCHCFG_IAM_TOKEN": sandbox.config.token},
+                              no_preflight=True)
             return await apply(manifest, opts), len(sandbox.state.starts)
 
     summary, requests = anyio.run(scenario)

@@ -153,9 +153,8 @@ def test_a_wrong_sk_costs_one_request(tmp_path: Path, monkeypatch: pytest.Monkey
                                                   tmp_path / "r.csv")
             return code, len(sandbox.state.starts)
 
-    assert anyio.run(scenario) == (1, 1)
-    statuses = Counter(r["status"] for r in read_report(tmp_path / "r.csv"))
-    assert statuses == {"failed": 1, "cancelled": 999}
+    assert anyio.run(scenario) == (2, 1), "the preflight's one read, then one line and exit 2"
+    assert not (tmp_path / "r.csv").exists(), "no row was read or sent"
 
 
 def test_a_429_storm_adapts_the_rate_and_loses_nothing(tmp_path: Path) -> None:
@@ -188,8 +187,8 @@ def test_max_failures_stops_the_run(tmp_path: Path) -> None:
     async def scenario() -> Any:
         async with serve(SandboxConfig(fail_rate=1.0)) as sandbox:
             options = Options.of(endpoint=sandbox.endpoint, project_id=PROJECT, rate=0, max_retries=0,
-                              max_failures=3, concurrency=1, report=tmp_path / "r.csv",
-                              env=SANDBOX_AKSK)
+                                 max_failures=3, concurrency=1, report=tmp_path / "r.csv", env=SANDBOX_AKSK,
+                                 no_preflight=True)  # failing since the run started
             return await apply(manifest, options)
 
     summary = anyio.run(scenario)
@@ -198,9 +197,11 @@ def test_max_failures_stops_the_run(tmp_path: Path) -> None:
 
 
 def test_the_server_going_away(tmp_path: Path) -> None:
+    """Gone after the run started (--no-preflight: gone before, the run stops at its first read)."""
     manifest = valid_manifest(tmp_path / "m.csv", [f"c{i}" for i in range(5)])
     options = Options.of(endpoint="http://127.0.0.1:9", project_id=PROJECT, rate=0, max_retries=1, no_backup=True,
-                      report=tmp_path / "r.csv", env={"HUAWEICLOUD_SDK_AK": "a", "HUAWEICLOUD_SDK_SK": "b"})
+                         report=tmp_path / "r.csv", env={"HUAWEICLOUD_SDK_AK": "a", "HUAWEICLOUD_SDK_SK": "b"},
+                         no_preflight=True)
     summary = anyio.run(apply, manifest, options)
     records = read_report(tmp_path / "r.csv")
     assert summary.exit_code == 1 and len(records) == 5

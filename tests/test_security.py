@@ -79,6 +79,7 @@ async def test_tls_is_verified_and_a_private_ca_can_be_added(tmp_path: Path, cer
 
     app = web.Application()
     app.router.add_route("*", "/v1/{project}/training-job-configs/{name}", handle)
+    app.router.add_get("/v1/{project}/training-job-configs", handle)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server(ssl=server_context)
     monkeypatch.setenv("BATCHCFG_IAM_TOKEN", SECRETS["token"])
@@ -91,10 +92,9 @@ async def test_tls_is_verified_and_a_private_ca_can_be_added(tmp_path: Path, cer
                                                   PROJECT, "--ca-bundle", bundle, "--report", tmp_path / "2.csv")
     finally:
         await server.close()
-    failed = read_report(tmp_path / "1.csv")[0]
-    assert unverified == 1 and failed["error_code"] == "BATCHCFG.CONNECTION"
-    assert "certificate" in failed["error_message"].lower()
-    assert verified == 0 and seen == [f"/v1/{PROJECT}/training-job-configs/a"] * 3  # GET, PUT, the read-back
+    assert unverified == 2 and not (tmp_path / "1.csv").exists(), "refused at the preflight: one line, exit 2"
+    assert verified == 0 and seen == [f"/v1/{PROJECT}/training-job-configs", *[f"/v1/{PROJECT}/training-job-configs/a"] * 3]
+    # the preflight's List, then the GET, the PUT and the read-back
 
 
 # -- paths ---------------------------------------------------------------------------------------
@@ -165,7 +165,7 @@ def test_no_secret_reaches_any_output_or_file(tmp_path: Path, monkeypatch: pytes
                  ["--report", "3.jsonl", "--failed-manifest", "f3.csv"]),
                 ({}, ["--token-file", str(token_file), "--project-id", PROJECT, "--report", "4.csv"]),
                 ({"HUAWEICLOUD_SDK_AK": SECRETS["ak"], "HUAWEICLOUD_SDK_SK": "wrong" + SECRETS["sk"]},
-                 ["--project-id", PROJECT, "--report", "5.csv"]),
+                 ["--project-id", PROJECT, "--report", "5.csv"]),  # refused at the preflight: exit 2
                 ({"HUAWEICLOUD_SDK_AK": SECRETS["ak"]}, ["--project-id", PROJECT]),  # half a pair: exit 2
             ]
             for env, flags in runs:
@@ -185,11 +185,11 @@ def test_no_secret_reaches_any_output_or_file(tmp_path: Path, monkeypatch: pytes
     anyio.run(scenario)
     for argv in (["--help"], ["apply", "--help"], ["validate", "--help"], ["sandbox", "--help"]):
         assert cli(*argv) == 0
-    assert codes == [1, 1, 1, 1, 1, 2, 1, 1]
+    assert codes == [1, 1, 1, 1, 2, 2, 1, 1]
     captured = capsys.readouterr()
     assert "attempt 1" in captured.err, "the highest verbosity logs every attempt"
     written = [p for p in work.iterdir() if p not in (credentials, token_file)]
-    assert len(written) >= 9
+    assert len(written) >= 8
     blobs = {"stdout": captured.out, "stderr": captured.err}
     for path in written:
         if path.suffix == ".xlsx":
