@@ -46,15 +46,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None) -> int:
+    json_logs = False  # until the options are parsed: then as --log-format says
     try:
         try:
             args = build_parser().parse_args(argv)
         except SystemExit as exc:  # --help and --version
             return exc.code if isinstance(exc.code, int) else 0
         args.argv = list(sys.argv[1:] if argv is None else argv)
+        json_logs = getattr(args, "log_format", "text") == "json"
         return _run(args)
     except BatchcfgError as exc:
-        return _failed(str(exc), exc.exit_code)
+        return _failed(str(exc), exc.exit_code, json_logs=json_logs)
     except KeyboardInterrupt:  # before the signal handlers are in place
         return EXIT_INTERRUPTED
     except BrokenPipeError as exc:  # stdout's reader left early (`batchcfg regions | head -2`): all it wanted
@@ -63,12 +65,13 @@ def _main(argv: Sequence[str] | None) -> int:
         return EXIT_OK if reader_gone() else _failed(str(exc), EXIT_IO_ERROR)
 
 
-def _failed(message: str, code: int) -> int:
-    """The one line of an error that stops the run; its exit code."""
+def _failed(message: str, code: int, *, json_logs: bool = False) -> int:
+    """The one line of an error that stops the run (a JSON line with JSON logs); its exit code."""
     from .logs import reader_may_leave
+    from .screen import failed
 
     with reader_may_leave():
-        print(f"batchcfg: error: {message}", file=sys.stderr)
+        failed(message, code, json_logs=json_logs)
     return code
 
 
@@ -256,7 +259,7 @@ async def _send(args: argparse.Namespace, options: Options) -> int:
 
     summary: Summary | BatchcfgError
     async with anyio.create_task_group() as group:
-        group.start_soon(_watch_signals, stop, stop_now, received)
+        group.start_soon(_watch_signals, stop, stop_now, received, args.log_format == "json")
         group.start_soon(progress.report_every_interval)
         try:
             with progress.routed():
@@ -320,19 +323,23 @@ def _answer(question: str) -> str:
             signal.signal(signal.SIGINT, previous)
 
 
-async def _watch_signals(stop: anyio.Event, stop_now: anyio.Event, received: list[int]) -> None:
+async def _watch_signals(stop: anyio.Event, stop_now: anyio.Event, received: list[int], json_logs: bool) -> None:
     """First SIGINT/SIGTERM: graceful stop. Second: stop at once."""
+    import logging
+
+    from .screen import say
+
     if threading.current_thread() is not threading.main_thread():
         return  # called as a library from a worker thread: signals are the host's business
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async for signum in signals:
             received.append(signum)
             if stop.is_set():
-                print("batchcfg: stopping at once", file=sys.stderr)
+                say("stopping at once", json_logs=json_logs, level=logging.ERROR, event="signal", signal=signum)
                 stop_now.set()
             else:
-                print("batchcfg: stopping: no new requests; waiting for those in flight "
-                      "(again to stop at once)", file=sys.stderr)
+                say("stopping: no new requests; waiting for those in flight (again to stop at once)",
+                    json_logs=json_logs, level=logging.ERROR, event="signal", signal=signum)
                 stop.set()
 
 

@@ -13,15 +13,17 @@ none, and with JSON logs every line on stderr is a JSON object.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 from collections import Counter
 
-from .change import ADD, REMOVE, Change, summed
+from .change import ADD, REMOVE, Change, render, summed
 from .errors import CANCELLED as CANCELLED_CODE
 from .logs import log
 from .model import CONFLICT, STATUSES, Outcome, Summary
@@ -46,17 +48,31 @@ class Screen:
     def paint(self, text: str, colour: str) -> str:
         return f"\x1b[{_COLOURS[colour]}m{text}\x1b[0m" if self.colour else text
 
-    def say(self, text: str, indent: int | None = None) -> None:
-        """A summary line (``batchcfg: ...``), or with ``indent`` a line of a listing under it."""
+    def say(self, text: str, indent: int | None = None, *, level: int = logging.INFO, **fields: Any) -> None:
+        """A summary line (``batchcfg: ...``), or with ``indent`` a line of a listing under it;
+        with JSON logs, a JSON line of ``level`` with ``fields``."""
         if self.json_logs:
-            log.info(text.strip())
+            log.log(level, "%s", text.strip(), extra={"fields": fields})
         else:
             print(("batchcfg: " if indent is None else "    " * indent) + text, file=sys.stderr)
 
 
-def say(text: str, *, json_logs: bool = False) -> None:
-    """One summary line on stderr: ``batchcfg: ...``, or a JSON log line."""
-    Screen(json_logs=json_logs).say(text)
+def say(text: str, *, json_logs: bool = False, level: int = logging.INFO, **fields: Any) -> None:
+    """One line on stderr: ``batchcfg: ...``, or a JSON log line of ``level`` with ``fields``."""
+    Screen(json_logs=json_logs).say(text, level=level, **fields)
+
+
+def failed(message: str, exit_code: int, *, json_logs: bool = False) -> None:
+    """The one line of an error that stops the run (``batchcfg: error: ...``), or its JSON line
+    (level ``error``, event ``error``, with the exit code)."""
+    if json_logs:
+        from .logs import JsonFormatter
+
+        record = logging.LogRecord(log.name, logging.ERROR, __file__, 0, message, None, None)
+        record.fields = {"event": "error", "exit_code": exit_code}
+        print(JsonFormatter().format(record), file=sys.stderr)
+    else:
+        print(f"batchcfg: error: {message}", file=sys.stderr)
 
 
 def headline_text(headline: dict[str, int]) -> str:
@@ -68,8 +84,13 @@ def headline_text(headline: dict[str, int]) -> str:
 
 
 def show_summary(summary: Summary, *, json_logs: bool = False, next_step: str = "") -> None:
-    """The end-of-run summary; ``next_step`` is a command to run next (how to resume)."""
-    screen = Screen(json_logs=json_logs)
+    """The end-of-run summary on stderr (with JSON logs, :func:`log_summary`), and the report's
+    path on stdout; ``next_step`` is a command to run next (how to resume)."""
+    if json_logs:
+        log_summary(summary, next_step)
+        print(summary.report)
+        return
+    screen = Screen()
     if summary.command == "plan":
         screen.say(screen.paint(headline_text(summary.headline), "bold"))
     rows = sum(summary.counts.values())
@@ -99,15 +120,62 @@ def show_summary(summary: Summary, *, json_logs: bool = False, next_step: str = 
         screen.say(screen.paint(f"stopped early: {summary.stop_reason}", "yellow"))
     for note in summary.notes:
         screen.say(screen.paint(note, "yellow"))
-    for label, path in (("rows to fix", summary.failed_manifest), ("exported", summary.output),
-                        ("saved plan (for apply)", summary.saved_plan), ("page", summary.page),
-                        ("backup (for rollback)", summary.backup if summary.backup and summary.backup.exists() else None),
-                        ("report", summary.report)):
-        if path is not None:
+    for label, path in files(summary).items():
+        if label != "report" or not sys.stdout.isatty():  # at a terminal, stdout shows it below
             screen.say(f"{label}: {path}")
     if next_step:
         screen.say(screen.paint(f"next: {next_step}", "bold"))
     print(summary.report)
+
+
+def files(summary: Summary) -> dict[str, Path]:
+    """The files the run wrote, by what they are."""
+    found = {"rows to fix": summary.failed_manifest, "exported": summary.output,
+             "saved plan (for apply)": summary.saved_plan, "page": summary.page,
+             "backup (for rollback)": summary.backup if summary.backup and summary.backup.exists() else None,
+             "report": summary.report}
+    return {label: path for label, path in found.items() if path is not None}
+
+
+def log_summary(summary: Summary, next_step: str = "") -> None:
+    """The end of a run as JSON log lines: each error code's rows (``warning``; cancelled rows are
+    counted in the summary, and resumed), why the run
+    stopped early (``error``), the notes (``warning``), what to run next, and one ``summary``
+    event with the counts, the exit code, the files, the requests and the rates (``info``;
+    ``warning`` when rows are to fix, ``error`` when the run stopped early or was interrupted)."""
+    for code, count in summary.error_codes.most_common():
+        if code in summary.error_rows and code != CANCELLED_CODE:
+            first = [{"row": row, "config_name": name, "message": message}
+                     for row, name, message in summary.error_rows[code]]
+            log.warning("%s x%d", code, count, extra={"fields": {"event": "error_rows", "error_code": code,
+                                                                 "rows": count, "first": first}})
+    if summary.stop_reason:
+        log.error("stopped early: %s", summary.stop_reason, extra={"fields": {"event": "stopped",
+                                                                             "reason": summary.stop_reason}})
+    for note in summary.notes:
+        log.warning("%s", note, extra={"fields": {"event": "note"}})
+    if next_step:
+        log.info("next: %s", next_step, extra={"fields": {"event": "next", "command": next_step}})
+    rows = sum(summary.counts.values())
+    counts = ", ".join(f"{summary.counts[s]} {s}" for s in STATUSES if summary.counts[s])
+    exit_code = summary.exit_code
+    level = (logging.ERROR if summary.stop_reason or summary.interrupted else
+             logging.WARNING if exit_code else logging.INFO)
+    fields: dict[str, Any] = {
+        "event": "summary", "command": summary.command, "exit_code": exit_code, "rows": rows,
+        "counts": {status: summary.counts[status] for status in STATUSES if summary.counts[status]},
+        "files": {label.split(" (")[0].replace(" ", "_"): str(path) for label, path in files(summary).items()},
+        "requests": summary.requests, "retries": summary.retries, "duration_s": round(summary.elapsed, 3),
+        "rate": {"asked": summary.max_rate, "lowest": summary.lowest_rate, "achieved": round(summary.request_rate, 2)},
+        "verified": summary.verified, "kept_cells": summary.kept_cells,
+        "changes": {name: dict(kinds) for name, kinds in summary.changes.ranked()},
+        "created": summary.changes.created_rows}
+    for name in ("latency_p50", "latency_p95", "window_p50", "window_p99"):
+        value = getattr(summary, name)
+        fields[f"{name}_ms"] = None if value is None else round(value * 1000, 1)
+    if summary.command == "plan":
+        fields["headline"] = summary.headline
+    log.log(level, "%d row%s: %s", rows, "" if rows == 1 else "s", counts or "none", extra={"fields": fields})
 
 
 def sending_line(summary: Summary) -> str:
@@ -224,6 +292,11 @@ class PlanDiff:
             return
         screen = Screen(json_logs=json_logs)
         for outcome in sorted(self.changed, key=lambda o: o.row):
+            if json_logs:
+                screen.say(f"row {outcome.row} {outcome.config_name}: {render(outcome.changes, VALUE_CHARS)}",
+                           event="plan_row", row=outcome.row, config_name=outcome.config_name,
+                           changes=[change.as_json() for change in outcome.changes])
+                continue
             screen.say(f"row {outcome.row} {outcome.config_name}:", indent=0)
             for change in outcome.changes:
                 screen.say(screen.paint(change.text(limit=VALUE_CHARS), _colour(change)), indent=1)

@@ -166,7 +166,7 @@ class Sender:
         """Start no new request; rows not yet sent end ``cancelled`` with ``reason``."""
         if not self.stop_reason:
             self.stop_reason = reason
-            log.info("stopping: %s", reason)
+            log.error("stopping: %s", reason)
             for pause in self._pauses:
                 pause.cancel()
 

@@ -11,6 +11,7 @@ import os
 import re
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,48 @@ def test_a_cron_run_logs_json_lines_and_progress_without_a_bar(tmp_path: Path) -
     assert len(progress) >= 2 and all({"time", "level", "done", "total"} <= set(p) for p in progress)
     assert progress[-1]["total"] == 40 and progress[0]["done"] <= progress[-1]["done"]
     assert any(line["message"] == "40 rows: 40 succeeded" for line in lines)
+
+
+def json_lines_of(stderr: str) -> list[dict[str, Any]]:
+    lines = [json.loads(line) for line in stderr.splitlines()]  # every line of stderr parses
+    assert lines and all({"time", "level", "message"} <= set(line) for line in lines)
+    return lines
+
+
+def test_json_logs_of_a_failing_run_and_a_fatal_one(tmp_path: Path) -> None:
+    """A run that stops early with failed and invalid rows: every stderr line is JSON; the rows'
+    errors are warnings, the stop an error; one summary event, whose counts are the report's.
+    A run that cannot start: one JSON line, level error, with its exit code."""
+    names = [f"c{i:02d}" for i in range(30)]
+    manifest = write_csv(tmp_path / "m.csv", ["config_name", "worker_server_num"],
+                         [[name, "0" if name == "c03" else "3"] for name in names])
+    sandbox = SandboxProcess("--seed", str(seed_file(tmp_path / "seed.jsonl", names[:20])))  # the rest do not exist
+    try:
+        argv = [sys.executable, "-m", "batchcfg", "apply", str(manifest), "--endpoint", sandbox.endpoint, "--rate",
+                "0", "--concurrency", "1", "--max-failures", "4", "--log-format", "json"]
+        failing = subprocess.run([*argv, "--report", str(tmp_path / "r.csv")], capture_output=True, text=True,
+                                 env=CRON_ENV, timeout=120)
+        fatal = subprocess.run([*argv, "--report", str(tmp_path / "r.csv")], capture_output=True, text=True,
+                               env=CRON_ENV, timeout=120)  # the report exists: cannot start
+    finally:
+        sandbox.close()
+    assert failing.returncode == 1
+    lines = json_lines_of(failing.stderr)
+    summaries = [line for line in lines if line.get("event") == "summary"]
+    assert len(summaries) == 1 and summaries[0]["level"] == "error", "stopped early: an error"
+    records = read_report(tmp_path / "r.csv")
+    assert summaries[0]["counts"] == dict(Counter(r["status"] for r in records))
+    assert summaries[0]["exit_code"] == 1 and summaries[0]["files"]["report"] == str(tmp_path / "r.csv")
+    assert {"requests", "retries", "rate", "duration_s"} <= set(summaries[0])
+    errors = {line["error_code"]: line for line in lines if line.get("event") == "error_rows"}
+    assert {code: line["level"] for code, line in errors.items()} == {"BATCHCFG.RANGE": "warning",
+                                                                       "ModelArts.0102": "warning"}
+    assert errors["ModelArts.0102"]["rows"] == 4 and errors["BATCHCFG.RANGE"]["first"][0]["row"] == 5
+    assert [line["level"] for line in lines if line.get("event") == "stopped"] == ["error"]
+    assert fatal.returncode == 2
+    (only,) = json_lines_of(fatal.stderr)
+    assert (only["level"], only["event"], only["exit_code"]) == ("error", "error", 2)
+    assert "exists (an earlier run's?)" in only["message"]
 
 
 def test_metrics_keep_the_last_success_through_a_failing_run(tmp_path: Path) -> None:
