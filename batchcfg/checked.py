@@ -25,6 +25,7 @@ import struct
 import tempfile
 from collections import Counter
 from collections.abc import Iterator
+from itertools import compress
 from typing import IO, Any
 
 import numpy as np
@@ -68,8 +69,9 @@ class Spool:
 
     def items(self) -> Iterator[Job | Outcome]:
         """In row order: a Job for each valid row, an ``invalid`` Outcome for each other row."""
+        duplicates = self.duplicates
         for number, name, project_id, body, body_sha256, problems, note in _records(self._handle):
-            others = self.duplicates.get((project_id, name))
+            others = duplicates.get((project_id, name)) if duplicates else None
             if others:
                 rows = ", ".join(str(n) for n in others if n != number)
                 problems = (("config_name", errors.DUPLICATE,
@@ -98,7 +100,7 @@ def check(manifest: Manifest, default_project: str, *, project_required: bool = 
         for part, found in checked(manifest, default_project, project_required, max_rows, replace):
             rows += len(part)
             defused_counts.update(found)
-            projects.update(project for project, body in zip(part.projects, part.bodies) if body is not None)
+            projects.update(compress(part.projects, part.bodies))  # of the valid rows (a body is never empty)
             hashes.append(_hashes(part.names, part.projects))
             for start in range(0, len(part), BATCH):
                 end = start + BATCH
@@ -153,7 +155,9 @@ def _too_many(manifest: Manifest, max_rows: int) -> ManifestError:
 
 def _hashes(names: list[str], projects: list[str]) -> np.ndarray:
     """A 64-bit hash of (project id, config name) for each row that has a config name."""
-    return np.fromiter((hash(key) for key in zip(projects, names) if key[1]), dtype=np.int64)
+    hashes = np.fromiter(map(hash, zip(projects, names)), dtype=np.int64, count=len(names))
+    named: np.ndarray = hashes[np.fromiter(map(bool, names), dtype=bool, count=len(names))]
+    return named
 
 
 def _repeated(hashes: np.ndarray) -> set[int]:

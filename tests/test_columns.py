@@ -9,16 +9,20 @@ body hashes (``--resume`` matches on them) and the same notes.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import random
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 from batchcfg.checked import check
 from batchcfg.columns import blocks, check_block
 from batchcfg.commands import _valid_or_invalid
 from batchcfg.errors import ManifestError
+from batchcfg.files import spreadsheet_safe, write_table
 from batchcfg.manifest import open_manifest
 from batchcfg.report import write_report
 
@@ -310,3 +314,22 @@ def test_check_block_on_a_sample_row():
     assert checked.bodies[0] == b'{"model_id":5,"data_url":"/bucket/d/"}'
     assert checked.bodies[1] is None and checked.problems[1][0][0] == "config_name"
     assert "worker_server_num: required" in checked.notes[0]
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.lists(st.none() | st.integers() | st.text(alphabet=st.sampled_from(
+    ["=", "+", "-", "@", "'", "\t", "\r", "\n", " ", "\x1c", "\u3000", "\x00", "\x0b", "\x7f", "\u2028", "\xa0",
+     "a", ",", '"', "配"]), max_size=6), min_size=3, max_size=3), max_size=20), st.booleans())
+@example([[" 'x", "\x1c'x", "\u3000'x"], [" =x", "'x", "=x"], ["\x01", "a\tb", "-1"], [None, 5, -5], ["", " ", "\u2028"]],
+         False)
+@example([[" 'x", "\x01'x", "\x7f"]], True)
+def test_a_csv_table_defuses_each_cell_as_spreadsheet_safe(tmp_path, rows, exact):
+    """write_table skips spreadsheet_safe on the cells it would leave alone (the report of a
+    million rows is written a second and a half faster): the file is the same."""
+    path = tmp_path / "t.csv"
+    write_table(path, ["a", "b", "c"], rows, exact=exact)
+    expected = io.StringIO(newline="")
+    writer = csv.writer(expected)
+    writer.writerow(["a", "b", "c"])
+    writer.writerows([spreadsheet_safe(value, exact=exact) for value in row] for row in rows)
+    assert path.read_bytes() == expected.getvalue().encode()
