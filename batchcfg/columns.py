@@ -230,10 +230,9 @@ def defused_notes(manifest: Manifest, counts: Mapping[str, int]) -> list[str]:
     defused."""
     if manifest.unquote or manifest.path.suffix.lower() in JSONL_SUFFIXES:
         return []
-    return [f"{name}: {counts[name]} cell{'' if counts[name] == 1 else 's'} start with a quote before a formula "
-            "character ('=, '+, '-, '@): sent with the quote. A spreadsheet's defusing quote, from a "
-            "batchcfg export or failed-row manifest whose #exported or #status column was deleted? "
-            "Put the column back (empty) to take the quotes off"
+    return [f"{name}: {counts[name]} {'cell starts' if counts[name] == 1 else 'cells start'} with a quote before "
+            "a formula character ('=, '+, '-, '@, a tab or a line break), sent as typed: from a batchcfg export "
+            "or failed-row manifest? Put back its #exported or #status column to take the quotes off"
             for name in dict.fromkeys(manifest.columns) if counts.get(name)]
 
 

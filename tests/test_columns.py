@@ -333,3 +333,66 @@ def test_a_csv_table_defuses_each_cell_as_spreadsheet_safe(tmp_path, rows, exact
     writer.writerow(["a", "b", "c"])
     writer.writerows([spreadsheet_safe(value, exact=exact) for value in row] for row in rows)
     assert path.read_bytes() == expected.getvalue().encode()
+
+
+# --- cells still defused, once the export marker is deleted (issue 19) -----------------------------
+
+def exported_manifest(path: Path, marker: bool) -> Path:
+    """Rows as batchcfg export writes them (a formula-like cell gets a leading quote), with or
+    without the export's #exported column."""
+    header = ["config_name", "worker_server_num", "spec_id", "model_id", "data_url", "config_desc", "user_command",
+              "user_image_url", *(["#exported"] if marker else [])]
+    rows = [[f"cfg-{i}", "1", "1", "5", "/bucket/d/", "'=1+1" if i == 0 else "plain", f"'--lr 0.{i}",
+             "swr.example.com/team/trainer:1.0", *(["2026-12-08T00:00:00Z"] if marker else [])] for i in range(3)]
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def cli_run(capsys: pytest.CaptureFixture[str], *argv: object) -> tuple[int, str]:
+    from batchcfg.cli import main
+
+    code = main([str(arg) for arg in argv])
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [["validate"], ["plan", "--sandbox", "--create-missing"],
+                                     ["apply", "--sandbox", "--create-missing", "--rate", "0"]])
+def test_defusing_quotes_left_in_are_flagged_per_column(tmp_path, capsys, command):
+    """The marker column deleted: each column with cells that start with the defusing quote gets
+    one warning with its count, logged once and shown in the summary; the rows stay valid."""
+    manifest = exported_manifest(tmp_path / "edited.csv", marker=False)
+    code, err = cli_run(capsys, command[0], manifest, *command[1:], "--report", tmp_path / "r.csv")
+    assert code == 0, err
+    assert err.count("user_command: 3 cells start with a quote before a formula character") == 2  # log, summary
+    assert err.count("WARNING: user_command: 3 cells start") == 1
+    assert err.count("config_desc: 1 cell starts with a quote") == 2
+    assert "user_image_url" not in err and "model_id:" not in err
+    assert err.index("config_desc: 1 cell") < err.index("user_command: 3 cells"), "in the file's column order"
+    assert "#exported or #status" in err
+    statuses = {record["status"] for record in csv.DictReader((tmp_path / "r.csv").read_text().splitlines())}
+    assert "invalid" not in statuses and "failed" not in statuses, statuses
+
+
+def test_no_warning_while_the_marker_column_is_there(tmp_path, capsys):
+    """With #exported the loader takes the quotes off: nothing to flag, and the bodies differ
+    from those of the same cells without the marker (the quote is sent there)."""
+    code, err = cli_run(capsys, "validate", exported_manifest(tmp_path / "m.csv", marker=True),
+                        "--report", tmp_path / "r.csv")
+    assert code == 0 and "quote" not in err
+    marked = [r["body_sha256"] for r in csv.DictReader((tmp_path / "r.csv").read_text().splitlines())]
+    code, err = cli_run(capsys, "validate", exported_manifest(tmp_path / "e.csv", marker=False),
+                        "--report", tmp_path / "r2.csv")
+    unmarked = [r["body_sha256"] for r in csv.DictReader((tmp_path / "r2.csv").read_text().splitlines())]
+    assert code == 0 and not set(marked) & set(unmarked)
+
+
+def test_json_lines_are_never_defused_so_never_flagged(tmp_path, capsys):
+    lines = [{"config_name": "a", "worker_server_num": "1", "spec_id": "1", "model_id": "5",
+              "data_url": "/bucket/d/", "user_command": "'--x"}]
+    path = tmp_path / "m.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    code, err = cli_run(capsys, "validate", path, "--report", tmp_path / "r.csv")
+    assert code == 0 and "quote" not in err
