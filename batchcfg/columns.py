@@ -252,6 +252,8 @@ class _Template:
 
     def fill(self, rows: np.ndarray) -> list[bytes]:
         """The bodies of ``rows``."""
+        if not self.columns:  # rows that set no field: they clear some, or name none
+            return [(self.parts[0] + "}").encode()] * len(rows)
         pieces: list[Iterable[str]] = []
         for text, column in zip(self.parts, self.columns):
             pieces += [repeat(text), column[rows]]
@@ -324,7 +326,7 @@ def _projects(column: np.ndarray | None, default: str, size: int) -> np.ndarray:
     """Each row's project id: its cell, else ``default`` (which may be empty)."""
     if column is None:
         return np.full(size, default, dtype=object)
-    return np.where(_lengths(column) > 0, column, default) if default else column
+    return np.where(column != "", column, default) if default else column
 
 
 def _texts(values: Sequence[Any], typed: bool) -> np.ndarray:

@@ -93,9 +93,13 @@ def pick(rng: random.Random, cells: tuple[list[str], list[str]], empty: float, i
 
 def random_row(rng: random.Random, number: int) -> list[str]:
     """One manifest row, in HEADER's order: mostly coherent, with each rule broken now and then."""
-    if rng.random() < 0.01:
-        return [""] * len(HEADER) if rng.random() < 0.5 else ["", "a note only", *[""] * (len(HEADER) - 2)]
     row = dict.fromkeys(HEADER, "")
+    draw = rng.random()
+    if draw < 0.01:
+        return [""] * len(HEADER) if draw < 0.005 else ["", "a note only", *[""] * (len(HEADER) - 2)]
+    if draw < 0.02:  # a row that names no field: it only clears some, or does nothing
+        row["config_name"], row["unset"] = f"job-{number}", rng.choice(["", "log_url", "param.lr", "spec_id"])
+        return list(row.values())
     draw = rng.random()
     row["config_name"] = (f"job-{number}" if draw < 0.85 else rng.choice(["dup-a", "dup-b", "job-7", "dup-c"])
                           if draw < 0.93 else pick(rng, NAMES, 0, 0.9))
@@ -225,7 +229,7 @@ def test_a_small_manifest_of_every_cell_kind_each_way(tmp_path):
              "data_url": OBS, "train_url": OBS, "dataset_id": DATASETS, "data_source": SOURCES,
              "parameter": PARAMETERS, "param.lr": PARAM_VALUES, "user_image_url": IMAGES, "user_command": COMMANDS,
              "unset": UNSETS}
-    rows = []
+    rows = [{"config_name": "names-nothing"}, {"config_name": "clears-only", "unset": "log_url param.lr"}]
     for column, (valid, invalid) in kinds.items():
         for text in valid + invalid:
             rows.append({**base, "config_name": f"job-{len(rows)}", column: text})
