@@ -155,6 +155,7 @@ def typical_row(rng: random.Random, number: int) -> list[str]:
     that vary."""
     row = dict.fromkeys(HEADER, "")
     row["config_name"] = f"job-{number}"
+    row["project_id"] = (PROJECT, OTHER, PROJECT, PROJECT, PROJECT, PROJECT, OTHER, PROJECT, PROJECT, "")[number % 10]
     row["worker_server_num"] = str(1 + number % 8)
     row["spec_id"] = str(1 + number % 3)
     if number % 3:
@@ -170,7 +171,18 @@ def typical_row(rng: random.Random, number: int) -> list[str]:
         row["param.lr"], row["param.batch_size"] = "0.01", str(number % 128)
     if number % 10 == 1:
         row["unset"] = "log_url"
+    if number % 13 == 0:
+        row["user_image_url"], row["user_command"] = IMAGES[0][number % 3], COMMANDS[0][0]
+    if rng.random() < 0.03:  # one rule broken in a row like its neighbours, which pass
+        column, cells = rng.choice(ONE_BROKEN)
+        row[column] = rng.choice(cells[1])
     return list(row.values())
+
+
+ONE_BROKEN = [("config_name", NAMES), ("project_id", PROJECTS), ("config_desc", DESCS), ("worker_server_num", INTEGERS),
+              ("spec_id", LONGS), ("app_url", OBS), ("boot_file_url", OBS), ("train_url", OBS), ("log_url", OBS),
+              ("user_image_url", IMAGES), ("user_command", COMMANDS), ("dataset_version_id", DATASETS),
+              ("param.lr", PARAM_VALUES), ("engine_id", LONGS), ("unset", UNSETS)]
 
 
 def random_manifest(path: Path, rows: int, seed: int) -> Path:
@@ -204,8 +216,8 @@ def assert_same(tmp_path: Path, manifest: Path, **options: object) -> bytes:
 
 
 @pytest.mark.parametrize("options", [
-    {"default_project": ""},
-    {"default_project": PROJECT, "project_required": True, "replace": True},
+    {"default_project": ""},  # as validate runs
+    {"default_project": "", "project_required": True, "replace": True},  # as apply --replace with project_id cells
 ], ids=["patch", "replace"])
 def test_random_manifest_gives_the_same_report_both_ways(tmp_path, options):
     """50,000 random rows, every kind of invalid cell and row among them: the same report."""
@@ -239,8 +251,10 @@ def test_a_small_manifest_of_every_cell_kind_each_way(tmp_path):
         writer.writeheader()
         writer.writerows(rows)
     for replace in (False, True):
-        assert_same(tmp_path, path, default_project="", replace=replace)
-        assert_same(tmp_path, path, default_project="", replace=replace, project_required=True)
+        for default_project in ("", PROJECT):
+            for project_required in (False, True):
+                assert_same(tmp_path, path, default_project=default_project, replace=replace,
+                            project_required=project_required)
 
 
 def test_workbooks_and_json_lines_read_the_same_both_ways(tmp_path):
