@@ -26,18 +26,23 @@ import tempfile
 from collections import Counter
 from collections.abc import Iterator
 from itertools import compress
-from typing import IO, Any
-
-import numpy as np
+from typing import IO, TYPE_CHECKING, Any
 
 from . import errors
 from .cells import check_row
-from .columns import Checked, blocks, check_block, defused, defused_cells, defused_notes
 from .errors import ManifestError
 from .manifest import CHUNK_ROWS, Manifest
 from .model import INVALID, Job, Outcome
 from .schema import Problem, describe
 from .settings import DEFAULT_MAX_ROWS
+
+# numpy and the column-wise checks are imported when a manifest is checked: rollback starts without them.
+if TYPE_CHECKING:
+    import numpy as np
+
+    from .columns import Checked
+
+    _Parts = Iterator[tuple[Checked, Counter[str]]]  # checked rows, and their cells still defused by column
 
 Key = tuple[str, str]  # project id, config name
 # Columns of a batch: rows, config names, project ids, bodies (None when invalid), their SHA-256,
@@ -90,6 +95,10 @@ def check(manifest: Manifest, default_project: str, *, project_required: bool = 
     :class:`~batchcfg.merge.Patch` (with ``replace``, the whole body). Column by column, unless
     ``by_row`` (the reference: :func:`~batchcfg.cells.check_row` on each row; the same spool).
     More than ``max_rows`` rows is a :class:`ManifestError` (nothing has been sent)."""
+    import numpy as np
+
+    from .columns import defused_notes
+
     handle = tempfile.TemporaryFile(prefix="batchcfg-spool-")
     try:
         hashes: list[np.ndarray] = []
@@ -114,12 +123,11 @@ def check(manifest: Manifest, default_project: str, *, project_required: bool = 
         raise
 
 
-_Parts = Iterator[tuple[Checked, Counter[str]]]  # checked rows, and their cells still defused by column
-
-
 def _by_column(manifest: Manifest, default_project: str, project_required: bool, max_rows: int,
                replace: bool) -> _Parts:
     """The rows checked block by block, column by column (:mod:`batchcfg.columns`)."""
+    from .columns import blocks, check_block, defused_cells
+
     rows = 0
     for block in blocks(manifest):
         rows += len(block)
@@ -133,6 +141,8 @@ def _by_row(manifest: Manifest, default_project: str, project_required: bool, ma
             replace: bool) -> _Parts:
     """The rows checked one by one (:func:`~batchcfg.cells.check_row`), in parts of
     :data:`~batchcfg.manifest.CHUNK_ROWS` rows."""
+    from .columns import Checked, defused
+
     rows = 0
     part, found = Checked(), Counter[str]()
     for row in manifest.rows():
@@ -155,6 +165,8 @@ def _too_many(manifest: Manifest, max_rows: int) -> ManifestError:
 
 def _hashes(names: list[str], projects: list[str]) -> np.ndarray:
     """A 64-bit hash of (project id, config name) for each row that has a config name."""
+    import numpy as np
+
     hashes = np.fromiter(map(hash, zip(projects, names)), dtype=np.int64, count=len(names))
     named: np.ndarray = hashes[np.fromiter(map(bool, names), dtype=bool, count=len(names))]
     return named
@@ -162,6 +174,8 @@ def _hashes(names: list[str], projects: list[str]) -> np.ndarray:
 
 def _repeated(hashes: np.ndarray) -> set[int]:
     """The hashes that occur more than once."""
+    import numpy as np
+
     ordered = np.sort(hashes)
     return set(np.unique(ordered[1:][ordered[1:] == ordered[:-1]]).tolist())
 

@@ -32,7 +32,6 @@ from itertools import repeat
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from .cells import CheckedRow, check_row
 from .errors import ManifestError
@@ -310,7 +309,7 @@ def _groups(cells: Mapping[str, np.ndarray], present: Mapping[str, np.ndarray], 
         group = np.unique(keys, axis=0, return_inverse=True)[1].reshape(-1)
     if UNSET_COLUMN in cells and not replace:
         group = np.unique(group, return_inverse=True)[1].reshape(-1)
-        unset = pd.factorize(cells[UNSET_COLUMN][rows])[0]
+        unset = np.unique(cells[UNSET_COLUMN][rows], return_inverse=True)[1].reshape(-1)
         group = group * (int(unset.max()) + 1) + unset
     if (group == group[0]).all():
         return [rows]
