@@ -127,6 +127,9 @@ class Ledger:
             except BaseException:
                 spool.__exit__()
                 raise
+        for note in spool.notes:  # cells a spreadsheet's quote still defuses: logged once, and in the summary
+            log.warning("%s", note)
+            self.summary.notes.append(note)
         return spool
 
     def to_send(self, items: Iterable[Job | Outcome]) -> Iterator[Job]:

@@ -26,7 +26,7 @@ import csv
 import difflib
 import re
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -112,6 +112,28 @@ class Manifest:
         spreadsheets."""
         marked = FAILED_MARKER in self.columns or EXPORT_MARKER in self.columns
         return marked and self.path.suffix.lower() not in JSONL_SUFFIXES  # JSON lines are never defused
+
+    def blocks(self) -> Iterator[tuple[int, list[Sequence[Any]]]]:
+        """Yield (row number of the block's first row, its raw values column by column), header
+        excluded: what :meth:`rows` reads, for checks that go column by column
+        (:mod:`batchcfg.columns`). Values are as read (not stripped, not unquoted), empty rows
+        included; a block has a column for each header cell at least (a short row's missing
+        cells are ``None``) and at most :data:`CHUNK_ROWS` rows."""
+        if self.path.suffix.lower() not in EXCEL_SUFFIXES + JSONL_SUFFIXES:
+            number = 1  # the same chunks as _blocks(), without making a list of each row
+            for chunk in _read_csv(self.path, self.encoding, self.delimiter, chunksize=CHUNK_ROWS):
+                columns: list[Sequence[Any]] = [chunk.iloc[:, i].to_numpy(dtype=object) for i in range(chunk.shape[1])]
+                if number == 1:
+                    columns, number = [column[1:] for column in columns], 2
+                yield number, columns
+                number += len(columns[0]) if columns else 0
+            return
+        for first, rows in self._blocks():
+            for start in range(0, len(rows), CHUNK_ROWS):
+                part = rows[start:start + CHUNK_ROWS]
+                width = max(len(self.columns), *map(len, part)) if part else len(self.columns)
+                yield first + start, [list(column) for column in zip(*(list(row) + [None] * (width - len(row))
+                                                                        for row in part))]
 
     def _blocks(self) -> Iterator[tuple[int, list[list[Any]]]]:
         """Yield (row number of the block's first row, its rows as lists of values), header excluded."""
