@@ -26,6 +26,7 @@ the two follow each other at once (the sender measures the window), and the cana
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Sequence
@@ -57,6 +58,14 @@ def settle(outcome: Outcome, answer: Answer | None, status: str = SUCCEEDED) -> 
     outcome.request_id = answer.request_id
     outcome.status = status if answer.ok else FAILED
     return outcome
+
+
+Encoded = tuple[bytes, str]  # a body as sent, and its SHA-256
+
+
+def encoded_body(body: dict[str, Any]) -> Encoded:
+    data = encode_body(body)
+    return data, hashlib.sha256(data).hexdigest()
 
 
 def is_missing(answer: Answer) -> bool:
@@ -155,11 +164,12 @@ class _Action:
         settle(outcome, answer, status)
         return answer is not None and answer.ok
 
-    async def _put(self, sender: Sender, job: Job, outcome: Outcome, ticket: Ticket,
-                   body: dict[str, Any]) -> dict[str, Any] | None:
-        """PUT ``body``, the whole config; read it back when the ticket says so. Returns the
-        config as read back, when it was."""
-        request = partial(self.client.put_config, job.project_id, job.config_name, encode_body(body))
+    async def _put(self, sender: Sender, job: Job, outcome: Outcome, ticket: Ticket, body: dict[str, Any],
+                   encoded: Encoded | None = None) -> dict[str, Any] | None:
+        """PUT ``body``, the whole config (``encoded``: its bytes and their hash, when made
+        already); read it back when the ticket says so. Returns the config as read back, when it was."""
+        data, sha256 = encoded or encoded_body(body)
+        request = partial(self.client.put_config, job.project_id, job.config_name, data, sha256)
         if await self._write(sender, job, outcome, request) and ticket.verify and self.verifier is not None:
             return await self.verifier.check(sender, job, outcome, ticket, body, changed=_names(outcome.changes))
         return None
@@ -281,9 +291,10 @@ class Modify(_Action):
                       body: dict[str, Any]) -> Outcome:
         """Back ``current`` up, then PUT ``body``."""
         outcome.error_code = outcome.error_message = ""
-        if not await self._backed_up(sender, job, current, body, outcome):
+        encoded = encoded_body(body)  # once: the backup's hash, and the PUT
+        if not await self._backed_up(sender, job, current, body, outcome, encoded[1]):
             return outcome
-        shown = await self._put(sender, job, outcome, ticket, body)
+        shown = await self._put(sender, job, outcome, ticket, body, encoded)
         if shown is not None and self.backup is not None and outcome.status == SUCCEEDED:
             self.backup.note_after(job, writable_body(shown))  # what "changed since the run" is measured from
         return outcome
@@ -321,13 +332,13 @@ class Modify(_Action):
         return outcome
 
     async def _backed_up(self, sender: Sender, job: Job, before: dict[str, Any], body: dict[str, Any],
-                         outcome: Outcome) -> bool:
+                         outcome: Outcome, sha256: str) -> bool:
         """Save the config as it is before it changes; False, with ``outcome`` failed and the run
         stopping, when the backup cannot be written: nothing is changed that could not be saved."""
         if self.backup is None:
             return True
         try:
-            await self.backup.save(job, before, body)
+            await self.backup.save(job, before, body, sent_sha256=sha256)
         except OSError as exc:
             sender.stop(f"not sent: the backup {self.backup.path} cannot be written")
             outcome.status, outcome.error_code = FAILED, errors.BACKUP

@@ -63,7 +63,7 @@ class Backup:
             holder = lock_holder(path)
             raise UsageError(f"{path} is being written by another batchcfg run that is still going"
                              f"{f' (process {holder})' if holder else ''}: a backup has one writer") from None
-        self._lock = anyio.Lock()  # held by the task writing and syncing a group
+        self._flushing: anyio.Event | None = None  # set when the group being written and synced is on disk
         self._pending: list[bytes] = []
         self._queued = 0  # records given to save()
         self._synced = 0  # records of those on disk
@@ -73,37 +73,50 @@ class Backup:
         return f"Backup({str(self.path)!r}, earlier={len(self._saved)}, this_run={self._synced})"
 
     async def save(self, job: Job, before: dict[str, Any] | None, sent: dict[str, Any], *,
-                   created: dict[str, Any] | None = None) -> None:
+                   created: dict[str, Any] | None = None, sent_sha256: str = "") -> None:
         """Returns once the config's record is on disk (at once if it is there already); raises
         OSError when the file cannot be written. ``before`` is None for a config the run created,
-        and ``created`` then what the server showed of it right after."""
+        and ``created`` then what the server showed of it right after; ``sent_sha256``, when
+        known, is the hash of ``sent`` as encoded."""
         key = (job.project_id, job.config_name)
         if key in self._saved:
             return
         record: dict[str, Any] = {"project_id": job.project_id, "config_name": job.config_name, "before": before}
         if before is None:
             record["created"] = created
-        record.update({"sent": sent, "sent_sha256": hashlib.sha256(encode_body(sent)).hexdigest(),
+        record.update({"sent": sent, "sent_sha256": sent_sha256 or hashlib.sha256(encode_body(sent)).hexdigest(),
                        "row": job.row, "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds")})
         self._pending.append(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
         number = self._queued
         self._queued += 1
-        async with self._lock:
+        while self._synced <= number:  # not on disk yet: write the next group, or wait for the one being written
             if self._broken is not None:
                 raise self._broken  # the group this record was in, or an earlier one, was lost
-            if self._synced > number:
-                return  # an earlier holder's group took this record
-            lines, self._pending = self._pending, []
-            start = self._handle.tell()
-            try:
-                write_all(self._handle, b"".join(lines))
-                await anyio.to_thread.run_sync(os.fsync, self._handle.fileno())
-            except OSError as exc:  # these lines are lost: so is every later save
-                self._broken = exc
-                with contextlib.suppress(OSError):
-                    os.ftruncate(self._handle.fileno(), start)  # no half line for a resume to meet
-                raise
+            if self._flushing is None:
+                await self._flush()
+            else:
+                await self._flushing.wait()
+        if self._broken is not None and self._synced <= number:
+            raise self._broken
+
+    async def _flush(self) -> None:
+        """Write and sync the records waiting (one group): one task at a time does it, the others
+        wait for it (a group commit: an fsync per group, in a thread, so that answers keep coming)."""
+        done = self._flushing = anyio.Event()
+        lines, self._pending = self._pending, []
+        start = self._handle.tell()
+        try:
+            write_all(self._handle, b"".join(lines))
+            await anyio.to_thread.run_sync(os.fsync, self._handle.fileno())
+        except OSError as exc:  # these lines are lost: so is every later save
+            self._broken = exc
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._handle.fileno(), start)  # no half line for a resume to meet
+        else:
             self._synced += len(lines)
+        finally:
+            self._flushing = None
+            done.set()
 
     def note_after(self, job: Job, after: dict[str, Any]) -> None:
         """What the server showed of a config right after this run changed it. Not waited for:

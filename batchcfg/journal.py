@@ -22,6 +22,9 @@ from .errors import UsageError
 from .files import open_lines, write_all
 from .model import Outcome
 
+OUTCOME_CHUNK = 65_536  # records read back a batch
+READ_BUFFER = 2**20
+
 
 def journal_path(report: Path) -> Path:
     """Where the journal of a run with this report goes."""
@@ -144,12 +147,16 @@ class Journal:
 
         self.flush()
         rows = np.frombuffer(self._rows, dtype=np.int64)
-        order = np.argsort(rows, kind="stable") if np.any(rows[1:] < rows[:-1]) else range(len(rows))
-        offsets = self._offsets
-        with self.path.open("rb") as reader:
-            for index in order:
-                reader.seek(offsets[int(index)])
-                yield Outcome.from_record(orjson.loads(reader.readline()))
+        if not len(rows):
+            return
+        order = np.argsort(rows, kind="stable") if np.any(rows[1:] < rows[:-1]) else np.arange(len(rows))
+        offsets = np.frombuffer(self._offsets, dtype=np.int64)
+        # Rows end nearly in order: a large buffer serves most seeks from memory.
+        with self.path.open("rb", buffering=READ_BUFFER) as reader:
+            for chunk in range(0, len(order), OUTCOME_CHUNK):  # flat memory, whatever the rows
+                for offset in offsets[order[chunk:chunk + OUTCOME_CHUNK]].tolist():
+                    reader.seek(offset)
+                    yield Outcome.from_record(orjson.loads(reader.readline()))
 
     def close(self) -> None:
         if not self._handle.closed:

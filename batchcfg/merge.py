@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import json
 import math
+
+import orjson
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,7 +55,7 @@ def writable_body(details: Mapping[str, Any]) -> dict[str, Any]:
         value = details.get(name)
         if _blank(value) or (name == "model_id" and value in (0, "0")):
             continue  # engine_id 1 stays: the body sent carries what was read
-        if name in INTEGER_FIELDS:
+        if name in INTEGER_FIELDS and type(value) is not int:  # (a checked answer's are ints already)
             parsed = parse_integer(str(value)) if not isinstance(value, bool) else None
             value = parsed if isinstance(parsed, int) else value
         elif name == "parameter" and isinstance(value, list):
@@ -88,7 +90,7 @@ class Patch:
 
     @classmethod
     def decode(cls, body: bytes) -> Patch:
-        data = json.loads(body)
+        data = orjson.loads(body)
         unset = tuple(data.pop(UNSET_COLUMN, ()))
         labels = {key[len(PARAM_PREFIX):]: data.pop(key) for key in list(data) if key.startswith(PARAM_PREFIX)}
         return cls(data, labels, unset)
@@ -158,6 +160,8 @@ def diff(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> list[Change]:
     found = []
     for name in BODY_FIELDS:
         old, new = current.get(name), wanted.get(name)
+        if old == new and type(old) is type(new):
+            continue  # most fields: the same on both sides
         if name == "parameter":
             before, after = _labels(old), _labels(new)
             for label in [*after, *(k for k in before if k not in after)]:

@@ -1,12 +1,21 @@
 """What a user would otherwise write: the loops batchcfg is measured against.
 
-``python -m tests.perf.baselines aiohttp|threads URL PROJECT N CONCURRENCY``: N PUTs of the same
-body a batchcfg row sends, N different config names, at most CONCURRENCY in flight.
+``python -m tests.perf.baselines KIND URL PROJECT N CONCURRENCY [OUTPUT]``, at most CONCURRENCY in
+flight, N different config names (``job-0000000`` ...):
+
+- ``aiohttp``: N PUTs of the body a batchcfg row sends;
+- ``aiohttp-read-write``: for each config a GET, its JSON parsed, then that PUT (what a default
+  ``apply`` does, without its backups, checks and report);
+- ``aiohttp-export``: List pages of 1,000, a GET of each config, and the rows written to OUTPUT as
+  CSV (what ``export`` does);
+- ``threads``: the PUTs with requests and a thread pool.
 """
 
 from __future__ import annotations
 
 import asyncio
+import csv
+import json
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
@@ -16,18 +25,54 @@ BODY = (b'{"config_desc":"nightly sweep config","worker_server_num":2,"app_url":
 HEADERS = {"Content-Type": "application/json", "X-Auth-Token": "bench-token"}
 
 
-async def bare_aiohttp(url: str, project: str, count: int, concurrency: int) -> None:
+def name(index: int) -> str:
+    return f"job-{index:07d}"
+
+
+async def bare_aiohttp(url: str, project: str, count: int, concurrency: int, read_first: bool) -> None:
     import aiohttp
 
     gate = asyncio.Semaphore(concurrency)
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
         async def put(index: int) -> None:
+            path = f"{url}/v1/{project}/training-job-configs/{name(index)}"
             async with gate:
-                async with session.put(f"{url}/v1/{project}/training-job-configs/job-{index}", data=BODY,
-                                       headers=HEADERS) as response:
+                if read_first:
+                    async with session.get(path, headers=HEADERS) as response:
+                        json.loads(await response.read())
+                async with session.put(path, data=BODY, headers=HEADERS) as response:
                     await response.read()
 
         await asyncio.gather(*(put(i) for i in range(count)))
+
+
+async def bare_export(url: str, project: str, count: int, concurrency: int, output: str) -> None:
+    import aiohttp
+
+    gate = asyncio.Semaphore(concurrency)
+    base = f"{url}/v1/{project}/training-job-configs"
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
+        names: list[str] = []
+        page = 1
+        while len(names) < count:
+            async with session.get(base, params={"per_page": "1000", "page": str(page)}, headers=HEADERS) as response:
+                names += [c["config_name"] for c in json.loads(await response.read())["configs"]]
+            page += 1
+
+        async def read(config: str) -> dict[str, object]:
+            async with gate:
+                async with session.get(f"{base}/{config}", headers=HEADERS) as response:
+                    return dict(json.loads(await response.read()))
+
+        configs = await asyncio.gather(*(read(config) for config in sorted(names)))
+    columns = ["config_name", "config_desc", "worker_server_num", "spec_id", "engine_id", "app_url", "boot_file_url",
+               "data_url", "parameter", "train_url", "log_url"]
+    with open(output, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(columns)
+        for config in configs:
+            writer.writerow(["" if config.get(column) is None else config[column] if isinstance(config.get(column), str)
+                             else json.dumps(config[column]) for column in columns])
 
 
 def requests_threads(url: str, project: str, count: int, concurrency: int) -> None:
@@ -38,7 +83,7 @@ def requests_threads(url: str, project: str, count: int, concurrency: int) -> No
                                                            pool_maxsize=concurrency))
 
     def put(index: int) -> None:
-        session.put(f"{url}/v1/{project}/training-job-configs/job-{index}", data=BODY,
+        session.put(f"{url}/v1/{project}/training-job-configs/{name(index)}", data=BODY,
                     headers=HEADERS, timeout=30).content
 
     with ThreadPoolExecutor(concurrency) as pool:
@@ -47,7 +92,9 @@ def requests_threads(url: str, project: str, count: int, concurrency: int) -> No
 
 if __name__ == "__main__":
     kind, url, project, count, concurrency = sys.argv[1:6]
-    if kind == "aiohttp":
-        asyncio.run(bare_aiohttp(url, project, int(count), int(concurrency)))
+    if kind in ("aiohttp", "aiohttp-read-write"):
+        asyncio.run(bare_aiohttp(url, project, int(count), int(concurrency), read_first=kind != "aiohttp"))
+    elif kind == "aiohttp-export":
+        asyncio.run(bare_export(url, project, int(count), int(concurrency), sys.argv[6]))
     else:
         requests_threads(url, project, int(count), int(concurrency))
