@@ -326,7 +326,7 @@ class SandboxProcess:
             self.process.stdout.close()
 
 
-KILL_TEST_NAMES = [f"cfg-{i:04d}" for i in range(3000)]  # more than 22 killed runs can send
+KILL_TEST_NAMES = [f"cfg-{i:04d}" for i in range(2000)]  # more than 22 killed runs can send
 
 
 @pytest.fixture

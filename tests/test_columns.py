@@ -215,19 +215,20 @@ def assert_same(tmp_path: Path, manifest: Path, **options: object) -> bytes:
     return got
 
 
-@pytest.mark.parametrize("options", [
-    {"default_project": ""},  # as validate runs
-    {"default_project": "", "project_required": True, "replace": True},  # as apply --replace with project_id cells
+@pytest.mark.parametrize("options, rows", [
+    ({"default_project": ""}, 50_000),  # as validate runs
+    ({"default_project": "", "project_required": True, "replace": True}, 20_000),  # as apply --replace, project_id cells
 ], ids=["patch", "replace"])
-def test_random_manifest_gives_the_same_report_both_ways(tmp_path, options):
-    """50,000 random rows, every kind of invalid cell and row among them: the same report."""
-    manifest = random_manifest(tmp_path / "random.csv", 50_000, seed=20261208)
+def test_random_manifest_gives_the_same_report_both_ways(tmp_path, options, rows):
+    """50,000 random rows (20,000 for --replace), every kind of invalid cell and row among them: the
+    same report."""
+    manifest = random_manifest(tmp_path / "random.csv", rows, seed=20261208)
     got = assert_same(tmp_path, manifest, **options)
     records = list(csv.DictReader(got.decode().splitlines()))
     statuses = {record["status"] for record in records}
     codes = {record["error_code"] for record in records}
     assert statuses == {"valid", "invalid"}
-    assert sum(record["status"] == "valid" for record in records) > 5_000  # the fast path is tested too
+    assert sum(record["status"] == "valid" for record in records) > rows // 10  # the fast path is tested too
     assert {"BATCHCFG.TYPE", "BATCHCFG.RANGE", "BATCHCFG.FORMAT", "BATCHCFG.CONFLICT", "BATCHCFG.REQUIRED",
             "BATCHCFG.DUPLICATE"} <= codes
 

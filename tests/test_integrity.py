@@ -366,16 +366,16 @@ def test_two_resumes_of_one_chain_at_once_send_each_config_at_most_once(tmp_path
     from .conftest import SANDBOX_ENV, SandboxProcess, seed_file
 
     names = [f"c{i:02d}" for i in range(40)]
-    sandbox = SandboxProcess("--latency-ms", "50", "--seed", str(seed_file(tmp_path / "seed.jsonl", names)))
+    sandbox = SandboxProcess("--latency-ms", "20", "--seed", str(seed_file(tmp_path / "seed.jsonl", names)))
     manifest = valid_manifest(tmp_path / "m.csv", names)
 
     def run(report: str, *flags: str) -> subprocess.Popen[str]:
         return subprocess.Popen([sys.executable, "-m", "batchcfg", "apply", str(manifest), "--endpoint",
-                                 sandbox.endpoint, "--report", str(tmp_path / report), "--no-progress", "--rate", "20",
+                                 sandbox.endpoint, "--report", str(tmp_path / report), "--no-progress", "--rate", "40",
                                  "--backup", str(tmp_path / "b.jsonl"), *flags],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=SANDBOX_ENV)
     try:
-        first = run("r1.csv", "--deadline", "1")  # ends early, its rest cancelled: a chain to resume
+        first = run("r1.csv", "--deadline", "0.5")  # ends early, its rest cancelled: a chain to resume
         assert first.wait(timeout=60) == 1
         resumes = [run(f"r2{side}.csv", "--resume", str(tmp_path / "r1.csv")) for side in "ab"]
         outcomes = [(process.wait(timeout=60), process.stderr.read() if process.stderr else "") for process in resumes]

@@ -56,7 +56,7 @@ def test_kill_9_at_random_moments_then_resume(tmp_path: Path, sandbox_process: S
         flags = ["--rate", "0" if final else "200", *(["--resume", str(resume_from)] if resume_from else [])]
         process = apply_process(manifest, sandbox_process.endpoint, report, *flags)
         try:
-            process.wait(timeout=60 if final else rng.uniform(0.4, 1.2))
+            process.wait(timeout=60 if final else rng.uniform(0.3, 0.9))
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()

@@ -221,7 +221,8 @@ def test_an_interrupted_run_and_its_resume_each_keep_a_page_that_agrees_with_its
         resume = shlex.split(err.split("next: to resume: ")[1].splitlines()[0])
         assert resume[0] == "batchcfg" and "--html" in resume and resume[resume.index("--html") + 1] == "run-2.html"
         deadline = resume.index("--deadline")  # the same command: this time with time enough
-        second = cli(*resume[1:deadline], *resume[deadline + 2:], "--max-retries", "5", "--report", "r2.csv")
+        second = cli(*resume[1:deadline], *resume[deadline + 2:], "--max-retries", "5", "--rate", "0",
+                     "--report", "r2.csv")
     finally:
         sandbox.close()
     assert second == 0

@@ -175,7 +175,7 @@ def test_no_secret_reaches_any_output_or_file(tmp_path: Path, monkeypatch: pytes
                 for name, value in env.items():
                     monkeypatch.setenv(name, value)
                 codes.append(await anyio.to_thread.run_sync(
-                    cli, "apply", manifest, "--endpoint", sandbox.endpoint, "-vv", *flags))
+                    cli, "apply", manifest, "--endpoint", sandbox.endpoint, "--rate", "0", "-vv", *flags))
             codes.append(await anyio.to_thread.run_sync(cli, "validate", manifest, "-vv", "--report", "6.csv"))
             monkeypatch.delenv("HUAWEICLOUD_SDK_AK")
             monkeypatch.setenv("BATCHCFG_IAM_TOKEN", SECRETS["token"])
