@@ -29,8 +29,7 @@ import json
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -48,10 +47,10 @@ _INVISIBLE = re.compile("[\x7f-\x9f\u061c\u200b-\u200f\u202a-\u202e\u2060-\u2069
 _DECODER = json.JSONDecoder()
 
 
-@dataclass(frozen=True, slots=True)
-class Change:
+class Change(NamedTuple):
     """One field's change: ``before`` and ``after`` are None when the field has no value;
-    ``label`` names the parameter when ``field`` is ``parameter``."""
+    ``label`` names the parameter when ``field`` is ``parameter``. (A named tuple: rows make
+    many, and a journal line keeps them as short arrays.)"""
 
     field: str
     before: Any = None

@@ -117,7 +117,7 @@ class Journal:
         """Append the row's record. Inside an event loop, the rows that end in one turn of the
         loop are written together at the end of that turn (one write() call, not one per row);
         outside one, at once."""
-        line = orjson.dumps(outcome, option=orjson.OPT_APPEND_NEWLINE)  # a dataclass: its fields in order
+        line = orjson.dumps(outcome, default=tuple, option=orjson.OPT_APPEND_NEWLINE)  # its fields; a change an array
         self._rows.append(outcome.row)
         self._offsets.append(self._size)
         self._size += len(line)

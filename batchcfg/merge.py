@@ -167,8 +167,10 @@ def diff(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> list[Change]:
             for label in [*after, *(k for k in before if k not in after)]:
                 if not _same_value(before.get(label), after.get(label)):  # shown as sent: text
                     found.append(Change(name, _text_or_none(before.get(label)), _text_or_none(after.get(label)), label))
-        elif _unset(name, old) != _unset(name, new) or (not _unset(name, old) and _stripped(old) != _stripped(new)):
-            found.append(Change(name, None if _unset(name, old) else old, None if _unset(name, new) else new))
+        else:
+            old_unset, new_unset = _unset(name, old), _unset(name, new)
+            if old_unset != new_unset or (not old_unset and _stripped(old) != _stripped(new)):
+                found.append(Change(name, None if old_unset else old, None if new_unset else new))
     return found
 
 

@@ -81,8 +81,7 @@ class Outcome:
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> Outcome:
         """An outcome from its journal line (a dict of its fields)."""
-        record["changes"] = tuple(Change(c["field"], c["before"], c["after"], c["label"])
-                                  for c in record.get("changes") or ())
+        record["changes"] = tuple(Change(*change) for change in record.get("changes") or ())  # arrays
         record["kept"], record["normalised"] = tuple(record.get("kept", ())), tuple(record.get("normalised", ()))
         return cls(**record)
 
