@@ -29,7 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from typing import Any, NamedTuple
 
@@ -147,13 +147,18 @@ class _Action:
             return None
         return body
 
-    async def _admit(self, sender: Sender) -> Ticket | None:
-        """Through the canary's gate (a ticket that reads nothing back without a verifier)."""
-        return Ticket(False, False) if self.verifier is None else await self.verifier.admit(sender)
-
-    def _leave(self, ticket: Ticket | None, outcome: Outcome) -> None:
-        if self.verifier is not None:
-            self.verifier.leave(ticket, outcome)
+    async def _gated(self, sender: Sender, outcome: Outcome, step: Callable[[Ticket], Awaitable[Outcome]]) -> Outcome:
+        """``step(ticket)`` once through the canary's gate (without a verifier: a ticket that reads
+        nothing back), the row counted by the canary when it ends; ``outcome`` as it is when the
+        run stopped first."""
+        ticket = Ticket(False, False) if self.verifier is None else await self.verifier.admit(sender)
+        if ticket is None:
+            return outcome
+        try:
+            return await step(ticket)
+        finally:
+            if self.verifier is not None:
+                self.verifier.leave(ticket, outcome)
 
     async def _write(self, sender: Sender, job: Job, outcome: Outcome, request: Request,
                      status: str = SUCCEEDED) -> bool:
@@ -184,17 +189,14 @@ class Put(_Action):
     of it is the row's to change)."""
 
     async def __call__(self, sender: Sender, job: Job, outcome: Outcome) -> Outcome:
-        ticket = await self._admit(sender)
-        if ticket is None:
-            return outcome
-        try:
-            request = partial(self.client.put_config, job.project_id, job.config_name, job.body, job.body_sha256 or None)
-            if await self._write(sender, job, outcome, request) and ticket.verify and self.verifier is not None:
-                # Nothing was read first: every field is the row's, and one the server keeps otherwise did not take.
-                await self.verifier.check(sender, job, outcome, ticket, Patch.decode(job.body).fields, changed=None)
-            return outcome
-        finally:
-            self._leave(ticket, outcome)
+        return await self._gated(sender, outcome, partial(self._put_row, sender, job, outcome))
+
+    async def _put_row(self, sender: Sender, job: Job, outcome: Outcome, ticket: Ticket) -> Outcome:
+        request = partial(self.client.put_config, job.project_id, job.config_name, job.body, job.body_sha256 or None)
+        if await self._write(sender, job, outcome, request) and ticket.verify and self.verifier is not None:
+            # Nothing was read first: every field is the row's, and one the server keeps otherwise did not take.
+            await self.verifier.check(sender, job, outcome, ticket, Patch.decode(job.body).fields, changed=None)
+        return outcome
 
 
 class Read(_Action):
@@ -258,13 +260,7 @@ class Modify(_Action):
         self.create_missing = create_missing
 
     async def __call__(self, sender: Sender, job: Job, outcome: Outcome) -> Outcome:
-        ticket = await self._admit(sender)
-        if ticket is None:
-            return outcome
-        try:
-            return await self._modify(sender, job, outcome, ticket)
-        finally:
-            self._leave(ticket, outcome)
+        return await self._gated(sender, outcome, partial(self._modify, sender, job, outcome))
 
     async def _modify(self, sender: Sender, job: Job, outcome: Outcome, ticket: Ticket) -> Outcome:
         found = await self._look(sender, job, outcome, hold=True)
@@ -357,15 +353,9 @@ class Planned(Modify):
         planned = PlannedRow.decode(job.body)
         if planned.send is None:
             return planned.outcome(job)
-        ticket = await self._admit(sender)
-        if ticket is None:
-            return outcome
-        try:
-            return await self._apply(sender, job, outcome, ticket, planned)
-        finally:
-            self._leave(ticket, outcome)
+        return await self._gated(sender, outcome, partial(self._apply, sender, job, outcome, planned))
 
-    async def _apply(self, sender: Sender, job: Job, outcome: Outcome, ticket: Ticket, planned: PlannedRow) -> Outcome:
+    async def _apply(self, sender: Sender, job: Job, outcome: Outcome, planned: PlannedRow, ticket: Ticket) -> Outcome:
         assert planned.send is not None
         found = await self._look(sender, job, outcome, hold=True)
         if found is None:
@@ -401,13 +391,7 @@ class Rollback(_Action):
         self.dry_run = dry_run  # a rollback plan: ``changed`` (would be restored), ``conflict``, ``skipped``
 
     async def __call__(self, sender: Sender, job: Job, outcome: Outcome) -> Outcome:
-        ticket = await self._admit(sender)
-        if ticket is None:
-            return outcome
-        try:
-            return await self._restore(sender, job, outcome, ticket)
-        finally:
-            self._leave(ticket, outcome)
+        return await self._gated(sender, outcome, partial(self._restore, sender, job, outcome))
 
     async def _restore(self, sender: Sender, job: Job, outcome: Outcome, ticket: Ticket) -> Outcome:
         restore = json.loads(job.body)
