@@ -26,6 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .errors import UsageError
 from .model import CANCELLED, SUCCEEDED
 
 if TYPE_CHECKING:
@@ -57,7 +58,10 @@ def configure(*, verbose: int = 0, quiet: bool = False, log_format: str = "text"
                                     else logging.Formatter("batchcfg: %(levelname)s: %(message)s"))
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_file is not None:
-        handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
+        try:
+            handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
+        except OSError as exc:
+            raise UsageError(f"--log-file: cannot write {log_file} ({exc.strerror or exc})") from None
         handlers[-1].setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(
             "%(asctime)s batchcfg: %(levelname)s: %(message)s"))
     handlers[0].setFormatter(formatter)

@@ -202,11 +202,15 @@ class Plan:
                     if number - 1 > max_rows:
                         raise UsageError(f"{self.path}: more than {max_rows} rows (--max-rows)")
                     row, key = _check_row(self.path, number, line)
-                    if row in seen or key in names:
-                        raise UsageError(f"{self.path}: line {number}: row {row} ({key[1]}) is in the plan twice")
+                    if row in seen:
+                        raise UsageError(f"{self.path}: line {number}: row {row} is in the plan twice")
                     seen.add(row)
-                    names.add(key)
-                    self.projects.add(key[0])
+                    if key is not None:
+                        if key in names:
+                            raise UsageError(f"{self.path}: line {number}: row {row} sends {key[1]!r}, which "
+                                             "another row of the plan sends too")
+                        names.add(key)
+                        self.projects.add(key[0])
                     self._copy.write(line if line.endswith(b"\n") else line + b"\n")
         except OSError as exc:
             raise UsageError(f"{self.path}: cannot read the saved plan ({exc.strerror or exc})") from None
@@ -250,8 +254,10 @@ def _header(path: Path, line: bytes) -> dict[str, Any]:
     return header
 
 
-def _check_row(path: Path, number: int, line: bytes) -> tuple[int, tuple[str, str]]:
-    """A planned row's (row, (project, config name)), or a UsageError naming the line and field."""
+def _check_row(path: Path, number: int, line: bytes) -> tuple[int, tuple[str, str] | None]:
+    """A planned row's number and, for a row to send, its (project, config name); or a UsageError
+    naming the line and field. A row not sent keeps the manifest's cells as they were, which may be
+    what made it invalid: they need only be text."""
     def refuse(why: str) -> UsageError:
         return UsageError(f"{path}: line {number}: {why}; nothing was sent")
 
@@ -264,19 +270,19 @@ def _check_row(path: Path, number: int, line: bytes) -> tuple[int, tuple[str, st
     row, project, name, status = (record.get(key) for key in ("row", "project_id", "config_name", "status"))
     if not isinstance(row, int) or isinstance(row, bool) or row < 2:
         raise refuse("row: not a row number")
-    if not isinstance(project, str) or check_project_id(project) is not None:
-        raise refuse("project_id: not a project id")
-    if not isinstance(name, str) or check_config_name(name) is not None:
-        raise refuse("config_name: not a config name")
     if status not in TO_SEND + NOT_SENT:
         raise refuse(f"status: {str(status)[:40]!r} is not a planned row's")
+    if not isinstance(project, str) or (status in TO_SEND and check_project_id(project) is not None):
+        raise refuse("project_id: not a project id")
+    if not isinstance(name, str) or (status in TO_SEND and check_config_name(name) is not None):
+        raise refuse("config_name: not a config name")
     changes = record.get("changes")
     if not isinstance(changes, list) or not all(_is_change(change) for change in changes):
         raise refuse("changes: not a list of changes")
     if status in NOT_SENT:
         if "send" in record or not all(isinstance(record.get(key, ""), str) for key in ("error_code", "error_message")):
             raise refuse(f"a {status} row has no body to send, and text error_code and error_message")
-        return row, (project, name)
+        return row, None
     before, send = record.get("before", ...), record.get("send")
     if not isinstance(send, dict):
         raise refuse("send: not a body")

@@ -120,8 +120,10 @@ class RateLimiter:
         self._wake()
 
     def release(self) -> None:
-        """A held start is not needed (the row writes nothing, or its read is retried later)."""
+        """A held start is not needed (the row writes nothing, or its read is retried later): its
+        pacing step is given back, so that rows that only read go at the whole rate."""
         self.held -= 1
+        self._next -= self._interval
         self._wake()
 
     def _wake(self) -> None:

@@ -97,6 +97,17 @@ def test_no_output_may_be_an_input_or_another_output(flags: list[str], tmp_path:
     assert manifest.read_bytes() == before, "the manifest is untouched"
 
 
+@pytest.mark.parametrize("flag", ["--log-file", "--report"])
+def test_an_output_that_cannot_be_written_is_a_one_line_usage_error(
+        flag: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    valid_manifest(tmp_path / "m.csv", ["a"])
+    (tmp_path / "adir").mkdir()
+    assert cli("validate", "m.csv", flag, "adir") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("batchcfg: error: ") and "adir" in err, err
+
+
 # 2. Two runs can share one default backup --------------------------------------------------------
 
 def test_two_runs_in_the_same_second_never_share_a_default_backup(tmp_path: Path) -> None:

@@ -175,3 +175,26 @@ def test_the_options_a_plan_fixes_are_refused(tmp_path: Path, capsys: pytest.Cap
             assert not sandbox.state.puts
 
     anyio.run(scenario)
+
+
+def test_a_plan_keeps_rows_not_sent_as_the_manifest_had_them_and_applies(tmp_path: Path) -> None:
+    """An invalid row may have no name, a name against the rules or one another row has: the plan
+    keeps it as it was (the reviewer sees the cell), and applying the plan reports it again."""
+    sheet = write_csv(tmp_path / "m.csv", ["config_name", "worker_server_num"],
+                      [["c0", "4"], ["", "4"], ["bad name!", "4"], ["c1", "4"], ["c1", "3"]])
+
+    async def scenario() -> Any:
+        async with serve(SandboxConfig()) as sandbox:
+            seed(sandbox, NAMES)
+            planned = await plan(sheet, sandbox_options(sandbox, tmp_path / "p.csv", plan_out=tmp_path / "plan.jsonl"))
+            applied = await apply(tmp_path / "plan.jsonl", sandbox_options(sandbox, tmp_path / "a.csv"))
+            return planned, applied, sandbox
+
+    planned, applied, sandbox = anyio.run(scenario)
+    assert planned.counts == {"changed": 1, "invalid": 4}, planned.counts
+    assert applied.counts == {"succeeded": 1, "invalid": 4} and applied.exit_code == 1
+    report = read_report(tmp_path / "a.csv")
+    assert [(r["row"], r["config_name"], r["status"]) for r in report] == [
+        ("2", "c0", "succeeded"), ("3", "", "invalid"), ("4", "bad name!", "invalid"), ("5", "c1", "invalid"),
+        ("6", "c1", "invalid")]
+    assert [name for _, _, name in sandbox.state.puts] == ["c0"]

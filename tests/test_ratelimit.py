@@ -39,6 +39,32 @@ async def test_no_window_holds_more_than_rate(rate: int, jitter: float) -> None:
     assert limiter.started == rate * 10
 
 
+@pytest.mark.parametrize("writes", [0, 1])
+async def test_rows_that_read_and_need_no_write_go_at_the_whole_rate(writes: int) -> None:
+    """A read takes two starts (its row's PUT is held); a row that needs no PUT gives the held one
+    back, pacing included: unchanged rows read at the rate, not at half of it (less the one place
+    in the window a read keeps for its PUT: 49 of 50)."""
+    clock = FakeClock()
+    limiter = RateLimiter(50, clock=clock)
+    starts: list[float] = []
+
+    async def rows() -> None:
+        for _ in range(200):
+            await limiter.acquire(2)
+            starts.append(clock.now())
+            if writes:
+                limiter.use()
+                starts.append(clock.now())
+            else:
+                limiter.release()
+
+    async with clock.running():
+        await rows()
+    assert max_starts_in_window(starts) <= 50
+    achieved = (len(starts) - 1) / (starts[-1] - starts[0])
+    assert 0.95 * 50 <= achieved <= 50, achieved
+
+
 async def test_fractional_rate_paces_below_one_per_second() -> None:
     clock = FakeClock(jitter=0.01)
     limiter = RateLimiter(0.5, clock=clock)
