@@ -110,11 +110,11 @@ async def _apply_plan(path: Path, options: Options, events: session.Events) -> S
         raise UsageError(f"{', '.join(fixed)}: not for a saved plan, which says what to send (plan again with it)")
     async with AsyncExitStack() as stack:
         plan = stack.enter_context(Plan(path, max_rows=options.input.max_rows))
-        if options.dry_run:  # the plan is what would be sent: each row valid, nothing sent
+        if options.dry_run:  # the plan is what would be sent: its rows to send valid, the others as planned
             ledger = stack.enter_context(Ledger(options, None, sending=False, command="apply"))
             ledger.summary.inputs = [path]
             events.ready(plan.rows)
-            return ledger.finish(Outcome.of(job, VALID) for job in plan.jobs())
+            return ledger.finish(_as_planned(job) for job in plan.jobs())
         ledger = stack.enter_context(Ledger(options, None, sending=True, command="apply"))
         ledger.summary.inputs = [path]
         if ledger.chain is not None:
@@ -124,6 +124,13 @@ async def _apply_plan(path: Path, options: Options, events: session.Events) -> S
         action = Planned(client, backup, verifier=Verifier(client, every=options.verify))
         events.ready(plan.rows)
         return await session.send(ledger, sender, ledger.to_send(plan.jobs()), action, events, client, plan.rows)
+
+
+def _as_planned(job: Job) -> Outcome:
+    from .planfile import TO_SEND, PlannedRow
+
+    planned = PlannedRow.decode(job.body)
+    return Outcome.of(job, VALID) if planned.status in TO_SEND else planned.outcome(job)
 
 
 def _modify_action(stack: AsyncExitStack, ledger: Ledger, client: Client, options: Options) -> Action:

@@ -187,11 +187,13 @@ def test_a_plan_keeps_rows_not_sent_as_the_manifest_had_them_and_applies(tmp_pat
         async with serve(SandboxConfig()) as sandbox:
             seed(sandbox, NAMES)
             planned = await plan(sheet, sandbox_options(sandbox, tmp_path / "p.csv", plan_out=tmp_path / "plan.jsonl"))
+            dry = await apply(tmp_path / "plan.jsonl", sandbox_options(sandbox, tmp_path / "d.csv", dry_run=True))
             applied = await apply(tmp_path / "plan.jsonl", sandbox_options(sandbox, tmp_path / "a.csv"))
-            return planned, applied, sandbox
+            return planned, dry, applied, sandbox
 
-    planned, applied, sandbox = anyio.run(scenario)
+    planned, dry, applied, sandbox = anyio.run(scenario)
     assert planned.counts == {"changed": 1, "invalid": 4}, planned.counts
+    assert dry.counts == {"valid": 1, "invalid": 4} and dry.exit_code == 1, "a dry run says what the plan holds"
     assert applied.counts == {"succeeded": 1, "invalid": 4} and applied.exit_code == 1
     report = read_report(tmp_path / "a.csv")
     assert [(r["row"], r["config_name"], r["status"]) for r in report] == [
