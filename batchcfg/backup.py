@@ -163,7 +163,8 @@ def restore_jobs(paths: Sequence[Path]) -> tuple[list[Job], dict[Key, dict[str, 
     what the newest sent. A job's body is ``{"before": ...}``; for a config a run created,
     ``before`` is null and ``created`` is what the server showed after the run created it (a later
     run's changes to it then make it differ: roll that run's backup back first). Within one file
-    the first record of a config wins. Records whose names are not valid are refused."""
+    the first record of a config wins. Records whose names are not valid are refused, and so is a
+    file none of whose lines is a record (a report given by mistake); an empty one has nothing."""
     missing = [str(path) for path in paths if not path.is_file()]
     if missing:
         raise UsageError(f"{', '.join(missing)}: no such backup file")
@@ -189,6 +190,8 @@ def restore_jobs(paths: Sequence[Path]) -> tuple[list[Job], dict[Key, dict[str, 
             sent.setdefault(key, record["sent"])  # the newest run's
             before[key] = record["before"]        # the oldest run's, in the end
             created[key] = record.get("created")
+        if not seen and not afters and path.stat().st_size:
+            raise UsageError(f"{path}: not a batchcfg backup (none of its lines is a backup record)")
         for key, state in afters.items():
             if key in seen:
                 after.setdefault(key, state)  # the newest run's

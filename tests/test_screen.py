@@ -162,6 +162,18 @@ def test_a_quoted_glob_of_backups_is_expanded(tmp_path: Path, monkeypatch: pytes
         "read from a new sandbox (the first one is gone): the glob found the backup"
 
 
+def test_a_file_that_is_not_a_backup_is_refused_and_an_empty_one_has_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert cli("apply", valid_manifest(tmp_path / "m.csv", ["a"]), "--sandbox", "--report", "r.csv") == 0
+    capsys.readouterr()
+    assert cli("rollback", "r.csv", "--sandbox", "--yes") == 2, "the report, given by mistake"
+    assert capsys.readouterr().err == "batchcfg: error: r.csv: not a batchcfg backup (none of its lines is a backup record)\n"
+    (tmp_path / "empty.jsonl").touch()
+    assert cli("rollback", "empty.jsonl", "--sandbox", "--yes", "--report", "rb.csv") == 0
+    assert read_report(tmp_path / "rb.csv") == []
+
+
 def test_plan_totals_per_field(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rows = [[f"c{i}", "4", "1", "7", "/bucket/data/"] for i in range(40)]
     manifest = write_csv(tmp_path / "m.csv", ["config_name", *VALID_CELLS], rows)
