@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 
 from . import errors
 from .change import Change, Totals
+from .text import printable
 
 SUCCEEDED = "succeeded"
 FAILED = "failed"
@@ -157,7 +158,8 @@ class Summary:
                 if examples is None and len(self.error_rows) < EXAMPLE_CODES:
                     examples = self.error_rows[outcome.error_code] = []
                 if examples is not None:
-                    _first_rows(examples, (outcome.row, outcome.config_name, outcome.error_message), EXAMPLE_ROWS)
+                    _first_rows(examples, (outcome.row, printable(outcome.config_name), outcome.error_message),
+                                EXAMPLE_ROWS)
         if outcome.verified:
             self.verified += 1
         if outcome.kept:

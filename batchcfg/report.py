@@ -21,6 +21,7 @@ from .files import write_table
 from .journal import journal_path
 from .manifest import ERROR_MARKER, FAILED_MARKER, Manifest
 from .model import OUTCOME_FIELDS, Outcome
+from .text import printable
 
 COLUMNS = OUTCOME_FIELDS  # the report's columns: docs/contract.md's ten, then batchcfg's
 REPORT_SUFFIXES = (".csv", ".jsonl", ".xlsx")
@@ -30,13 +31,16 @@ FAILED_SHEET = "failed rows"  # the sheet of an .xlsx failed-row manifest, unles
 _EXCEL_FORBIDDEN = frozenset("[]:*?/\\")  # characters Excel refuses in a sheet name
 _values = operator.attrgetter(*COLUMNS)  # an Outcome's values in column order (asdict is slow)
 _CHANGES = COLUMNS.index("changes")
+_NAME = COLUMNS.index("config_name")
 
 
 def _record(outcome: Outcome) -> list[Any]:
     """An outcome's cells: its values in column order, the changes in their text form
-    (:mod:`batchcfg.change`)."""
+    (:mod:`batchcfg.change`), an invalid row's name with its control and bidi characters written
+    out (a valid name has none)."""
     values = list(_values(outcome))
     values[_CHANGES] = render(outcome.changes)
+    values[_NAME] = printable(outcome.config_name)
     return values
 
 

@@ -406,7 +406,7 @@ def test_bidi_controls_are_written_out_on_screen_and_in_the_report(tmp_path: Pat
                                       "error_message": f"bad {flipped}"}, status=400)
         return await handler(request)
 
-    manifest = write_csv(tmp_path / "m.csv", ["config_name", "config_desc"], [["a", flipped], ["b", "x"]])
+    manifest = write_csv(tmp_path / "m.csv", ["config_name", "config_desc"], [["a", flipped], ["b", "x"], [flipped, "x"]])
     for name, value in SANDBOX_AKSK.items():
         monkeypatch.setenv(name, value)
 
@@ -419,5 +419,6 @@ def test_bidi_controls_are_written_out_on_screen_and_in_the_report(tmp_path: Pat
     assert anyio.run(scenario) == 1
     err = capsys.readouterr().err
     records = {r["config_name"]: r for r in read_report(tmp_path / "r.csv")}
-    for shown in (err, records["a"]["changes"], records["b"]["error_message"]):
+    for shown in (err, records["a"]["changes"], records["b"]["error_message"], "".join(records)):  # names too
         assert not any(c in shown for c in "\u202e\u2066") and "\\u202e" in shown
+    assert "row 4 safe\\u202etxt.exe\\u2066: " in err, "an invalid row's name, on its error line"
