@@ -180,7 +180,7 @@ def _rows(rows: Sequence[tuple[int, str, str]]) -> list[tuple[int, str, str]]:
 def _errors(summary: Summary) -> list[dict[str, Any]]:
     """The error codes, most rows first: count, an HTTP status seen with each, its first rows."""
     shown = []
-    for code, count in summary.error_codes.most_common(MAX_CODES):
+    for code, count in summary.ranked_codes()[:MAX_CODES]:
         rows = _rows(summary.error_rows.get(code, []))
         status = summary.error_statuses.get(code)
         shown.append({"code": clip(code, MAX_NAME), "count": count, "rows": rows,
@@ -192,7 +192,7 @@ def _errors(summary: Summary) -> list[dict[str, Any]]:
 
 def _more_errors(summary: Summary) -> tuple[int, int]:
     """(rows, codes) of the codes not shown."""
-    rest = summary.error_codes.most_common()[MAX_CODES:]
+    rest = summary.ranked_codes()[MAX_CODES:]
     return sum(count for _, count in rest), len(rest)
 
 

@@ -10,6 +10,7 @@ Every other module speaks these words; this one imports nothing of batchcfg but 
 from __future__ import annotations
 
 import bisect
+import math
 from collections import Counter
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -181,6 +182,12 @@ class Summary:
         shown.update({status: counts[status] for status in (FAILED, CANCELLED) if counts[status]})
         shown["lose_a_value"] = self.changes.losing_rows
         return shown
+
+    def ranked_codes(self) -> list[tuple[str, int]]:
+        """The error codes and their row counts, most rows first; codes of as many rows in the
+        order of their first rows: one order, whatever order the rows ended in."""
+        first = {code: rows[0][0] for code, rows in self.error_rows.items() if rows}
+        return sorted(self.error_codes.items(), key=lambda item: (-item[1], first.get(item[0], math.inf), item[0]))
 
     @property
     def request_rate(self) -> float:

@@ -143,7 +143,7 @@ def log_summary(summary: Summary, next_step: str = "") -> None:
     stopped early (``error``), the notes (``warning``), what to run next, and one ``summary``
     event with the counts, the exit code, the files, the requests and the rates (``info``;
     ``warning`` when rows are to fix, ``error`` when the run stopped early or was interrupted)."""
-    for code, count in summary.error_codes.most_common():
+    for code, count in summary.ranked_codes():
         if code in summary.error_rows and code != CANCELLED_CODE:
             first = [{"row": row, "config_name": name, "message": message}
                      for row, name, message in summary.error_rows[code]]
@@ -191,7 +191,7 @@ def sending_line(summary: Summary) -> str:
 def _show_errors(screen: Screen, summary: Summary) -> None:
     """The rows with errors, grouped by code: the first few of each, and exactly how many more.
     Cancelled rows are counted on the status line and resumed, not listed here."""
-    codes = [(code, count) for code, count in summary.error_codes.most_common() if code != CANCELLED_CODE]
+    codes = [(code, count) for code, count in summary.ranked_codes() if code != CANCELLED_CODE]
     shown = [(code, count) for code, count in codes if code in summary.error_rows][:ERROR_CODES_SHOWN]
     for code, count in shown:
         screen.say(screen.paint(f"{code} x{count}", "red"))

@@ -174,6 +174,23 @@ def test_a_file_that_is_not_a_backup_is_refused_and_an_empty_one_has_nothing(
     assert read_report(tmp_path / "rb.csv") == []
 
 
+def test_error_codes_of_as_many_rows_are_listed_in_the_order_of_their_first_rows() -> None:
+    """Rows end in any order (concurrency): the summary's order of codes must not follow it."""
+    from collections import Counter
+
+    from batchcfg.model import FAILED, INVALID, Job, Outcome, Summary
+
+    ended = [(9, "HTTP.500", FAILED), (3, "BATCHCFG.TYPE", INVALID), (7, "ModelArts.0104", FAILED),
+             (8, "HTTP.500", FAILED), (2, "ModelArts.0104", FAILED)]
+    orders = []
+    for rows in (ended, ended[::-1]):
+        summary = Summary(Counter(), Path("r.csv"))
+        for row, code, status in rows:
+            summary.note(Outcome.of(Job(row, PROJECT, f"c{row}", b""), status, error_code=code))
+        orders.append(summary.ranked_codes())
+    assert orders[0] == orders[1] == [("ModelArts.0104", 2), ("HTTP.500", 2), ("BATCHCFG.TYPE", 1)]
+
+
 def test_plan_totals_per_field(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rows = [[f"c{i}", "4", "1", "7", "/bucket/data/"] for i in range(40)]
     manifest = write_csv(tmp_path / "m.csv", ["config_name", *VALID_CELLS], rows)

@@ -207,32 +207,6 @@ def normal(line: str, directory: Path) -> str:
     return re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:<port>", line)
 
 
-ERROR_GROUP = re.compile(r"batchcfg: \S+ x(\d+)$")
-
-
-def canonical(lines: list[str]) -> list[str]:
-    """The lines with the summary's error codes of equal counts in one order (by code): the tool
-    lists them in the order their first rows ended, which a run does not fix."""
-    out: list[str] = []
-    groups: list[list[str]] = []
-
-    def flush() -> None:
-        groups.sort(key=lambda group: (-int(ERROR_GROUP.match(group[0])[1]), group[0]))  # type: ignore[index]
-        out.extend(line for group in groups for line in group)
-        groups.clear()
-
-    for line in lines:
-        if ERROR_GROUP.match(line):
-            groups.append([line])
-        elif groups and line.startswith("    "):
-            groups[-1].append(line)
-        else:
-            flush()
-            out.append(line)
-    flush()
-    return out
-
-
 def agrees(expected: list[str], actual: list[str]) -> bool:
     """``actual`` is ``expected``, where a ``...`` line of ``expected`` stands for any lines."""
     @cache
@@ -359,8 +333,8 @@ def test_a_transcript_prints_what_the_page_shows(block: Block, tmp_path: Path, c
             shell = Shell(tmp_path, sandbox.endpoint, capsys, monkeypatch)
             for command, shown in steps(block):
                 ran = await shell.run(command)
-                expected = canonical([normal(line, tmp_path) for line in shown])
-                actual = canonical([normal(line, tmp_path) for line in ran.lines])
+                expected = [normal(line, tmp_path) for line in shown]
+                actual = [normal(line, tmp_path) for line in ran.lines]
                 assert agrees(expected, actual), (
                     f"{block.where}: $ {command}\n--- the page shows:\n" + "\n".join(expected)
                     + "\n--- the command printed:\n" + "\n".join(actual))
