@@ -92,6 +92,7 @@ def _context(path: Path, summary: Summary) -> dict[str, Any]:
                      (("restored", SUCCEEDED), ("in conflict", CONFLICT), ("skipped", SKIPPED))],
         "headline": _headline(summary), "fields": fields, "more_fields": more_fields,
         "created": _created(summary), "normalised": summary.normalised.most_common(MAX_ITEMS),
+        "not_applied": summary.error_codes[errors.NOT_APPLIED],
         "changed_rows": [(row, clip(name, MAX_NAME), [_record(c) for c in changes[:MAX_ROW_CHANGES]])
                          for row, name, changes in summary.changed_rows[:MAX_CHANGED_ROWS]],
         "http": sorted((k, n) for k, n in summary.http_statuses.items() if n)[:MAX_ITEMS], "rate": summary.request_rate,

@@ -25,6 +25,7 @@ from collections import Counter
 
 from .change import ADD, REMOVE, Change, render, summed
 from .errors import CANCELLED as CANCELLED_CODE
+from .errors import NOT_APPLIED
 from .logs import log
 from .model import CONFLICT, STATUSES, Outcome, Summary
 
@@ -109,9 +110,11 @@ def show_summary(summary: Summary, *, json_logs: bool = False, next_step: str = 
             "to clear a field, name it in the row's unset column", "yellow"))
     if summary.verified:
         normalised = ", ".join(f"{name} x{count}" for name, count in summary.normalised.most_common(8))
+        lost = summary.error_codes[NOT_APPLIED]
         screen.say(f"read back after the change: {summary.verified:,} row{'' if summary.verified == 1 else 's'}"
+                   + (f"; {lost:,} not as sent ({NOT_APPLIED})" if lost else "")
                    + (f"; the server keeps {normalised} otherwise than sent (not changed by those rows)"
-                      if normalised else ", as sent"))
+                      if normalised else "" if lost else ", as sent"))
     if summary.requests:
         screen.say(sending_line(summary))
     if summary.lowest_rate < summary.max_rate:

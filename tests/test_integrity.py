@@ -328,6 +328,9 @@ def test_the_canary_stops_a_run_whose_clears_the_server_ignores(tmp_path: Path, 
     failed = [r for r in records if r["status"] == "failed"]
     assert {r["error_code"] for r in failed} == {"BATCHCFG.NOT_APPLIED"} and {r["verified"] for r in failed} == {"yes"}
     assert 'log_url sent (unset), the server holds "/bucket/logs/"' in failed[0]["error_message"]
+    rows = f"{len(failed)} row{'' if len(failed) == 1 else 's'}"
+    assert (f"batchcfg: read back after the change: {rows}; {len(failed)} not as sent "
+            "(BATCHCFG.NOT_APPLIED)\n") in err, "never 'as sent'"
 
 
 def test_verify_against_a_merging_server_fails_exactly_the_rows_whose_change_it_dropped(tmp_path: Path) -> None:
