@@ -441,7 +441,8 @@ class Rollback(_Action):
                                     "exactly as the run created it, even with --force"
             return outcome
         if self.dry_run:
-            outcome.status, outcome.error_code, outcome.error_message = CHANGED, "", ""
+            outcome.status, outcome.error_code, outcome.error_message = CHANGED, "", "to delete: the run created it"
             return outcome
-        await self._write(sender, job, outcome, partial(self.client.delete_config, job.project_id, job.config_name))
+        if await self._write(sender, job, outcome, partial(self.client.delete_config, job.project_id, job.config_name)):
+            outcome.error_message = "deleted: the run had created it"
         return outcome

@@ -249,7 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
                           help=f"exit {EXIT_CHANGES_PENDING} when every row could be planned and some would change "
                                "(0: nothing to change; 1: rows invalid or failed)")
     planning.add_argument("--out", dest="plan_out", type=Path, metavar="FILE",
-                          help="save what would change (.jsonl): 'batchcfg apply FILE' sends exactly that, "
+                          help="save the plan, every row with its changes (.jsonl or .json, JSON lines; an "
+                               "existing file only with --overwrite): 'batchcfg apply FILE' sends exactly that, "
                                "refusing rows whose config changed since")
     planning.add_argument("--create-missing", action="store_true",
                           help="show a config that does not exist as one apply --create-missing would create")

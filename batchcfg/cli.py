@@ -296,8 +296,8 @@ def _confirmed(args: argparse.Namespace, options: Options, ready: Callable[[int]
         project = connection.project_id or os.environ.get("HUAWEICLOUD_SDK_PROJECT_ID", "")
         verb = "put back" if args.command == "rollback" else "change"
         try:
-            answer = _answer(f"batchcfg: {args.command}: {rows} rows, to {verb} configs at {where}"
-                             f"{f' in project {project}' if project else ''}. Go ahead? [y/N] ")
+            answer = _answer(f"batchcfg: {args.command}: {rows} row{'' if rows == 1 else 's'}, to {verb} configs at "
+                             f"{where}{f' in project {project}' if project else ''}. Go ahead? [y/N] ")
         except KeyboardInterrupt:
             sys.stderr.write("\n")
             error = UsageError("not confirmed (interrupted): nothing was sent")
@@ -344,7 +344,8 @@ async def _watch_signals(stop: anyio.Event, stop_now: anyio.Event, received: lis
 
 
 def _summarise(args: argparse.Namespace, summary: Summary) -> int:
-    """The summary on stderr, the report path on stdout, the metrics file; the exit code."""
+    """The page and the metrics file, then the summary on stderr (naming them) and the report path
+    on stdout; the exit code."""
     from .logs import reader_may_leave
     from .screen import resume_command, say, show_summary
 
@@ -358,19 +359,19 @@ def _summarise(args: argparse.Namespace, summary: Summary) -> int:
             summary.page = page
         except OSError as exc:  # the run is done: say so, and keep its exit code
             summary.notes.append(f"cannot write --html {page} ({exc.strerror or exc})")
-    with reader_may_leave():  # a closed stdout (`| head -0`) loses the report path, not the metrics or the code
-        if getattr(args, "sandbox_seeded", 0):
-            say(f"sandbox: its {args.sandbox_seeded} configs held invented earlier states (every third already as "
-                "the manifest has it), so that there was something to change", json_logs=json_logs)
-        show_summary(summary, json_logs=json_logs, next_step=resume_command(args.command, args.argv, summary))
     if getattr(args, "metrics_file", None) is not None:
         from .metrics import write_metrics
 
         try:
             write_metrics(args.metrics_file, args.command, summary)
+            summary.metrics = args.metrics_file
         except OSError as exc:  # the run is done: say so, and keep its exit code
-            say(f"cannot write --metrics-file {args.metrics_file} ({exc.strerror or exc})",
-                json_logs=args.log_format == "json")
+            summary.notes.append(f"cannot write --metrics-file {args.metrics_file} ({exc.strerror or exc})")
+    with reader_may_leave():  # a closed stdout (`| head -0`) loses the report path, not the code
+        if getattr(args, "sandbox_seeded", 0):
+            say(f"sandbox: its {args.sandbox_seeded} configs held invented earlier states (every third already as "
+                "the manifest has it), so that there was something to change", json_logs=json_logs)
+        show_summary(summary, json_logs=json_logs, next_step=resume_command(args.command, args.argv, summary))
     return summary.exit_code
 
 

@@ -109,6 +109,7 @@ class Summary:
     notes: list[str] = field(default_factory=list)  # what else a person should know
     incomplete: bool = False  # the run did not get to every row it should have (export: List fell short): exit 1
     page: Path | None = None  # --html
+    metrics: Path | None = None  # --metrics-file
     elapsed: float = 0.0
     requests: int = 0
     retries: int = 0

@@ -134,7 +134,7 @@ def show_summary(summary: Summary, *, json_logs: bool = False, next_step: str = 
 def files(summary: Summary) -> dict[str, Path]:
     """The files the run wrote, by what they are."""
     found = {"rows to fix": summary.failed_manifest, "exported": summary.output,
-             "saved plan (for apply)": summary.saved_plan, "page": summary.page,
+             "saved plan (for apply)": summary.saved_plan, "page": summary.page, "metrics": summary.metrics,
              "backup (for rollback)": summary.backup if summary.backup and summary.backup.exists() else None,
              "report": summary.report}
     return {label: path for label, path in found.items() if path is not None}
@@ -187,8 +187,11 @@ def sending_line(summary: Summary) -> str:
                if summary.latency_p50 is not None and summary.latency_p95 is not None else "")
     window = (f"; read-to-write window p50 {summary.window_p50 * 1000:.0f} ms, p99 {summary.window_p99 * 1000:.0f} ms"
               if summary.window_p50 is not None and summary.window_p99 is not None else "")
-    return (f"{summary.requests} request{'' if summary.requests == 1 else 's'} ({summary.retries} retries) in "
-            f"{summary.elapsed:.1f} s, {summary.request_rate:.1f} requests/s{latency}{window}")
+    rate = summary.request_rate
+    rate_text = f"{rate:.1f}" if rate >= 0.1 or not rate else f"{rate:.2g}"  # 0.033, not 0.0
+    return (f"{summary.requests} request{'' if summary.requests == 1 else 's'} ({summary.retries} "
+            f"retr{'y' if summary.retries == 1 else 'ies'}) in {summary.elapsed:.1f} s, {rate_text} requests/s"
+            f"{latency}{window}")
 
 
 def _show_errors(screen: Screen, summary: Summary) -> None:

@@ -100,10 +100,12 @@ def test_json_logs_of_a_failing_run_and_a_fatal_one(tmp_path: Path) -> None:
     assert "exists (an earlier run's?)" in only["message"]
 
 
-def test_metrics_keep_the_last_success_through_a_failing_run(tmp_path: Path) -> None:
+def test_metrics_keep_the_last_success_through_a_failing_run(tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
     metrics = tmp_path / "batchcfg.prom"
     good = valid_manifest(tmp_path / "good.csv", ["a", "b"])
     assert cli("apply", good, "--sandbox", "--rate", "0", "--metrics-file", metrics) == 0
+    assert f"batchcfg: metrics: {metrics}\n" in capsys.readouterr().err, "named with the files"
     first = metrics.read_text()
     # the sandbox holds b (row 3) as the manifest has it already: read, not sent
     assert 'batchcfg_rows{command="apply",status="succeeded"} 1' in first

@@ -97,6 +97,7 @@ def test_export_from_p_create_in_q_then_roll_back(tmp_path: Path) -> None:
             summary = await rollback(tmp_path / "b.jsonl", options(target, tmp_path / "4.csv"))
             assert summary.counts == {"succeeded": 30} and target.state.methods["DELETE"] == 30
             assert not target.state.configs, "rollback deleted what the run created"
+            assert {r["error_message"] for r in read_report(tmp_path / "4.csv")} == {"deleted: the run had created it"}
             summary = await rollback(tmp_path / "b.jsonl", options(target, tmp_path / "5.csv"))
             assert summary.counts == {"skipped": 30} and target.state.methods["DELETE"] == 30
             assert {r["error_message"] for r in read_report(tmp_path / "5.csv")} == {"unchanged: already deleted"}

@@ -394,6 +394,7 @@ def test_ctrl_c_at_the_question_ends_the_run_at_once(tmp_path: Path) -> None:
                                       CLOSED_PORT, "--no-preflight"], terminal_env(tmp_path), tmp_path, "",
                                      interrupt=lambda shown: "[y/N]" in shown)
     assert code == 130 and "batchcfg: error: not confirmed (interrupted): nothing was sent" in shown, shown
+    assert "stopping" not in shown, "one line: nothing was running to stop"
     assert time.monotonic() - asked < 10 and "row/s" not in shown
 
 

@@ -347,7 +347,7 @@ def test_a_transcript_prints_what_the_page_shows(block: Block, tmp_path: Path, c
 # --- the format of every quoted summary line -----------------------------------------------------
 
 COUNTED = [status for status in STATUSES if status != CONFLICT]  # the conflicts have a line of their own
-SENDING = re.compile(r"[\d,]+ requests? \([\d,]+ retries\) in \d+\.\d s, \d+\.\d requests/s"
+SENDING = re.compile(r"[\d,]+ requests? \([\d,]+ retr(?:y|ies)\) in \d+\.\d s, \d+\.\d+ requests/s"
                      r"(; latency p50 \d+ ms, p95 \d+ ms)?(; read-to-write window p50 \d+ ms, p99 \d+ ms)?")
 HEADLINE = re.compile(r"plan: [\d,]+ to create, [\d,]+ to change, [\d,]+ unchanged, [\d,]+ missing, [\d,]+ invalid, "
                       r"[\d,]+ in conflict(, [\d,]+ failed to read)?(, [\d,]+ cancelled)?; "
