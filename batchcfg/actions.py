@@ -396,7 +396,7 @@ class Rollback(_Action):
     async def _restore(self, sender: Sender, job: Job, outcome: Outcome, ticket: Ticket) -> Outcome:
         restore = json.loads(job.body)
         before, created = restore["before"], restore.get("created")
-        found = await self._look(sender, job, outcome, hold=True)
+        found = await self._look(sender, job, outcome, hold=not self.dry_run)  # a dry run writes nothing
         if found is None:
             return outcome
         if before is None:

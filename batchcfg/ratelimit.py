@@ -103,27 +103,28 @@ class RateLimiter:
                 if wait <= 0:
                     break
                 await self._clock.sleep(wait)
-            self._starts.append(now)
+            self._start(now)
             self.held += count - 1
-            # The next slot follows this one's slot, not its (a little late) wake-up, so that
-            # oversleeping does not lower the average; after idling, no credit is saved up.
-            late = now - self._next
-            self._next = (self._next if late < self._interval else now) + self._interval * count
-            self.started += 1
         return count
+
+    def _start(self, now: float) -> None:
+        self._starts.append(now)
+        self.started += 1
+        # The next slot follows this one's slot, not its (a little late) wake-up, so that
+        # oversleeping does not lower the average; after idling, no credit is saved up. A held
+        # start is paced when it is used: a row that needs no write takes one step, not two.
+        late = now - self._next
+        self._next = (self._next if late < self._interval else now) + self._interval
 
     def use(self) -> None:
         """A held start begins now."""
         self.held -= 1
-        self._starts.append(self._clock.now())
-        self.started += 1
+        self._start(self._clock.now())
         self._wake()
 
     def release(self) -> None:
-        """A held start is not needed (the row writes nothing, or its read is retried later): its
-        pacing step is given back, so that rows that only read go at the whole rate."""
+        """A held start is not needed (the row writes nothing, or its read is retried later)."""
         self.held -= 1
-        self._next -= self._interval
         self._wake()
 
     def _wake(self) -> None:

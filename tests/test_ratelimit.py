@@ -40,29 +40,32 @@ async def test_no_window_holds_more_than_rate(rate: int, jitter: float) -> None:
 
 
 @pytest.mark.parametrize("writes", [0, 1])
-async def test_rows_that_read_and_need_no_write_go_at_the_whole_rate(writes: int) -> None:
-    """A read takes two starts (its row's PUT is held); a row that needs no PUT gives the held one
-    back, pacing included: unchanged rows read at the rate, not at half of it (less the one place
-    in the window a read keeps for its PUT: 49 of 50)."""
+async def test_a_read_that_holds_its_write_paces_one_step_and_its_write_another(writes: int) -> None:
+    """A read takes two starts (its row's PUT is held): the PUT is paced when it goes, so a row
+    that needs no PUT took one step, not two. Unchanged rows read at the rate (less the one place
+    in the window a read keeps for its PUT: 48 of 50 at 1.02 s), not at half of it."""
     clock = FakeClock()
     limiter = RateLimiter(50, clock=clock)
     starts: list[float] = []
 
     async def rows() -> None:
-        for _ in range(200):
+        for _ in range(50):
             await limiter.acquire(2)
             starts.append(clock.now())
+            await clock.sleep(0.002)  # the read's answer
             if writes:
                 limiter.use()
                 starts.append(clock.now())
             else:
                 limiter.release()
 
-    async with clock.running():
-        await rows()
+    async with clock.running(), anyio.create_task_group() as group:
+        for _ in range(4):  # rows in flight: they queue at the limiter while the others' reads are out
+            group.start_soon(rows)
+    starts.sort()
     assert max_starts_in_window(starts) <= 50
     achieved = (len(starts) - 1) / (starts[-1] - starts[0])
-    assert 0.95 * 50 <= achieved <= 50, achieved
+    assert 0.93 * 50 <= achieved <= 50, achieved
 
 
 async def test_fractional_rate_paces_below_one_per_second() -> None:
