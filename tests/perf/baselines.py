@@ -7,8 +7,7 @@ flight, N different config names (``job-0000000`` ...):
 - ``aiohttp-read-write``: for each config a GET, its JSON parsed, then that PUT (what a default
   ``apply`` does, without its backups, checks and report);
 - ``aiohttp-export``: List pages of 1,000, a GET of each config, and the rows written to OUTPUT as
-  CSV (what ``export`` does);
-- ``threads``: the PUTs with requests and a thread pool.
+  CSV (what ``export`` does).
 """
 
 from __future__ import annotations
@@ -17,7 +16,6 @@ import asyncio
 import csv
 import json
 import sys
-from concurrent.futures import ThreadPoolExecutor
 
 BODY = (b'{"config_desc":"nightly sweep config","worker_server_num":2,"app_url":"/ml-code/app/",'
         b'"boot_file_url":"/ml-code/app/train.py","parameter":[{"label":"learning_rate","value":"0.01"}],'
@@ -75,21 +73,6 @@ async def bare_export(url: str, project: str, count: int, concurrency: int, outp
                              else json.dumps(config[column]) for column in columns])
 
 
-def requests_threads(url: str, project: str, count: int, concurrency: int) -> None:
-    import requests
-
-    session = requests.Session()
-    session.mount("http://", requests.adapters.HTTPAdapter(pool_connections=concurrency,
-                                                           pool_maxsize=concurrency))
-
-    def put(index: int) -> None:
-        session.put(f"{url}/v1/{project}/training-job-configs/{name(index)}", data=BODY,
-                    headers=HEADERS, timeout=30).content
-
-    with ThreadPoolExecutor(concurrency) as pool:
-        list(pool.map(put, range(count)))
-
-
 if __name__ == "__main__":
     kind, url, project, count, concurrency = sys.argv[1:6]
     if kind in ("aiohttp", "aiohttp-read-write"):
@@ -97,4 +80,4 @@ if __name__ == "__main__":
     elif kind == "aiohttp-export":
         asyncio.run(bare_export(url, project, int(count), int(concurrency), sys.argv[6]))
     else:
-        requests_threads(url, project, int(count), int(concurrency))
+        sys.exit(f"unknown baseline {kind!r}")
