@@ -1,6 +1,7 @@
 """The run's vocabulary: a :class:`Job` to send, its :class:`Outcome`, the statuses, the :class:`Summary`.
 
-Every other module speaks these words; this one imports nothing of batchcfg but the exit-code rule.
+Every other module speaks these words; this one imports of batchcfg only the exit-code rule, the
+changes and the text helpers.
 
 >>> job = Job(row=2, project_id="0123456789abcdef0123456789abcdef", config_name="resnet", body=b"{}")
 >>> Outcome.of(job, SUCCEEDED, attempts=1).status
