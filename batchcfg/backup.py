@@ -33,6 +33,8 @@ from .merge import sendable, writable_body
 from .model import Job
 from .schema import check_config_name, check_project_id, encode_body
 
+RECORD_KEYS = frozenset({"project_id", "config_name", "before", "sent"})  # a backup record (not an after line)
+
 
 class Backup:
     """The backup file being written: each record written and ``fsync``-ed before its PUT is sent.
@@ -141,7 +143,11 @@ class Backup:
 
 def read_backup(path: Path) -> Iterator[dict[str, Any]]:
     """The records of a backup file (not its ``after`` lines); a line cut off by a kill is skipped."""
-    return (record for record in _lines(path) if {"project_id", "config_name", "before", "sent"} <= set(record))
+    return (record for record in _lines(path) if _is_record(record))
+
+
+def _is_record(record: dict[str, Any]) -> bool:
+    return RECORD_KEYS <= record.keys()
 
 
 def _lines(path: Path) -> Iterator[dict[str, Any]]:
@@ -179,7 +185,7 @@ def restore_jobs(paths: Sequence[Path]) -> tuple[list[Job], dict[Key, dict[str, 
             if "after" in record and isinstance(record["after"], dict) and "project_id" in record:
                 afters[(str(record["project_id"]), str(record.get("config_name")))] = record["after"]  # the last
                 continue
-            if not {"project_id", "config_name", "before", "sent"} <= set(record):
+            if not _is_record(record):
                 continue
             key = (str(record["project_id"]), str(record["config_name"]))
             if check_config_name(key[1]) is not None or check_project_id(key[0]) is not None:

@@ -94,7 +94,7 @@ def quote(text: str) -> str:
         quoted = orjson.dumps(text).decode()  # json.dumps(ensure_ascii=False)'s text, many times faster
     except orjson.JSONEncodeError:  # a lone surrogate
         quoted = json.dumps(text, ensure_ascii=False)
-    return _INVISIBLE.sub(lambda m: f"\\u{ord(m.group()):04x}", quoted) if _INVISIBLE.search(quoted) else quoted
+    return _escaped(quoted)
 
 
 def value_text(value: Any, limit: int | None = None) -> str:
@@ -111,7 +111,12 @@ def value_text(value: Any, limit: int | None = None) -> str:
     text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
     if limit is not None and len(text) > limit:
         return quote(text[: max(1, limit - 1)] + "…")  # cut JSON is no JSON: shown as text
-    return _INVISIBLE.sub(lambda m: f"\\u{ord(m.group()):04x}", text) if _INVISIBLE.search(text) else text
+    return _escaped(text)
+
+
+def _escaped(json_text: str) -> str:
+    """JSON text with the invisible formatting characters JSON leaves raw escaped as well."""
+    return _INVISIBLE.sub(lambda m: f"\\u{ord(m.group()):04x}", json_text) if _INVISIBLE.search(json_text) else json_text
 
 
 def parse(text: str) -> list[tuple[str, str, Any, Any]]:
@@ -130,14 +135,6 @@ def parse(text: str) -> list[tuple[str, str, Any, Any]]:
         kind = ADD if before is None else REMOVE if after is None else CHANGE
         found.append((name, kind, before, after))
     return found
-
-
-def kinds(changes: Sequence[Change]) -> dict[str, int]:
-    """How many changes of each kind, in :data:`KINDS` order."""
-    counted = {kind: 0 for kind in KINDS}
-    for change in changes:
-        counted[change.kind] += 1
-    return counted
 
 
 def _name(text: str, position: int) -> tuple[str, int]:

@@ -18,12 +18,12 @@ import os
 import re
 import shlex
 import sys
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-from collections import Counter
 
-from .change import ADD, REMOVE, Change, render, summed
+from .change import ADD, REMOVE, render, summed
 from .errors import CANCELLED as CANCELLED_CODE
 from .errors import NOT_APPLIED
 from .logs import log
@@ -305,11 +305,7 @@ class PlanDiff:
                 continue
             screen.say(f"row {outcome.row} {outcome.config_name}:", indent=0)
             for change in outcome.changes:
-                screen.say(screen.paint(change.text(limit=VALUE_CHARS), _colour(change)), indent=1)
-
-
-def _colour(change: Change) -> str:
-    return _kind_colour(change.kind)
+                screen.say(screen.paint(change.text(limit=VALUE_CHARS), _kind_colour(change.kind)), indent=1)
 
 
 def _kind_colour(kind: str) -> str:
