@@ -220,6 +220,13 @@ class Totals:
         """The fields, those that lose values first (most removals first), then by rows."""
         return sorted(self.fields.items(), key=lambda item: (-item[1][REMOVE], -sum(item[1].values()), item[0]))
 
+    def shown(self, limit: int) -> tuple[list[tuple[str, Counter[str]]], list[tuple[str, Counter[str]]]]:
+        """The fields a summary shows (the first ``limit``, and every one that loses values,
+        whatever the limit), and the others."""
+        ranked = self.ranked()
+        shown = [item for number, item in enumerate(ranked) if number < limit or item[1][REMOVE]]
+        return shown, ranked[len(shown):]
+
     def by_value(self, name: str) -> list[tuple[str, str, str, int]]:
         """A field's value changes (kind, before, after, rows), values in their text form, most
         rows first, removals first on a tie."""
@@ -246,6 +253,12 @@ def _short(value: Any) -> Any:
 
 def _shown(key: Any) -> str:
     return key if isinstance(key, _Rendered) else value_text(key, VALUE_CHARS)
+
+
+def field_kind(kinds: Counter[str]) -> str:
+    """A field's rows per kind in one word: ``remove`` when any row removes it, ``add`` when
+    every row adds it, else ``change``."""
+    return REMOVE if kinds[REMOVE] else ADD if set(kinds) == {ADD} else CHANGE
 
 
 def summed(kinds: Counter[str]) -> str:

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (docs/contract.md), whatever happens."""
-    from .logs import ensure_std_streams, reader_may_leave
+    from .files import ensure_std_streams, reader_may_leave
 
     ensure_std_streams()  # started with `>&-` or `2>&-`
     code = _main(argv)
@@ -60,14 +60,14 @@ def _main(argv: Sequence[str] | None) -> int:
     except KeyboardInterrupt:  # before the signal handlers are in place
         return EXIT_INTERRUPTED
     except BrokenPipeError as exc:  # stdout's reader left early (`batchcfg regions | head -2`): all it wanted
-        from .logs import reader_gone
+        from .files import reader_gone
 
         return EXIT_OK if reader_gone() else _failed(str(exc), EXIT_IO_ERROR)
 
 
 def _failed(message: str, code: int, *, json_logs: bool = False) -> int:
     """The one line of an error that stops the run (a JSON line with JSON logs); its exit code."""
-    from .logs import reader_may_leave
+    from .files import reader_may_leave
     from .screen import failed
 
     with reader_may_leave():
@@ -153,10 +153,15 @@ def _check_paths(args: argparse.Namespace) -> None:
 
 
 def _resolved(args: argparse.Namespace) -> dict[str, Any]:
-    from .settings import resolve
+    """The settings from flags, environment and profile: worked out (and the profile read) once a run."""
+    resolved: dict[str, Any] | None = getattr(args, "resolved_settings", None)
+    if resolved is None:
+        from .settings import resolve
 
-    flags = {key: getattr(args, key, None) for key in SETTINGS}
-    return resolve(flags, os.environ, getattr(args, "config", None), getattr(args, "profile", None))
+        flags = {key: getattr(args, key, None) for key in SETTINGS}
+        resolved = args.resolved_settings = resolve(flags, os.environ, getattr(args, "config", None),
+                                                    getattr(args, "profile", None))
+    return resolved
 
 
 _CLI_SETTINGS = ("html", "lock_wait")  # settings the command line uses itself, not the library's Options
@@ -234,7 +239,8 @@ async def _endpoint(args: argparse.Namespace) -> AsyncIterator[dict[str, Any]]:
 async def _send(args: argparse.Namespace, options: Options) -> int:
     """apply, plan or rollback, with progress, signal handling and metrics."""
     from . import commands
-    from .logs import Progress, reader_may_leave
+    from .files import reader_may_leave
+    from .logs import Progress
     from .screen import PlanDiff
 
     run = {"apply": commands.apply, "plan": commands.plan, "rollback": commands.rollback,
@@ -346,7 +352,7 @@ async def _watch_signals(stop: anyio.Event, stop_now: anyio.Event, received: lis
 def _summarise(args: argparse.Namespace, summary: Summary) -> int:
     """The page and the metrics file, then the summary on stderr (naming them) and the report path
     on stdout; the exit code."""
-    from .logs import reader_may_leave
+    from .files import reader_may_leave
     from .screen import resume_command, say, show_summary
 
     json_logs = getattr(args, "log_format", "text") == "json"

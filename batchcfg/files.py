@@ -8,6 +8,9 @@
   carriage return or line feed) get a leading ``'``, as OWASP advises; JSONL keeps values raw.
   With ``exact`` (exports) control characters are kept: a CSV file holds them as they are, and an
   XLSX file as the ``_xHHHH_`` escapes of its XML, which readers (calamine, Excel) turn back.
+- The standard streams: a reader that stops reading (``batchcfg regions | head -2``) ends the
+  output quietly (:func:`reader_may_leave`); a stdout or stderr closed from the start goes to
+  /dev/null (:func:`ensure_std_streams`).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import io
 import json
 import os
 import re
+import sys
 import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -245,3 +249,51 @@ def spreadsheet_safe(value: Any, *, exact: bool = False) -> Any:
         if value.startswith(FORMULA_STARTS) or value.lstrip().startswith("'"):
             return "'" + value
     return value
+
+
+def ensure_std_streams() -> None:
+    """A process started with stdout or stderr closed (``>&-``, ``2>&-``, a bare daemon) has
+    ``sys.stdout`` or ``sys.stderr`` None: they go to /dev/null instead, which also keeps their
+    file descriptor from going to the next file opened (a report that would get the logs)."""
+    for name in ("stdout", "stderr"):
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(os.devnull, "w", encoding="utf-8"))  # open for the process's life
+
+
+@contextmanager
+def reader_may_leave() -> Iterator[None]:
+    """Output that its reader may stop reading (``batchcfg regions | head -2``): the
+    ``BrokenPipeError`` ends it quietly, with no traceback, and what is left to print goes nowhere."""
+    try:
+        yield
+    except BrokenPipeError:
+        if not reader_gone():
+            _to_devnull(sys.stdout)  # it was this output's, whatever poll says on this system
+
+
+def reader_gone() -> bool:
+    """After a ``BrokenPipeError``: stdout and stderr, when the reader of their pipe left, go to
+    /dev/null from now on (so that Python's own flush at exit finds nothing to complain of).
+    False when neither pipe was closed: the error came from elsewhere."""
+    import select
+
+    gone = False
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            poller = select.poll()
+            poller.register(stream.fileno(), 0)  # POLLERR alone: the pipe's reader has left
+            if poller.poll(0):
+                _to_devnull(stream)
+                gone = True
+        except (AttributeError, ValueError, OSError):  # no file descriptor (a test's capture)
+            continue
+    return gone
+
+
+def _to_devnull(stream: Any) -> None:
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, stream.fileno())
+        os.close(null)
+    except (AttributeError, ValueError, OSError):
+        pass

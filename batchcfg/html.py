@@ -25,7 +25,7 @@ import markupsafe
 
 from . import errors
 from .files import atomic_write
-from .change import ADD, CHANGE, REMOVE, Change, Totals, value_text
+from .change import ADD, CHANGE, REMOVE, Change, Totals, field_kind, value_text
 from .model import CONFLICT, SKIPPED, STATUSES, SUCCEEDED, Summary
 from .text import clip, printable
 
@@ -207,18 +207,16 @@ def _record(change: Change) -> dict[str, str]:
 def _fields(totals: Totals) -> tuple[list[dict[str, Any]], tuple[int, int]]:
     """The changes field by field (those that lose values first, and all of them), each with its
     first value changes; and (fields, changes) of those not shown."""
-    ranked = totals.ranked()
-    shown = [(name, kinds) for number, (name, kinds) in enumerate(ranked) if number < MAX_FIELDS or kinds[REMOVE]]
+    shown, rest = totals.shown(MAX_FIELDS)
     fields = []
     for name, kinds in shown:
         values = totals.by_value(name)[:MAX_VALUES]
         fields.append({
             "name": clip(name, MAX_NAME), "removed": kinds[REMOVE], "changed": kinds[CHANGE], "added": kinds[ADD],
-            "css": "removed" if kinds[REMOVE] else "added" if set(kinds) == {ADD} else "changed",
+            "css": {REMOVE: "removed", ADD: "added", CHANGE: "changed"}[field_kind(kinds)],
             "by_value": [{"old": clip(before, MAX_CHANGE // 2), "new": clip(after, MAX_CHANGE // 2), "rows": rows,
                         "kind": kind} for kind, before, after, rows in values],
             "more": sum(kinds.values()) - sum(rows for *_, rows in values)})
-    rest = ranked[len(shown):]
     return fields, (len(rest), sum(sum(kinds.values()) for _, kinds in rest))
 
 

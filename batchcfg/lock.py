@@ -34,7 +34,7 @@ from pathlib import Path
 from types import TracebackType
 
 from .errors import LockHeld, UsageError
-from .text import clip, printable
+from .text import clip, from_server, printable
 
 POLL_SECONDS = 0.1       # how often a waiting run tries the lock again
 MAX_HOLDER_BYTES = 4096  # what is read of a lock file: one line of JSON
@@ -65,7 +65,7 @@ class Holder:
         try:
             data = json.loads(text.partition("\n")[0])
             return cls(int(data["pid"]), printable(str(data["host"]))[:255],
-                       clip(printable(str(data["command"])), MAX_COMMAND_CHARS),
+                       from_server(data["command"], MAX_COMMAND_CHARS),
                        printable(str(data["started"]))[:40], str(data.get("process", "")))
         except (ValueError, TypeError, KeyError, AttributeError):
             return None

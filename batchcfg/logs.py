@@ -7,21 +7,19 @@
   counts the rows that really ended: a row cancelled unsent (Ctrl-C, a stop) is named beside it,
   not counted. Anywhere else (cron, CI, a pipe), there is no bar and no carriage return, but a
   progress line every ``--progress-interval`` seconds.
-- A reader that stops reading (``batchcfg regions | head -2``) ends the output quietly:
-  :func:`reader_may_leave`; a stdout or stderr closed from the start goes to /dev/null:
-  :func:`ensure_std_streams`.
+- A reader that stops reading ends the output quietly, and a stdout or stderr closed from the
+  start goes to /dev/null (:func:`batchcfg.files.reader_may_leave`,
+  :func:`batchcfg.files.ensure_std_streams`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -153,54 +151,6 @@ class Progress:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
-
-
-def ensure_std_streams() -> None:
-    """A process started with stdout or stderr closed (``>&-``, ``2>&-``, a bare daemon) has
-    ``sys.stdout`` or ``sys.stderr`` None: they go to /dev/null instead, which also keeps their
-    file descriptor from going to the next file opened (a report that would get the logs)."""
-    for name in ("stdout", "stderr"):
-        if getattr(sys, name) is None:
-            setattr(sys, name, open(os.devnull, "w", encoding="utf-8"))  # open for the process's life
-
-
-@contextmanager
-def reader_may_leave() -> Iterator[None]:
-    """Output that its reader may stop reading (``batchcfg regions | head -2``): the
-    ``BrokenPipeError`` ends it quietly, with no traceback, and what is left to print goes nowhere."""
-    try:
-        yield
-    except BrokenPipeError:
-        if not reader_gone():
-            _to_devnull(sys.stdout)  # it was this output's, whatever poll says on this system
-
-
-def reader_gone() -> bool:
-    """After a ``BrokenPipeError``: stdout and stderr, when the reader of their pipe left, go to
-    /dev/null from now on (so that Python's own flush at exit finds nothing to complain of).
-    False when neither pipe was closed: the error came from elsewhere."""
-    import select
-
-    gone = False
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            poller = select.poll()
-            poller.register(stream.fileno(), 0)  # POLLERR alone: the pipe's reader has left
-            if poller.poll(0):
-                _to_devnull(stream)
-                gone = True
-        except (AttributeError, ValueError, OSError):  # no file descriptor (a test's capture)
-            continue
-    return gone
-
-
-def _to_devnull(stream: Any) -> None:
-    try:
-        null = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(null, stream.fileno())
-        os.close(null)
-    except (AttributeError, ValueError, OSError):
-        pass
 
 
 def _duration(seconds: float) -> str:

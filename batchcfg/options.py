@@ -42,7 +42,7 @@ class Connection:
     endpoint: str | None = None
     region: str | None = None
     project_id: str | None = None
-    project_from: str = ""  # where project_id came from: the command line, the environment, a profile
+    project_from: str = "--project-id"  # where project_id came from: the command line, the environment, a profile
     token_file: Path | None = None
     credentials: Auth | None = field(default=None, repr=False)
     ca_bundle: Path | None = None

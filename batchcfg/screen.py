@@ -18,12 +18,11 @@ import os
 import re
 import shlex
 import sys
-from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .change import ADD, REMOVE, render, summed
+from .change import ADD, REMOVE, field_kind, render, summed
 from .errors import CANCELLED as CANCELLED_CODE
 from .errors import NOT_APPLIED
 from .logs import log
@@ -216,12 +215,11 @@ def _show_changes(screen: Screen, summary: Summary) -> None:
     """What changes, field by field: fields that lose values first and always, each with its
     rows per kind, then the most common value changes under it; configs to create per field."""
     totals = summary.changes
-    ranked = totals.ranked()
-    if ranked:
+    shown, others = totals.shown(FIELDS_SHOWN)
+    if shown:
         screen.say("changes by field:")
-        shown = [(name, kinds) for number, (name, kinds) in enumerate(ranked) if number < FIELDS_SHOWN or kinds[REMOVE]]
         for name, kinds in shown:
-            screen.say(f"{screen.paint(name, _field_colour(kinds))}: {summed(kinds)}", indent=1)
+            screen.say(f"{screen.paint(name, _kind_colour(field_kind(kinds)))}: {summed(kinds)}", indent=1)
             values = totals.by_value(name)
             for kind, before, after, rows in values[:VALUES_SHOWN]:
                 screen.say(f"{screen.paint(f'{_cut(before)} -> {_cut(after)}', _kind_colour(kind))}  x{rows:,}", indent=2)
@@ -229,8 +227,7 @@ def _show_changes(screen: Screen, summary: Summary) -> None:
             if more > 0:
                 screen.say(screen.paint(f"... and {more:,} more row{'' if more == 1 else 's'} with other values", "dim"),
                            indent=2)
-        if len(shown) < len(ranked):
-            others = ranked[len(shown):]
+        if others:
             screen.say(screen.paint(f"... and {len(others)} more field{'' if len(others) == 1 else 's'} "
                                     f"({sum(sum(kinds.values()) for _, kinds in others):,} changes): the report's "
                                     "changes column has every one", "dim"), indent=1)
@@ -240,11 +237,6 @@ def _show_changes(screen: Screen, summary: Summary) -> None:
         more = len(totals.created) - CREATED_FIELDS_SHOWN
         screen.say(screen.paint(f"{totals.created_rows:,} {verb}: {fields}"
                                 + (f", and {more} more field{'' if more == 1 else 's'}" if more > 0 else ""), "green"))
-
-
-def _field_colour(kinds: Counter[str]) -> str:
-    """A field that loses values red, one only added green, else yellow."""
-    return "red" if kinds[REMOVE] else "green" if set(kinds) == {ADD} else "yellow"
 
 
 def _cut(text: str) -> str:

@@ -126,7 +126,7 @@ def target(options: Options, ledger: Ledger | None = None) -> Target:
     from .endpoints import endpoint_for
 
     project_id, project_from = credentials.found_project_id(connection.project_id, connection.env,
-                                                            connection.project_from or "--project-id")
+                                                            connection.project_from)
     check_default_project(project_id)
     if not project_id and ledger is not None and ledger.manifest is not None \
             and "project_id" not in ledger.manifest.columns:
