@@ -47,9 +47,9 @@ from typing import TYPE_CHECKING, Any
 from . import errors
 from .errors import UsageError
 from .files import XLSX_MAX_CELL_CHARS, XLSX_UNWRITABLE, write_table
-from .manifest import EXPORT_MARKER
+from .manifest import EXPORT_MARKER, IGNORED_PREFIX
 from .model import INVALID, SUCCEEDED, Job, Outcome
-from .schema import PARAM_PREFIX
+from .schema import CONTROL_RE, PARAM_PREFIX
 
 if TYPE_CHECKING:
     from .client import Client
@@ -68,7 +68,6 @@ EXPORT_CREATED = datetime(1980, 1, 1, tzinfo=timezone.utc)  # an .xlsx export's 
 COLUMNS = ("config_name", "config_desc", "worker_server_num", "spec_id", "engine_id", "model_id", "app_url",
            "boot_file_url", "data_url", "dataset_id", "dataset_version_id", "data_source", "parameter",
            "train_url", "log_url", "user_image_url", "user_command")
-_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 
 # Why List paging stopped.
 END = "end"              # an empty page, or a short one once the count was in hand
@@ -240,8 +239,8 @@ def refused_by_apply(columns: Sequence[str], rows: Iterable[Sequence[str]]) -> l
 
     refused = []
     for row in rows:
-        if any(_CONTROL_RE.search(value) for value in row):
-            cells = {column: value.strip() for column, value in zip(columns, row) if not column.startswith("#")}
+        if any(CONTROL_RE.search(value) for value in row):
+            cells = {column: value.strip() for column, value in zip(columns, row) if not column.startswith(IGNORED_PREFIX)}
             problems = check_row(cells).problems
             if problems:
                 refused.append((cells.get("config_name", ""), describe(list(problems))))

@@ -33,7 +33,7 @@ from typing import Any
 
 from .errors import ManifestError
 from .schema import COLUMNS, PARAM_PREFIX
-from .workbook import check_workbook, one_line, read_sheet
+from .workbook import cannot_read, check_workbook, one_line, read_sheet
 
 CSV_SUFFIXES = (".csv",)
 EXCEL_SUFFIXES = (".xlsx", ".xlsm")
@@ -120,13 +120,8 @@ class Manifest:
         included; a block has a column for each header cell at least (a short row's missing
         cells are ``None``) and at most :data:`CHUNK_ROWS` rows."""
         if self.path.suffix.lower() not in EXCEL_SUFFIXES + JSONL_SUFFIXES:
-            number = 1  # the same chunks as _blocks(), without making a list of each row
-            for chunk in _read_csv(self.path, self.encoding, self.delimiter, chunksize=CHUNK_ROWS):
-                columns: list[Sequence[Any]] = [chunk.iloc[:, i].to_numpy(dtype=object) for i in range(chunk.shape[1])]
-                if number == 1:
-                    columns, number = [column[1:] for column in columns], 2
-                yield number, columns
-                number += len(columns[0]) if columns else 0
+            for number, chunk in self._csv_chunks():  # without making a list of each row
+                yield number, [chunk.iloc[:, i].to_numpy(dtype=object) for i in range(chunk.shape[1])]
             return
         for first, rows in self._blocks():
             for start in range(0, len(rows), CHUNK_ROWS):
@@ -143,14 +138,18 @@ class Manifest:
         if self.path.suffix.lower() in JSONL_SUFFIXES:
             yield from _jsonl_blocks(self.path, self.header)
             return
+        for number, chunk in self._csv_chunks():
+            yield number, chunk.values.tolist()
+
+    def _csv_chunks(self) -> Iterator[tuple[int, Any]]:
+        """A CSV file's rows in frames of :data:`CHUNK_ROWS`, with the row number of each frame's
+        first row; header excluded."""
         number = 1
         for chunk in _read_csv(self.path, self.encoding, self.delimiter, chunksize=CHUNK_ROWS):
-            values = chunk.values.tolist()
             if number == 1:
-                values = values[1:]
-                number = 2
-            yield number, values
-            number += len(values)
+                chunk, number = chunk.iloc[1:], 2
+            yield number, chunk
+            number += len(chunk)
 
 
 def open_manifest(path: str | Path, *, sheet: str | None = None, encoding: str | None = None,
@@ -272,7 +271,7 @@ def _check_file(path: Path, suffix: str) -> None:
     except FileNotFoundError:
         status = None
     except OSError as exc:
-        raise ManifestError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+        raise cannot_read(path, exc) from None
     if status is not None and stat.S_ISDIR(status.st_mode):
         raise ManifestError(f"{path} is a directory: give the manifest file (.csv, .xlsx, .xlsm or .jsonl)")
     if status is not None and not stat.S_ISREG(status.st_mode):
@@ -303,7 +302,7 @@ def _starts_with_bom(path: Path) -> bool:
         with path.open("rb") as handle:
             return handle.read(len(codecs.BOM_UTF8)) == codecs.BOM_UTF8
     except OSError as exc:
-        raise ManifestError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+        raise cannot_read(path, exc) from None
 
 
 def _with_bom(encoding: str, bom: bool) -> str:
@@ -394,7 +393,7 @@ def _first_line(path: Path) -> bytes:
         with path.open("rb") as handle:
             first = handle.readline(MAX_HEADER_BYTES + 1)
     except OSError as exc:
-        raise ManifestError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+        raise cannot_read(path, exc) from None
     if len(first) > MAX_HEADER_BYTES and not first.endswith(b"\n"):
         raise ManifestError(f"{path}: the header (row 1) is longer than {MAX_HEADER_BYTES // 1024} KiB: "
                             "is it a manifest?")
@@ -427,7 +426,7 @@ def _jsonl_records(path: Path) -> Iterator[tuple[dict[str, Any], int]]:
                     raise ManifestError(f"{path}: line {number} is not a JSON object")
                 yield record, number
     except OSError as exc:
-        raise ManifestError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+        raise cannot_read(path, exc) from None
 
 
 def _jsonl_blocks(path: Path, header: tuple[str, ...]) -> Iterator[tuple[int, list[list[Any]]]]:

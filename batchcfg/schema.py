@@ -52,7 +52,7 @@ _OBS_RE = re.compile(r"/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](?:/[^/]+)*/?")
 _IMAGE_RE = re.compile(
     r"[A-Za-z0-9.-]+(?::[0-9]{1,5})?(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)+"
     r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}|@sha256:[0-9a-f]{64})?")
-_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")  # what no field but the free-text ones may hold
 _CONTROL_EXCEPT_SPACE_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # tab and newline allowed
 _FREE_TEXT_FIELDS = ("config_desc", "user_command")
 _PARAMETER_KEYS = {"label", "value"}
@@ -150,7 +150,7 @@ def _check_string(field: str, value: Any) -> list[Problem]:
         return [Problem(field, errors.TYPE, f"{show(value)} is not a string")]
     if len(value) > MAX_CELL_CHARS:
         return [Problem(field, errors.RANGE, f"longer than {MAX_CELL_CHARS} characters")]
-    control = _CONTROL_EXCEPT_SPACE_RE if field in _FREE_TEXT_FIELDS else _CONTROL_RE
+    control = _CONTROL_EXCEPT_SPACE_RE if field in _FREE_TEXT_FIELDS else CONTROL_RE
     if control.search(value):
         return [Problem(field, errors.FORMAT, "contains a control character")]
     if field == "config_desc" and len(value) > MAX_DESC_CHARS:

@@ -25,6 +25,11 @@ LISTED_SHEETS = 10  # sheet names a "no sheet named" message lists at most
 OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # an OLE2 file: an old .xls, or an encrypted .xlsx
 
 
+def cannot_read(path: Path, exc: OSError) -> ManifestError:
+    """The error for a manifest the system will not let us read (permissions, I/O)."""
+    return ManifestError(f"{path}: cannot read it ({exc.strerror or exc})")
+
+
 def check_workbook(path: Path) -> None:
     """Refuse a workbook before parsing it: a file that is no workbook (damaged, renamed), a zip
     bomb (it would unpack to more than ``MAX_WORKBOOK_BYTES``, or an entry packs implausibly tight)
@@ -35,7 +40,7 @@ def check_workbook(path: Path) -> None:
     except zipfile.BadZipFile:
         raise ManifestError(not_a_workbook(path)) from None
     except OSError as exc:
-        raise ManifestError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+        raise cannot_read(path, exc) from None
     with archive:
         entries = archive.infolist()
         if len(entries) > MAX_WORKBOOK_ENTRIES:
@@ -76,7 +81,7 @@ def read_sheet(path: Path, sheet: str | int | None, *, nrows: int | None = None)
     except ManifestError:
         raise
     except OSError as exc:
-        raise ManifestError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+        raise cannot_read(path, exc) from None
     except Exception as exc:  # calamine reports a damaged or foreign file in several ways
         raise ManifestError(f"{not_a_workbook(path)}: {one_line(exc)}") from None
     return name, frame.values.tolist()
