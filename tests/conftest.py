@@ -78,6 +78,13 @@ def scrub_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
 
 
 @pytest.fixture
+def aksk_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sandbox's AK/SK in the environment, as a user exports them."""
+    for name, value in SANDBOX_AKSK.items():
+        monkeypatch.setenv(name, value)
+
+
+@pytest.fixture
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """The test never sees the developer's own credentials, project or profile."""
     scrub_env(monkeypatch, tmp_path)

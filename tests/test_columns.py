@@ -26,6 +26,8 @@ from batchcfg.files import spreadsheet_safe, write_table
 from batchcfg.manifest import open_manifest
 from batchcfg.report import write_report
 
+from .conftest import cli, read_report, write_csv
+
 PROJECT = "0123456789abcdef0123456789abcdef"
 OTHER = "fedcba9876543210fedcba9876543210"
 HEADER = ["config_name", "#note", "project_id", "config_desc", "worker_server_num", "app_url", "boot_file_url",
@@ -363,17 +365,11 @@ def exported_manifest(path: Path, marker: bool) -> Path:
               "user_image_url", *(["#exported"] if marker else [])]
     rows = [[f"cfg-{i}", "1", "1", "5", "/bucket/d/", "'=1+1" if i == 0 else "plain", f"'--lr 0.{i}",
              "swr.example.com/team/trainer:1.0", *(["2026-12-08T00:00:00Z"] if marker else [])] for i in range(3)]
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        writer.writerows(rows)
-    return path
+    return write_csv(path, header, rows)
 
 
 def cli_run(capsys: pytest.CaptureFixture[str], *argv: object) -> tuple[int, str]:
-    from batchcfg.cli import main
-
-    code = main([str(arg) for arg in argv])
+    code = cli(*argv)
     return code, capsys.readouterr().err
 
 
@@ -391,7 +387,7 @@ def test_defusing_quotes_left_in_are_flagged_per_column(tmp_path, capsys, comman
     assert "user_image_url" not in err and "model_id:" not in err
     assert err.index("config_desc: 1 cell") < err.index("user_command: 3 cells"), "in the file's column order"
     assert "#exported or #status" in err
-    statuses = {record["status"] for record in csv.DictReader((tmp_path / "r.csv").read_text().splitlines())}
+    statuses = {record["status"] for record in read_report(tmp_path / "r.csv")}
     assert "invalid" not in statuses and "failed" not in statuses, statuses
 
 
@@ -401,10 +397,10 @@ def test_no_warning_while_the_marker_column_is_there(tmp_path, capsys):
     code, err = cli_run(capsys, "validate", exported_manifest(tmp_path / "m.csv", marker=True),
                         "--report", tmp_path / "r.csv")
     assert code == 0 and "quote" not in err
-    marked = [r["body_sha256"] for r in csv.DictReader((tmp_path / "r.csv").read_text().splitlines())]
+    marked = [r["body_sha256"] for r in read_report(tmp_path / "r.csv")]
     code, err = cli_run(capsys, "validate", exported_manifest(tmp_path / "e.csv", marker=False),
                         "--report", tmp_path / "r2.csv")
-    unmarked = [r["body_sha256"] for r in csv.DictReader((tmp_path / "r2.csv").read_text().splitlines())]
+    unmarked = [r["body_sha256"] for r in read_report(tmp_path / "r2.csv")]
     assert code == 0 and not set(marked) & set(unmarked)
 
 

@@ -459,24 +459,16 @@ def test_what_an_xlsx_cannot_hold_is_refused_for_xlsx_and_kept_in_jsonl(value: s
 def test_an_incomplete_export_through_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """The summary names the shortfall, the file is written, and the exit code is 1."""
-    import asyncio
-    import threading
-
     app, calls = lying_list(lambda page, per_page: {"config_total_count": 15, "configs": names(per_page)})
-    loop = asyncio.new_event_loop()
-    server = TestServer(app, host="127.0.0.1")
-    loop.run_until_complete(server.start_server())
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    try:
-        monkeypatch.setenv("BATCHCFG_IAM_TOKEN", "t")
-        code = cli("export", tmp_path / "e.xlsx", "--endpoint", str(server.make_url("")).rstrip("/"),
-                   "--project-id", PROJECT, "--rate", "0", "--report", tmp_path / "r.csv")
-    finally:
-        asyncio.run_coroutine_threadsafe(server.close(), loop).result(timeout=10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=10)
-        loop.close()
+    monkeypatch.setenv("BATCHCFG_IAM_TOKEN", "t")
+
+    async def scenario() -> int:
+        async with TestServer(app, host="127.0.0.1") as server:
+            return await anyio.to_thread.run_sync(
+                cli, "export", tmp_path / "e.xlsx", "--endpoint", str(server.make_url("")).rstrip("/"),
+                "--project-id", PROJECT, "--rate", "0", "--report", tmp_path / "r.csv")
+
+    code = anyio.run(scenario)
     err = capsys.readouterr().err
     assert code == 1 and calls == [1, 2], err
     assert "batchcfg: export incomplete: List counted 15 configs (config_total_count) but gave 10" in err

@@ -24,8 +24,8 @@ from aiohttp.test_utils import TestServer
 from batchcfg import Options, apply, plan, rollback
 from batchcfg.backup import read_backup
 from batchcfg.clock import SYSTEM_CLOCK, Clock
-from batchcfg.sandbox import MAX_BODY_BYTES, RunningSandbox, SandboxConfig, SandboxState, max_starts_in_window
-from batchcfg.sandbox.app import Sandbox
+from batchcfg.sandbox import (RunningSandbox, SandboxConfig, SandboxState, create_app, max_starts_in_window,
+                              serve)
 from batchcfg.sandbox.data import details
 
 from .conftest import (EARLIER_BODY, PROJECT, SANDBOX_AKSK, VALID_CELLS, FakeClock, cli, read_report, sandbox_options, seed,
@@ -33,10 +33,6 @@ from .conftest import (EARLIER_BODY, PROJECT, SANDBOX_AKSK, VALID_CELLS, FakeClo
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Lie = Callable[[web.Request, Handler, SandboxState], Awaitable[web.StreamResponse]]
-
-
-async def honest(request: web.Request, handler: Handler, state: SandboxState) -> web.StreamResponse:
-    return await handler(request)
 
 
 @asynccontextmanager
@@ -50,8 +46,8 @@ async def lying(lie: Lie, clock: Clock = SYSTEM_CLOCK, **config: Any) -> AsyncIt
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         return await lie(request, handler, state)
 
-    app = web.Application(middlewares=[middleware], client_max_size=MAX_BODY_BYTES)
-    app.router.add_route("*", "/{tail:.*}", Sandbox(settings, state, clock).handle)
+    app = create_app(settings, state, clock)
+    app.middlewares.append(middleware)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     try:
@@ -108,7 +104,7 @@ def test_another_configs_answer_is_refused_and_nothing_is_put_or_backed_up(tmp_p
                                           ("data_source", "/bucket/data/"), ("config_desc", 7),
                                           ("parameter", [{"label": "lr", "value": {"x": 1}}])])
 def test_a_wrongly_typed_field_fails_its_row_and_the_run_goes_on(field: str, value: Any, tmp_path: Path,
-                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+                                                                  capsys: pytest.CaptureFixture[str], aksk_env: None) -> None:
     async def mistyped(request: web.Request, handler: Handler, state: SandboxState) -> web.StreamResponse:
         response = await handler(request)
         if request.method == "GET" and name_of(request) == "c05" and response.status == 200:
@@ -128,12 +124,7 @@ def test_a_wrongly_typed_field_fails_its_row_and_the_run_goes_on(field: str, val
             assert sorted(name for _, _, name in sandbox.state.puts) == [n for n in names if n != "c05"]
             return code
 
-    import os
-    os.environ.update({"HUAWEICLOUD_SDK_AK": SandboxConfig.ak, "HUAWEICLOUD_SDK_SK": SandboxConfig.sk})
-    try:
-        assert anyio.run(scenario) == 1
-    finally:
-        del os.environ["HUAWEICLOUD_SDK_AK"], os.environ["HUAWEICLOUD_SDK_SK"]
+    assert anyio.run(scenario) == 1
     err = capsys.readouterr().err
     assert "Traceback" not in err
     records = {r["config_name"]: r for r in read_report(tmp_path / "r.csv")}
@@ -158,7 +149,7 @@ def test_an_unexpected_error_ends_its_row_only(tmp_path: Path, monkeypatch: pyte
     names = [f"c{i}" for i in range(6)]
 
     async def scenario() -> Any:
-        async with lying(honest) as sandbox:
+        async with serve(SandboxConfig()) as sandbox:
             seed(sandbox, names)
             sandbox.seed("c3", {**EARLIER_BODY, "config_desc": "trips a bug"})
             return await apply(valid_manifest(tmp_path / "m.csv", names), sandbox_options(sandbox, tmp_path / "r.csv"))
@@ -181,7 +172,7 @@ def test_a_rows_write_follows_its_read_at_once_and_the_rate_holds(tmp_path: Path
 
     async def scenario() -> Any:
         clock = FakeClock()
-        async with clock.running(), lying(honest, clock, latency_ms=30) as sandbox:
+        async with clock.running(), serve(SandboxConfig(latency_ms=30), clock=clock) as sandbox:
             seed(sandbox, names)
             options = Options.of(endpoint=sandbox.endpoint, project_id=PROJECT, env=SANDBOX_AKSK, rate=10,
                                  concurrency=8, clock=clock, no_backup=True, report=tmp_path / "r.csv")
@@ -250,7 +241,7 @@ def test_a_post_answered_already_exists_is_never_deleted_by_rollback(tmp_path: P
 
 def test_a_recreated_config_differing_only_in_white_space_is_not_deleted_even_with_force(tmp_path: Path) -> None:
     async def scenario() -> Any:
-        async with lying(honest) as sandbox:
+        async with serve(SandboxConfig()) as sandbox:
             await apply(valid_manifest(tmp_path / "m.csv", ["c"]),
                         sandbox_options(sandbox, tmp_path / "r.csv", create_missing=True, backup=tmp_path / "b.jsonl"))
             # deleted and created again by someone else, with one trailing space more
@@ -299,16 +290,14 @@ def test_a_create_the_server_normalises_is_still_the_runs_own_to_delete(tmp_path
 # 2. (continued) The canary: a server that does not keep a change harms at most 20 configs --------
 
 def test_the_canary_stops_a_run_whose_clears_the_server_ignores(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+                                                                 aksk_env: None) -> None:
     """batchcfg sandbox --put-semantics ignore-empty: a run that clears log_url on 100 configs
     stops after the canary, with one line, having changed at most 20 configs."""
     names = [f"c{i:03d}" for i in range(100)]
     manifest = write_csv(tmp_path / "m.csv", ["config_name", "unset"], [[name, "log_url"] for name in names])
-    for name, value in SANDBOX_AKSK.items():
-        monkeypatch.setenv(name, value)
 
     async def scenario() -> tuple[int, SandboxState]:
-        async with lying(honest, put_semantics="ignore-empty") as sandbox:
+        async with serve(SandboxConfig(put_semantics="ignore-empty")) as sandbox:
             for name in names:
                 sandbox.seed(name, {**EARLIER_BODY, "log_url": "/bucket/logs/"})
             code = await anyio.to_thread.run_sync(cli, "apply", manifest, "--endpoint", sandbox.endpoint,
@@ -344,7 +333,7 @@ def test_verify_against_a_merging_server_fails_exactly_the_rows_whose_change_it_
                          workers + switch)
 
     async def scenario() -> tuple[Any, SandboxState]:
-        async with lying(honest, put_semantics="merge") as sandbox:
+        async with serve(SandboxConfig(put_semantics="merge")) as sandbox:
             for row in workers + switch:
                 sandbox.seed(row[0], EARLIER_BODY)
             return await apply(manifest, sandbox_options(sandbox, tmp_path / "r.csv", verify=True)), sandbox.state
@@ -399,7 +388,7 @@ def test_two_resumes_of_one_chain_at_once_send_each_config_at_most_once(tmp_path
 
 # 7. Bidi controls from a server or a manifest are escaped on screen and in the report ----------
 
-def test_bidi_controls_are_written_out_on_screen_and_in_the_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+def test_bidi_controls_are_written_out_on_screen_and_in_the_report(tmp_path: Path, aksk_env: None,
                                                                    capsys: pytest.CaptureFixture[str]) -> None:
     flipped = "safe\u202etxt.exe\u2066"
 
@@ -410,8 +399,6 @@ def test_bidi_controls_are_written_out_on_screen_and_in_the_report(tmp_path: Pat
         return await handler(request)
 
     manifest = write_csv(tmp_path / "m.csv", ["config_name", "config_desc"], [["a", flipped], ["b", "x"], [flipped, "x"]])
-    for name, value in SANDBOX_AKSK.items():
-        monkeypatch.setenv(name, value)
 
     async def scenario() -> int:
         async with lying(says) as sandbox:

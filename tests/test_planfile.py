@@ -22,7 +22,7 @@ from batchcfg.errors import UsageError
 from batchcfg.planfile import MAX_LINE_BYTES
 from batchcfg.sandbox import RunningSandbox, SandboxConfig, serve
 
-from .conftest import PROJECT, SANDBOX_AKSK, cli, read_report, sandbox_options, seed, valid_manifest, write_csv
+from .conftest import PROJECT, cli, read_report, sandbox_options, seed, valid_manifest, write_csv
 
 NAMES = ["c0", "c1", "c2", "c3"]
 
@@ -84,13 +84,11 @@ def test_applying_a_plan_with_missing_and_invalid_rows_says_so_and_exits_1(tmp_p
     assert sorted(name for _, _, name in sandbox.state.puts) == ["c0", "c1"]
 
 
-def test_plan_exit_codes_with_missing_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_plan_exit_codes_with_missing_rows(tmp_path: Path, aksk_env: None) -> None:
     """Every name mistyped: not "nothing to do" (exit 1, with --detailed-exitcode too); with
     --create-missing they are configs to create (3); all unchanged is 0."""
     missing = valid_manifest(tmp_path / "typo.csv", ["resnt", "bret"])
     same = write_csv(tmp_path / "same.csv", ["config_name", "worker_server_num"], [["c0", "2"], ["c1", "2"]])
-    for name, value in SANDBOX_AKSK.items():
-        monkeypatch.setenv(name, value)
 
     async def scenario() -> list[int]:
         async with serve(SandboxConfig()) as sandbox:
@@ -159,13 +157,11 @@ def test_a_damaged_plan_is_refused_whole_before_anything_is_sent(how: str, says:
 
 
 def test_the_options_a_plan_fixes_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+                                              aksk_env: None) -> None:
     async def scenario() -> None:
         async with serve(SandboxConfig()) as sandbox:
             seed(sandbox, NAMES)
             await make_plan(tmp_path, sandbox)
-            for name, value in SANDBOX_AKSK.items():
-                monkeypatch.setenv(name, value)
             for flags, says in ((["--project-id", "0" * 32], "--project-id: not for a saved plan"),
                                 (["--replace"], "--replace: not for a saved plan"),
                                 (["--sheet", "x"], "--sheet: not for a saved plan")):

@@ -44,9 +44,8 @@ def one_line(err: str) -> str:
 
 
 @pytest.fixture
-def credentials(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in {**SANDBOX_AKSK, "HUAWEICLOUD_SDK_PROJECT_ID": PROJECT}.items():
-        monkeypatch.setenv(name, value)
+def credentials(monkeypatch: pytest.MonkeyPatch, aksk_env: None) -> None:
+    monkeypatch.setenv("HUAWEICLOUD_SDK_PROJECT_ID", PROJECT)
 
 
 def test_a_refused_port(tmp_path: Path, capsys: pytest.CaptureFixture[str], credentials: None) -> None:

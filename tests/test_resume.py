@@ -330,12 +330,13 @@ def test_a_hard_stop_still_gives_each_row_one_record(tmp_path: Path, command: st
     manifest = valid_manifest(tmp_path / "m.csv", names)
 
     async def scenario() -> Any:
-        async with serve(SandboxConfig(latency_ms=200)) as sandbox:
+        clock = FakeClock()  # the sandbox's 200 ms and the waits below: virtual
+        async with clock.running(), serve(SandboxConfig(latency_ms=200), clock=clock) as sandbox:
             seed(sandbox, names)
             backup = tmp_path / "b.jsonl"
             if command == "rollback":
                 await apply(manifest, Options.of(endpoint=sandbox.endpoint, project_id=PROJECT, env=env, rate=0,
-                                              backup=backup, report=tmp_path / "first.csv"))
+                                              backup=backup, report=tmp_path / "first.csv", clock=clock))
             stop, stop_now = anyio.Event(), anyio.Event()
             written = len(sandbox.state.puts)
             ended_rows: list[Any] = []
@@ -343,18 +344,18 @@ def test_a_hard_stop_still_gives_each_row_one_record(tmp_path: Path, command: st
             async def stop_while_a_write_is_in_flight() -> None:
                 state = sandbox.state  # a PUT counted on arrival, stored 200 ms later
                 while not (ended_rows and state.methods["PUT"] > len(state.puts)):
-                    await anyio.sleep(0.002)
+                    await clock.sleep(0.002)
                 stop.set()
                 stop_now.set()
 
             options = Options.of(endpoint=sandbox.endpoint, project_id=PROJECT, env=env, rate=0, concurrency=4,
-                                 report=tmp_path / "r.csv")
+                                 report=tmp_path / "r.csv", clock=clock)
             run = apply if command == "apply" else rollback
             async with anyio.create_task_group() as group:
                 group.start_soon(stop_while_a_write_is_in_flight)
                 summary = await run(manifest if command == "apply" else backup, options, on_outcome=ended_rows.append,
                                     stop=stop, stop_now=stop_now)
-            await anyio.sleep(0.3)  # the abandoned PUTs reach the store
+            await clock.sleep(0.3)  # the abandoned PUTs reach the store
             return summary, {name for _, _, name in sandbox.state.puts[written:]}
 
     summary, put = anyio.run(scenario)

@@ -32,7 +32,7 @@ from batchcfg.sandbox import SandboxConfig, serve
 from batchcfg.schema import BODY_FIELDS
 from batchcfg.screen import show_summary
 
-from .conftest import PROJECT, SANDBOX_AKSK, SANDBOX_ENV, cli, read_report, seed_file, write_csv
+from .conftest import PROJECT, SANDBOX_ENV, cli, read_report, seed_file, write_csv
 from .test_html import Page, page_agrees_with_report
 from .test_screen import answer_in_terminal
 
@@ -143,11 +143,9 @@ def test_screen_report_saved_plan_and_page_give_back_the_same_changes(tmp_path: 
 
 def test_a_300_config_migration_plan_leads_with_its_headline_and_every_removal(tmp_path: Path,
                                                                                  capsys: pytest.CaptureFixture[str],
-                                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+                                                                                 aksk_env: None) -> None:
     """Export 300 configs, edit the sheet as a person would in Excel (40 worker counts, 20
     parameters, 5 fields cleared with unset, 5 cells emptied), plan it."""
-    for name, value in SANDBOX_AKSK.items():
-        monkeypatch.setenv(name, value)
     names = [f"cfg-{i:03d}" for i in range(300)]
 
     async def scenario() -> None:
@@ -250,10 +248,8 @@ def test_the_count_of_other_error_codes_is_exact(tmp_path: Path, capsys: pytest.
 
 
 def test_verbose_names_each_rows_kept_cells(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+                                            aksk_env: None) -> None:
     manifest = write_csv(tmp_path / "m.csv", ["config_name", "worker_server_num", "log_url"], [["a", "3", ""]])
-    for name, value in SANDBOX_AKSK.items():
-        monkeypatch.setenv(name, value)
 
     async def scenario() -> int:
         async with serve(SandboxConfig()) as sandbox:

@@ -25,7 +25,7 @@ import pytest
 from batchcfg import Options, apply, rollback
 from batchcfg.sandbox import SandboxConfig, serve
 
-from .conftest import (PROJECT, SANDBOX_AKSK, VALID_CELLS, cli, read_report, sandbox_options, seed, valid_manifest,
+from .conftest import (PROJECT, SANDBOX_AKSK, SANDBOX_ENV, VALID_CELLS, cli, read_report, sandbox_options, seed, valid_manifest,
                        write_csv)
 
 
@@ -357,9 +357,8 @@ def test_the_progress_bar_moves_from_the_start_and_counts_as_the_summary(tmp_pat
 
 
 def terminal_env(tmp_path: Path, credentials: bool = True) -> dict[str, str]:
-    return {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), "PYTHONPATH": os.getcwd(), "TERM": "xterm",
-            "BATCHCFG_METADATA_URL": "off", **(SANDBOX_AKSK if credentials else {}),
-            "HUAWEICLOUD_SDK_PROJECT_ID": PROJECT}
+    env = {**SANDBOX_ENV, "HOME": str(tmp_path), "TERM": "xterm"}
+    return env if credentials else {name: value for name, value in env.items() if name not in SANDBOX_AKSK}
 
 
 # The question comes before any row is read: with --no-preflight, before any request at all, so

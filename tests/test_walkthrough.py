@@ -36,18 +36,18 @@ import os
 import re
 import shlex
 import subprocess
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any
 
 import anyio
 import pytest
 
 from batchcfg.change import parse
 from batchcfg.model import CONFLICT, STATUSES
-from batchcfg.sandbox import SandboxConfig, serve
+from batchcfg.sandbox import RunningSandbox, SandboxConfig, serve
 from batchcfg.sandbox.data import read_seed
 
 from .conftest import cli, scrub_env
@@ -187,13 +187,13 @@ def quoted(line: str) -> set[str]:
     return {match.group(2) for match in re.finditer(r"(['\"])(.*?)\1", line)}
 
 
-async def sandbox_holding(seed: Path) -> Any:
+@asynccontextmanager
+async def sandbox_holding(seed: Path) -> AsyncIterator[RunningSandbox]:
     """The sandbox, holding the configs of a ``--seed`` file."""
-    context = serve(SandboxConfig())
-    sandbox = await context.__aenter__()
-    for record in read_seed(seed):
-        sandbox.seed(record.pop("config_name"), record, record.pop("project_id", ""))
-    return context, sandbox
+    async with serve(SandboxConfig()) as sandbox:
+        for record in read_seed(seed):
+            sandbox.seed(record.pop("config_name"), record, record.pop("project_id", ""))
+        yield sandbox
 
 
 def normal(line: str, directory: Path) -> str:
@@ -257,8 +257,7 @@ def test_the_readme_walkthrough_does_what_its_comments_say(tmp_path: Path, capsy
     assert shlex.split(sandbox_line, comments=True)[-1] == "&" and (ROOT / seed).is_file(), sandbox_line
 
     async def scenario() -> None:
-        context, sandbox = await sandbox_holding(ROOT / seed)
-        try:
+        async with sandbox_holding(ROOT / seed) as sandbox:
             shell = Shell(tmp_path, sandbox.endpoint, capsys, monkeypatch)
             ran = await shell.run(first)  # a user tries the README's first command first, here
             said = re.search(r"`(\d+ rows: [^`]+)`", first_claims)
@@ -286,8 +285,6 @@ def test_the_readme_walkthrough_does_what_its_comments_say(tmp_path: Path, capsy
                     assert named and named <= ours and not named & first_backups, (
                         f"{line}\nrolls back {sorted(named)}; the walk-through wrote {sorted(ours)}, "
                         f"the README's first command {sorted(first_backups)}")
-        finally:
-            await context.__aexit__(None, None, None)
 
     anyio.run(scenario)
 
@@ -328,8 +325,7 @@ def test_a_transcript_prints_what_the_page_shows(block: Block, tmp_path: Path, c
         (tmp_path / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
 
     async def scenario() -> None:
-        context, sandbox = await sandbox_holding(WALKTHROUGH_SEED)
-        try:
+        async with sandbox_holding(WALKTHROUGH_SEED) as sandbox:
             shell = Shell(tmp_path, sandbox.endpoint, capsys, monkeypatch)
             for command, shown in steps(block):
                 ran = await shell.run(command)
@@ -338,8 +334,6 @@ def test_a_transcript_prints_what_the_page_shows(block: Block, tmp_path: Path, c
                 assert agrees(expected, actual), (
                     f"{block.where}: $ {command}\n--- the page shows:\n" + "\n".join(expected)
                     + "\n--- the command printed:\n" + "\n".join(actual))
-        finally:
-            await context.__aexit__(None, None, None)
 
     anyio.run(scenario)
 
